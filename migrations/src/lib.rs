@@ -1,0 +1,16 @@
+//! Schema migrations for tenscale, identical on SQLite and PostgreSQL.
+//!
+//! One file per change, named by date. Applied at server start and by `tenscale migrate`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_initial::Migration)]
+    }
+}

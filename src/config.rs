@@ -1,0 +1,376 @@
+//! Typed settings, loaded once: built-in defaults, then an optional TOML file (`--config`),
+//! then `TENSCALE_*` environment variables, which win.
+//!
+//! Secrets (database and Redis URLs may carry passwords) are wrapped in [`Secret`], whose
+//! `Debug` and `Display` never show the value, so a logged `Settings` leaks nothing.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A value that must never reach a log line.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself; call only where it is used, never to print it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(\"[redacted]\")")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Everything the service can be told at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the single listener (API, control, DERP) binds.
+    pub listen_addr: SocketAddr,
+    /// The public URL clients use to reach us.
+    pub server_url: String,
+    pub database_url: Secret,
+    pub redis_url: Option<Secret>,
+    /// MagicDNS names are `<node>.<namespace>.<base_domain>`.
+    pub base_domain: String,
+    /// The longest lifetime a pre-auth key may be given.
+    pub max_key_expiry: Duration,
+    pub rate_limit: RateLimitSettings,
+    /// Upper bound on a REST request body.
+    pub body_limit_bytes: usize,
+    /// PEM files; when both are set the main listener speaks TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// UDP STUN listener; `None` disables STUN.
+    pub stun_addr: Option<SocketAddr>,
+    pub derp: DerpSettings,
+    /// An ephemeral node that has been offline this long is deleted.
+    pub ephemeral_timeout: Duration,
+    /// Interval between map-stream keep-alives.
+    pub keepalive_interval: Duration,
+    /// Number of actix worker threads (0 = one per core).
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// How the DERP map sent to clients describes this server's region.
+#[derive(Debug, Clone)]
+pub struct DerpSettings {
+    pub region_id: u32,
+    pub region_code: String,
+    pub region_name: String,
+    /// Host clients dial for DERP; derived from `server_url` when unset.
+    pub host: Option<String>,
+    /// Port clients dial for DERP; derived from `server_url` when unset.
+    pub port: Option<u16>,
+    /// Skip certificate checks in clients (self-signed test certificates only).
+    pub insecure_for_tests: bool,
+    /// Extra regions, as DERPMap region JSON objects, appended verbatim.
+    pub extra_regions: Vec<serde_json::Value>,
+}
+
+/// Raw, all-optional view of a TOML file or the environment; merged onto the defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Overrides {
+    listen_addr: Option<String>,
+    server_url: Option<String>,
+    database_url: Option<Secret>,
+    redis_url: Option<Secret>,
+    base_domain: Option<String>,
+    max_key_expiry: Option<String>,
+    rate_limit_per_second: Option<u32>,
+    rate_limit_burst: Option<u32>,
+    body_limit_bytes: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    stun_addr: Option<String>,
+    derp_region_id: Option<u32>,
+    derp_region_code: Option<String>,
+    derp_region_name: Option<String>,
+    derp_host: Option<String>,
+    derp_port: Option<u16>,
+    derp_insecure_for_tests: Option<bool>,
+    derp_extra_regions: Option<Vec<serde_json::Value>>,
+    ephemeral_timeout: Option<String>,
+    keepalive_interval: Option<String>,
+    workers: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Toml { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+const ENV_PREFIX: &str = "TENSCALE_";
+
+impl Settings {
+    /// Loads defaults, then `file` (if any), then the process environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env)
+    }
+
+    /// Like [`Settings::load`] but with an explicit environment, for tests.
+    pub fn load_from(
+        file: Option<&std::path::Path>,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut overrides = match file {
+            Some(path) => read_file(path)?,
+            None => Overrides::default(),
+        };
+        apply_env(&mut overrides, env)?;
+        Self::from_overrides(overrides)
+    }
+
+    fn from_overrides(o: Overrides) -> Result<Self, ConfigError> {
+        let listen_addr: SocketAddr = o
+            .listen_addr
+            .as_deref()
+            .unwrap_or("127.0.0.1:8080")
+            .parse()
+            .map_err(|e| invalid("listen_addr", e))?;
+        let server_url = o
+            .server_url
+            .unwrap_or_else(|| format!("http://{listen_addr}"))
+            .trim_end_matches('/')
+            .to_string();
+        if !(server_url.starts_with("http://") || server_url.starts_with("https://")) {
+            return Err(invalid("server_url", "must start with http:// or https://"));
+        }
+        let stun_addr = match o.stun_addr.as_deref() {
+            None => Some("0.0.0.0:3478".parse().expect("valid literal")),
+            Some("" | "off" | "none" | "disabled") => None,
+            Some(text) => Some(text.parse().map_err(|e| invalid("stun_addr", e))?),
+        };
+        let rate_limit = RateLimitSettings {
+            per_second: o.rate_limit_per_second.unwrap_or(20),
+            burst: o.rate_limit_burst.unwrap_or(100),
+        };
+        if rate_limit.per_second == 0 || rate_limit.burst == 0 {
+            return Err(invalid("rate_limit", "per_second and burst must be positive"));
+        }
+        if o.tls_cert.is_some() != o.tls_key.is_some() {
+            return Err(invalid("tls_cert", "tls_cert and tls_key must be set together"));
+        }
+        Ok(Settings {
+            listen_addr,
+            server_url,
+            database_url: o
+                .database_url
+                .unwrap_or_else(|| Secret::new("sqlite://tenscale.db?mode=rwc")),
+            redis_url: o.redis_url.filter(|url| !url.expose().is_empty()),
+            base_domain: o.base_domain.unwrap_or_else(|| "tenscale.internal".to_string()),
+            max_key_expiry: duration_or("max_key_expiry", o.max_key_expiry, "90d")?,
+            rate_limit,
+            body_limit_bytes: o.body_limit_bytes.unwrap_or(256 * 1024),
+            tls_cert: o.tls_cert,
+            tls_key: o.tls_key,
+            stun_addr,
+            derp: DerpSettings {
+                region_id: o.derp_region_id.unwrap_or(900),
+                region_code: o.derp_region_code.unwrap_or_else(|| "tenscale".to_string()),
+                region_name: o.derp_region_name.unwrap_or_else(|| "tenscale".to_string()),
+                host: o.derp_host,
+                port: o.derp_port,
+                insecure_for_tests: o.derp_insecure_for_tests.unwrap_or(false),
+                extra_regions: o.derp_extra_regions.unwrap_or_default(),
+            },
+            ephemeral_timeout: duration_or("ephemeral_timeout", o.ephemeral_timeout, "5m")?,
+            keepalive_interval: duration_or("keepalive_interval", o.keepalive_interval, "50s")?,
+            workers: o.workers.unwrap_or(0),
+        })
+    }
+
+    /// Whether the database is PostgreSQL (rather than SQLite).
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.expose().starts_with("postgres")
+    }
+}
+
+fn read_file(path: &std::path::Path) -> Result<Overrides, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Toml {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Applies every `TENSCALE_<FIELD>` variable onto `o`. Unknown `TENSCALE_*` names are
+/// refused so that a typo does not silently fall back to a default.
+fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigError> {
+    for (name, value) in env {
+        let Some(field) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let value = value.clone();
+        match field {
+            "LISTEN_ADDR" => o.listen_addr = Some(value),
+            "SERVER_URL" => o.server_url = Some(value),
+            "DATABASE_URL" => o.database_url = Some(Secret::new(value)),
+            "REDIS_URL" => o.redis_url = Some(Secret::new(value)),
+            "BASE_DOMAIN" => o.base_domain = Some(value),
+            "MAX_KEY_EXPIRY" => o.max_key_expiry = Some(value),
+            "RATE_LIMIT_PER_SECOND" => o.rate_limit_per_second = Some(number("RATE_LIMIT_PER_SECOND", &value)?),
+            "RATE_LIMIT_BURST" => o.rate_limit_burst = Some(number("RATE_LIMIT_BURST", &value)?),
+            "BODY_LIMIT_BYTES" => o.body_limit_bytes = Some(number("BODY_LIMIT_BYTES", &value)?),
+            "TLS_CERT" => o.tls_cert = Some(value.into()),
+            "TLS_KEY" => o.tls_key = Some(value.into()),
+            "STUN_ADDR" => o.stun_addr = Some(value),
+            "DERP_REGION_ID" => o.derp_region_id = Some(number("DERP_REGION_ID", &value)?),
+            "DERP_REGION_CODE" => o.derp_region_code = Some(value),
+            "DERP_REGION_NAME" => o.derp_region_name = Some(value),
+            "DERP_HOST" => o.derp_host = Some(value),
+            "DERP_PORT" => o.derp_port = Some(number("DERP_PORT", &value)?),
+            "DERP_INSECURE_FOR_TESTS" => o.derp_insecure_for_tests = Some(boolean("DERP_INSECURE_FOR_TESTS", &value)?),
+            "DERP_EXTRA_REGIONS" => {
+                o.derp_extra_regions = Some(serde_json::from_str(&value).map_err(|e| {
+                    invalid("TENSCALE_DERP_EXTRA_REGIONS", format!("must be a JSON array: {e}"))
+                })?)
+            }
+            "EPHEMERAL_TIMEOUT" => o.ephemeral_timeout = Some(value),
+            "KEEPALIVE_INTERVAL" => o.keepalive_interval = Some(value),
+            "WORKERS" => o.workers = Some(number("WORKERS", &value)?),
+            // Read by the log set-up, not a setting of the service.
+            "LOG" => {}
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "environment",
+                    message: format!("unknown variable {name}"),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+fn number<T: std::str::FromStr>(key: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    value.trim().parse().map_err(|e| invalid(key, e))
+}
+
+fn boolean(key: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        other => Err(invalid(key, format!("not a boolean: {other:?}"))),
+    }
+}
+
+fn invalid(key: &'static str, message: impl fmt::Display) -> ConfigError {
+    ConfigError::Invalid { key, message: message.to_string() }
+}
+
+fn duration_or(
+    key: &'static str,
+    value: Option<String>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    parse_duration(value.as_deref().unwrap_or(default)).map_err(|m| invalid(key, m))
+}
+
+/// Parses `"90"` (seconds), `"500ms"`, `"5s"`, `"5m"`, `"2h"`, `"90d"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("not a duration: {text:?}"))?;
+    let secs = |mult: u64| Duration::from_secs(n.saturating_mul(mult));
+    match unit {
+        "" | "s" => Ok(secs(1)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(secs(60)),
+        "h" => Ok(secs(3600)),
+        "d" => Ok(secs(86_400)),
+        _ => Err(format!("unknown unit in duration {text:?} (use ms, s, m, h or d)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_listen_address() {
+        let s = Settings::load_from(None, &env(&[("TENSCALE_LISTEN_ADDR", "127.0.0.1:9999")])).unwrap();
+        assert_eq!(s.server_url, "http://127.0.0.1:9999");
+        assert_eq!(s.database_url.expose(), "sqlite://tenscale.db?mode=rwc");
+        assert_eq!(s.rate_limit, RateLimitSettings { per_second: 20, burst: 100 });
+        assert_eq!(s.max_key_expiry, Duration::from_secs(90 * 86_400));
+        assert_eq!(s.ephemeral_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = std::env::temp_dir().join(format!("tenscale-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.toml");
+        std::fs::write(&path, "base_domain = \"file.example\"\nrate_limit_burst = 7\n").unwrap();
+        let s = Settings::load_from(Some(&path), &env(&[("TENSCALE_BASE_DOMAIN", "env.example")])).unwrap();
+        assert_eq!(s.base_domain, "env.example");
+        assert_eq!(s.rate_limit.burst, 7);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Settings::load_from(
+            None,
+            &env(&[("TENSCALE_DATABASE_URL", "postgres://u:hunter2@db/x"), ("TENSCALE_REDIS_URL", "redis://:pw-secret@r")]),
+        )
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("pw-secret"), "{shown}");
+        assert!(s.is_postgres());
+    }
+
+    #[test]
+    fn unknown_variables_and_bad_values_are_refused() {
+        assert!(Settings::load_from(None, &env(&[("TENSCALE_LISTEN_ADR", "x")])).is_err());
+        assert!(Settings::load_from(None, &env(&[("TENSCALE_LISTEN_ADDR", "nope")])).is_err());
+        assert!(Settings::load_from(None, &env(&[("TENSCALE_EPHEMERAL_TIMEOUT", "5 fortnights")])).is_err());
+        let off = Settings::load_from(None, &env(&[("TENSCALE_STUN_ADDR", "off")])).unwrap();
+        assert_eq!(off.stun_addr, None);
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("s").is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! Map response body framing: the `/machine/map` HTTP/2 body is a sequence of messages,
+//! each one MapResponse JSON compressed as exactly one zstd frame (RFC 8878):
+//! ```text
+//! +----------------------+--------------------------------------+
+//! | len (u32 LITTLE-end) | zstd frame of the JSON (len bytes)   |
+//! +----------------------+--------------------------------------+
+//! ```
+//! Keep-alives are framed the same way. (DERP lengths are big-endian; this one is not.)
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::control::tailcfg::MapResponse;
+
+/// Largest message (compressed or not) the decoder accepts; testcontrol refuses > 16 MiB.
+pub const MAX_MESSAGE: usize = 16 << 20;
+/// zstd level for map messages: speed matters more than ratio at fan-out.
+const ZSTD_LEVEL: i32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FramingError {
+    #[error("message length {0} exceeds the limit")]
+    TooLarge(usize),
+    #[error("body is not exactly one complete zstd frame")]
+    BadFrame,
+    #[error("zstd: {0}")]
+    Zstd(#[from] std::io::Error),
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("body ended inside a message")]
+    Truncated,
+}
+
+/// Encodes map messages, reusing one zstd compression context.
+pub struct MapEncoder {
+    compressor: zstd::bulk::Compressor<'static>,
+}
+
+impl MapEncoder {
+    pub fn new() -> Result<Self, FramingError> {
+        Ok(Self {
+            compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL)?,
+        })
+    }
+
+    /// One framed message: length prefix + zstd(JSON of `msg`).
+    pub fn encode(&mut self, msg: &MapResponse) -> Result<Bytes, FramingError> {
+        self.encode_json(&serde_json::to_vec(msg)?)
+    }
+
+    /// Frames JSON that is already serialized (e.g. shared by many sessions).
+    pub fn encode_json(&mut self, json: &[u8]) -> Result<Bytes, FramingError> {
+        let compressed = self.compressor.compress(json)?;
+        let len = u32::try_from(compressed.len()).map_err(|_| FramingError::TooLarge(compressed.len()))?;
+        let mut out = Vec::with_capacity(4 + compressed.len());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&compressed);
+        Ok(Bytes::from(out))
+    }
+}
+
+/// Incremental decoder of a map body (used by our client): push bytes, pop messages.
+#[derive(Default)]
+pub struct MapDecoder {
+    buf: BytesMut,
+}
+
+impl MapDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// True when no partial message is pending (a clean place for the body to end).
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The next whole message's JSON, `Ok(None)` if more bytes are needed.
+    pub fn next_json(&mut self) -> Result<Option<Vec<u8>>, FramingError> {
+        if self.buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if len > MAX_MESSAGE {
+            return Err(FramingError::TooLarge(len));
+        }
+        if self.buf.len() < 4 + len {
+            return Ok(None);
+        }
+        self.buf.advance(4);
+        let frame = self.buf.split_to(len);
+        decompress_one_frame(&frame).map(Some)
+    }
+
+    /// The next whole message, parsed.
+    pub fn next_message(&mut self) -> Result<Option<MapResponse>, FramingError> {
+        match self.next_json()? {
+            Some(json) => Ok(Some(serde_json::from_slice(&json)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Decompresses `data`, which must be exactly one complete zstd frame, to at most
+/// [`MAX_MESSAGE`] bytes.
+pub fn decompress_one_frame(data: &[u8]) -> Result<Vec<u8>, FramingError> {
+    use std::io::Read;
+    match zstd::zstd_safe::find_frame_compressed_size(data) {
+        Ok(size) if size == data.len() => {}
+        _ => return Err(FramingError::BadFrame),
+    }
+    let decoder = zstd::stream::read::Decoder::with_buffer(data)?.single_frame();
+    let mut out = Vec::new();
+    decoder.take(MAX_MESSAGE as u64 + 1).read_to_end(&mut out)?;
+    if out.len() > MAX_MESSAGE {
+        return Err(FramingError::TooLarge(out.len()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first_response() -> MapResponse {
+        serde_json::from_str(include_str!("../../../shared/captures/map_response_first.json")).unwrap()
+    }
+
+    #[test]
+    fn keep_alive_has_a_little_endian_length_and_a_zstd_frame() {
+        let mut enc = MapEncoder::new().unwrap();
+        let framed = enc.encode(&MapResponse::keep_alive()).unwrap();
+        let len = u32::from_le_bytes(framed[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, framed.len() - 4);
+        assert_eq!(&framed[4..8], &[0x28, 0xb5, 0x2f, 0xfd], "zstd magic");
+        assert_eq!(zstd::decode_all(&framed[4..]).unwrap(), br#"{"KeepAlive":true}"#);
+    }
+
+    #[test]
+    fn messages_split_anywhere_decode_in_order() {
+        let mut enc = MapEncoder::new().unwrap();
+        let mut body = Vec::new();
+        body.extend_from_slice(&enc.encode(&first_response()).unwrap());
+        body.extend_from_slice(&enc.encode(&MapResponse::keep_alive()).unwrap());
+        let mut dec = MapDecoder::new();
+        let mut got = Vec::new();
+        for byte in body {
+            dec.push(&[byte]);
+            while let Some(msg) = dec.next_message().unwrap() {
+                got.push(msg);
+            }
+        }
+        assert!(dec.is_empty());
+        assert_eq!(got, vec![first_response(), MapResponse::keep_alive()]);
+    }
+
+    #[test]
+    fn bogus_length_is_refused_before_buffering() {
+        let mut dec = MapDecoder::new();
+        dec.push(&u32::MAX.to_le_bytes());
+        assert!(matches!(dec.next_json(), Err(FramingError::TooLarge(_))));
+        // A big-endian length of a small message reads as huge little-endian: refused too.
+        let mut dec = MapDecoder::new();
+        dec.push(&100u32.to_be_bytes());
+        assert!(matches!(dec.next_json(), Err(FramingError::TooLarge(_))));
+    }
+
+    #[test]
+    fn bad_zstd_and_extra_bytes_are_errors() {
+        let mut dec = MapDecoder::new();
+        dec.push(&5u32.to_le_bytes());
+        dec.push(b"hello");
+        assert!(matches!(dec.next_json(), Err(FramingError::BadFrame)));
+
+        // Two frames inside one length: not "one complete frame".
+        let one = zstd::encode_all(&b"{}"[..], 1).unwrap();
+        let mut two = one.clone();
+        two.extend_from_slice(&one);
+        let mut dec = MapDecoder::new();
+        dec.push(&(two.len() as u32).to_le_bytes());
+        dec.push(&two);
+        assert!(matches!(dec.next_json(), Err(FramingError::BadFrame)));
+
+        // A truncated frame inside a correct length.
+        let cut = &one[..one.len() - 2];
+        let mut dec = MapDecoder::new();
+        dec.push(&(cut.len() as u32).to_le_bytes());
+        dec.push(cut);
+        assert!(dec.next_json().is_err());
+    }
+
+    #[test]
+    fn valid_frame_with_invalid_json_is_a_json_error() {
+        let mut enc = MapEncoder::new().unwrap();
+        let mut dec = MapDecoder::new();
+        dec.push(&enc.encode_json(b"{not json").unwrap());
+        assert!(matches!(dec.next_message(), Err(FramingError::Json(_))));
+    }
+
+    #[test]
+    fn decompression_bomb_is_capped() {
+        let big = vec![b' '; MAX_MESSAGE + 10];
+        let frame = zstd::encode_all(&big[..], 3).unwrap();
+        assert!(frame.len() < 4096);
+        assert!(matches!(decompress_one_frame(&frame), Err(FramingError::TooLarge(_))));
+    }
+}

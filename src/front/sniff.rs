@@ -1,0 +1,225 @@
+//! Reading and classifying the first request head of a connection.
+//!
+//! Only two heads are ours to keep: `POST|GET /ts2021` with `Upgrade:
+//! tailscale-control-protocol`, and `GET /derp` with `Upgrade: DERP` (token match is
+//! case-insensitive, the header may list several tokens). Everything else — including
+//! heads httparse rejects — goes to actix-web, which answers errors itself.
+
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Which protocol a taken-over connection speaks after the 101.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeKind {
+    /// ts2021: Noise IK, then HTTP/2 inside it.
+    Control,
+    /// DERP frames.
+    Derp,
+}
+
+/// The parsed first request head of a taken-over connection.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: String,
+    /// The request target without its query.
+    pub path: String,
+    /// What followed `?`, if anything.
+    pub query: Option<String>,
+    /// Headers in arrival order, names as sent.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    /// The first header called `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the first bytes of a connection turned out to be.
+#[derive(Debug)]
+pub enum First {
+    /// One of our two upgrades; `rest` is what the client sent after the head.
+    Takeover {
+        kind: UpgradeKind,
+        head: RequestHead,
+        rest: Bytes,
+    },
+    /// Anything else; `read` is every byte read so far, head included.
+    Http { read: Bytes },
+}
+
+/// More than httparse will need for any real head; a head with more goes to actix.
+const MAX_HEADERS: usize = 100;
+
+/// Reads until one request head is complete. Fails on EOF before that, and when the head
+/// is still incomplete after `max_head` bytes. The caller applies the time limit.
+pub async fn read_first<R: AsyncRead + Unpin>(io: &mut R, max_head: usize) -> io::Result<First> {
+    let mut buf = BytesMut::with_capacity(4096.min(max_head.max(1)));
+    loop {
+        if io.read_buf(&mut buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if let Some(first) = classify(&buf, max_head)? {
+            return Ok(first);
+        }
+        if buf.len() >= max_head {
+            return Err(too_large());
+        }
+    }
+}
+
+fn too_large() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "request head too large")
+}
+
+/// `Ok(None)`: the head is not complete yet.
+fn classify(buf: &BytesMut, max_head: usize) -> io::Result<Option<First>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        // Not our business to explain what is wrong: actix answers 400.
+        Err(_) => {
+            return Ok(Some(First::Http {
+                read: Bytes::copy_from_slice(buf),
+            }))
+        }
+    };
+    if head_len > max_head {
+        return Err(too_large());
+    }
+    let Some(kind) = upgrade_kind(&req) else {
+        return Ok(Some(First::Http {
+            read: Bytes::copy_from_slice(buf),
+        }));
+    };
+    Ok(Some(First::Takeover {
+        kind,
+        head: to_head(&req),
+        rest: Bytes::copy_from_slice(&buf[head_len..]),
+    }))
+}
+
+fn upgrade_kind(req: &httparse::Request<'_, '_>) -> Option<UpgradeKind> {
+    let method = req.method?;
+    let path = req.path?.split('?').next()?;
+    match (method, path) {
+        ("POST" | "GET", "/ts2021") if has_upgrade(req, "tailscale-control-protocol") => {
+            Some(UpgradeKind::Control)
+        }
+        ("GET", "/derp") if has_upgrade(req, "derp") => Some(UpgradeKind::Derp),
+        _ => None,
+    }
+}
+
+/// Whether any `Upgrade` header lists `token` (comma-separated, case-insensitive).
+fn has_upgrade(req: &httparse::Request<'_, '_>, token: &str) -> bool {
+    req.headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("upgrade"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn to_head(req: &httparse::Request<'_, '_>) -> RequestHead {
+    let target = req.path.unwrap_or("/");
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (target.to_owned(), None),
+    };
+    let headers = req
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    RequestHead {
+        method: req.method.unwrap_or_default().to_owned(),
+        path,
+        query,
+        headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn first(bytes: &[u8]) -> io::Result<First> {
+        let mut r = bytes;
+        read_first(&mut r, 16 * 1024).await
+    }
+
+    fn kind(f: &First) -> Option<UpgradeKind> {
+        match f {
+            First::Takeover { kind, .. } => Some(*kind),
+            First::Http { .. } => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn control_upgrade_with_trailing_bytes() {
+        let raw =
+            b"POST /ts2021?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: Tailscale-Control-Protocol\r\n\
+                    Connection: upgrade\r\nX-Tailscale-Handshake: AAEC\r\n\r\nNOISE";
+        let First::Takeover { kind, head, rest } = first(raw).await.unwrap() else {
+            panic!("not taken over")
+        };
+        assert_eq!(kind, UpgradeKind::Control);
+        assert_eq!(head.method, "POST");
+        assert_eq!(head.path, "/ts2021");
+        assert_eq!(head.query.as_deref(), Some("x=1"));
+        assert_eq!(head.get("x-tailscale-handshake"), Some("AAEC"));
+        assert_eq!(&rest[..], b"NOISE");
+    }
+
+    #[tokio::test]
+    async fn derp_upgrade_among_several_tokens() {
+        let raw = b"GET /derp HTTP/1.1\r\nUpgrade: foo, derp\r\n\r\n";
+        assert_eq!(kind(&first(raw).await.unwrap()), Some(UpgradeKind::Derp));
+    }
+
+    #[tokio::test]
+    async fn everything_else_goes_to_actix_with_all_bytes() {
+        let cases: [&[u8]; 6] = [
+            b"POST /ts2021 HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /ts2021 HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            b"POST /derp HTTP/1.1\r\nUpgrade: derp\r\n\r\n",
+            b"GET /derp/probe HTTP/1.1\r\nUpgrade: derp\r\n\r\n",
+            b"GET /hello HTTP/1.1\r\n\r\nbody",
+            b"\x16\x03\x01garbage\r\n\r\n",
+        ];
+        for raw in cases {
+            match first(raw).await.unwrap() {
+                First::Http { read } => assert_eq!(&read[..], raw),
+                other => panic!("{other:?} for {raw:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn endless_head_is_an_error() {
+        let mut raw = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        raw.resize(64 * 1024, b'a');
+        let mut r = &raw[..];
+        assert!(read_first(&mut r, 16 * 1024).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn eof_before_head_is_an_error() {
+        assert!(first(b"GET / HTTP/1.1\r\nHost:").await.is_err());
+        assert!(first(b"").await.is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! tenscale: a multi-tenant, Tailscale-compatible coordination server.
+//!
+//! See ARCHITECTURE.md for the map of planes and how a request flows through them.
+
+pub mod config;
+pub mod control;
+pub mod derp;
+pub mod domain;
+pub mod front;
+pub mod keys;
+pub mod policy;
+pub mod store;
+pub mod tailnet;

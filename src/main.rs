@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("tenscale: CLI not wired yet");
+}

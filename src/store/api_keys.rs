@@ -1,0 +1,59 @@
+//! API keys of organizations: `tskey-api-<48 hex>`, stored as digests.
+
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+
+use super::entities::api_key;
+use super::{hash_secret, new_secret, now, ApiKey, Store, StoreError, StoreResult};
+
+pub const API_KEY_PREFIX: &str = "tskey-api-";
+
+impl Store {
+    /// Creates a key; the plaintext is returned here and never again.
+    pub async fn create_api_key(&self, org_id: i64, description: &str) -> StoreResult<(ApiKey, String)> {
+        let (secret, shown) = new_secret(API_KEY_PREFIX);
+        let model = api_key::ActiveModel {
+            org_id: Set(org_id),
+            prefix: Set(shown),
+            hash: Set(hash_secret(&secret)),
+            description: Set(description.to_string()),
+            created_at: Set(now()),
+            last_used_at: Set(None),
+            revoked_at: Set(None),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        Ok((model, secret))
+    }
+
+    pub async fn list_api_keys(&self, org_id: i64) -> StoreResult<Vec<ApiKey>> {
+        Ok(api_key::Entity::find()
+            .filter(api_key::Column::OrgId.eq(org_id))
+            .order_by_asc(api_key::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn revoke_api_key(&self, org_id: i64, id: i64) -> StoreResult<ApiKey> {
+        let key = api_key::Entity::find_by_id(id)
+            .filter(api_key::Column::OrgId.eq(org_id))
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound("API key"))?;
+        let mut active: api_key::ActiveModel = key.into();
+        active.revoked_at = Set(Some(now()));
+        Ok(active.update(&self.db).await?)
+    }
+
+    /// The live (unrevoked) key whose plaintext is `secret`, if any.
+    pub async fn authenticate_api_key(&self, secret: &str) -> StoreResult<Option<ApiKey>> {
+        if !secret.starts_with(API_KEY_PREFIX) {
+            return Ok(None);
+        }
+        Ok(api_key::Entity::find()
+            .filter(api_key::Column::Hash.eq(hash_secret(secret)))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .one(&self.db)
+            .await?)
+    }
+}

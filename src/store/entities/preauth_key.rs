@@ -1,0 +1,27 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "preauth_keys")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub namespace_id: i64,
+    pub prefix: String,
+    /// SHA-256 of the whole key, hex.
+    pub hash: String,
+    pub reusable: bool,
+    pub ephemeral: bool,
+    /// JSON array of tags.
+    #[sea_orm(column_type = "Text")]
+    pub tags: String,
+    pub description: String,
+    pub expires_at: DateTimeUtc,
+    pub used_count: i64,
+    pub revoked_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

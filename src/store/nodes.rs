@@ -1,0 +1,238 @@
+//! Nodes: registered machines, each in exactly one namespace.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+};
+
+use super::entities::node;
+use super::preauth_keys::KeyRefusal;
+use super::{now, Node, PreauthKey, Store, StoreError, StoreResult};
+use crate::domain::{NodeName, Tags};
+use crate::keys::{DiscoPublic, MachinePublic, NodePublic};
+use crate::tailnet::addresses;
+
+/// A node about to be created from a pre-auth key.
+#[derive(Debug, Clone)]
+pub struct NewNode {
+    pub namespace_id: i64,
+    pub machine_key: MachinePublic,
+    pub node_key: NodePublic,
+    pub hostname: String,
+    pub hostinfo: String,
+    pub key_expiry: Option<DateTime<Utc>>,
+}
+
+/// Why registration through the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Key(#[from] KeyRefusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sea_orm::DbErr> for RegisterError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        RegisterError::Store(StoreError::Db(e))
+    }
+}
+
+/// A partial update of a node; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct NodeChange {
+    pub node_key: Option<NodePublic>,
+    pub disco_key: Option<DiscoPublic>,
+    pub hostname: Option<String>,
+    pub given_name: Option<NodeName>,
+    pub tags: Option<Tags>,
+    pub key_expiry: Option<Option<DateTime<Utc>>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub hostinfo: Option<String>,
+    pub endpoints: Option<Vec<String>>,
+    pub home_derp: Option<i32>,
+}
+
+impl Node {
+    pub fn tag_set(&self) -> Tags {
+        Tags::from_json(&self.tags)
+    }
+    pub fn endpoint_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.endpoints).unwrap_or_default()
+    }
+    /// Whether the node key has expired at `at`.
+    pub fn expired_at(&self, at: DateTime<Utc>) -> bool {
+        self.key_expiry.is_some_and(|e| e <= at)
+    }
+}
+
+impl Store {
+    pub async fn all_nodes(&self) -> StoreResult<Vec<Node>> {
+        Ok(node::Entity::find().order_by_asc(node::Column::Id).all(&self.db).await?)
+    }
+
+    pub async fn nodes_in_namespace(&self, namespace_id: i64) -> StoreResult<Vec<Node>> {
+        Ok(node::Entity::find()
+            .filter(node::Column::NamespaceId.eq(namespace_id))
+            .order_by_asc(node::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn node_in_namespace(&self, namespace_id: i64, id: i64) -> StoreResult<Node> {
+        node::Entity::find_by_id(id)
+            .filter(node::Column::NamespaceId.eq(namespace_id))
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound("node"))
+    }
+
+    pub async fn node_by_id(&self, id: i64) -> StoreResult<Node> {
+        node::Entity::find_by_id(id).one(&self.db).await?.ok_or(StoreError::NotFound("node"))
+    }
+
+    pub async fn node_by_node_key(&self, key: &NodePublic) -> StoreResult<Option<Node>> {
+        Ok(node::Entity::find().filter(node::Column::NodeKey.eq(key.to_string())).one(&self.db).await?)
+    }
+
+    pub async fn node_by_machine(&self, namespace_id: i64, machine: &MachinePublic) -> StoreResult<Option<Node>> {
+        Ok(node::Entity::find()
+            .filter(node::Column::NamespaceId.eq(namespace_id))
+            .filter(node::Column::MachineKey.eq(machine.to_string()))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// Creates a node from a pre-auth key in one transaction: the key's use is recorded, an
+    /// address index taken and a unique name chosen, or nothing happens at all.
+    pub async fn register_node(&self, key: &PreauthKey, new: &NewNode) -> Result<Node, RegisterError> {
+        // Concurrent registrations in one namespace can collide on the address counter or on
+        // the name; both are detected by constraints, so retrying is safe.
+        let mut last_error = None;
+        for _ in 0..5 {
+            match self.try_register_node(key, new).await {
+                Err(RegisterError::Store(StoreError::Conflict(msg))) => last_error = Some(msg),
+                other => return other,
+            }
+        }
+        Err(StoreError::Conflict(last_error.unwrap_or_default()).into())
+    }
+
+    async fn try_register_node(&self, key: &PreauthKey, new: &NewNode) -> Result<Node, RegisterError> {
+        let txn = self.db.begin().await?;
+        Store::consume_preauth_key(&txn, key).await?;
+        let ip_index = Store::take_ip_index(&txn, new.namespace_id).await?;
+        let given_name = free_name(&txn, new.namespace_id, &NodeName::sanitize(&new.hostname)).await?;
+        let (v4, v6) = addresses::from_index(ip_index);
+        let model = node::ActiveModel {
+            namespace_id: Set(new.namespace_id),
+            machine_key: Set(new.machine_key.to_string()),
+            node_key: Set(new.node_key.to_string()),
+            disco_key: Set(DiscoPublic::ZERO.to_string()),
+            hostname: Set(new.hostname.clone()),
+            given_name: Set(given_name.to_string()),
+            ip_index: Set(ip_index),
+            ipv4: Set(v4.to_string()),
+            ipv6: Set(v6.to_string()),
+            tags: Set(key.tags.clone()),
+            ephemeral: Set(key.ephemeral),
+            key_expiry: Set(new.key_expiry),
+            last_seen: Set(Some(now())),
+            hostinfo: Set(new.hostinfo.clone()),
+            endpoints: Set("[]".to_string()),
+            home_derp: Set(0),
+            preauth_key_id: Set(Some(key.id)),
+            created_at: Set(now()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .map_err(|e| StoreError::conflict_or_db(e, "node name or address taken"))?;
+        txn.commit().await?;
+        Ok(model)
+    }
+
+    /// Re-registration of a known machine with a (new) valid key: the node keeps its id,
+    /// addresses and name, takes the new node key, and the key's use is recorded.
+    pub async fn reauthorize_node(&self, node: &Node, key: &PreauthKey, change: NodeChange) -> Result<Node, RegisterError> {
+        let txn = self.db.begin().await?;
+        Store::consume_preauth_key(&txn, key).await?;
+        let updated = apply_change(&txn, node.clone(), change).await?;
+        txn.commit().await?;
+        Ok(updated)
+    }
+
+    pub async fn update_node(&self, node: &Node, change: NodeChange) -> StoreResult<Node> {
+        apply_change(&self.db, node.clone(), change).await
+    }
+
+    pub async fn delete_node(&self, id: i64) -> StoreResult<bool> {
+        Ok(node::Entity::delete_by_id(id).exec(&self.db).await?.rows_affected > 0)
+    }
+
+    /// Whether `name` is free in the namespace (ignoring node `except`).
+    pub async fn node_name_free(&self, namespace_id: i64, name: &NodeName, except: i64) -> StoreResult<bool> {
+        let taken = node::Entity::find()
+            .filter(node::Column::NamespaceId.eq(namespace_id))
+            .filter(node::Column::GivenName.eq(name.as_str()))
+            .filter(node::Column::Id.ne(except))
+            .one(&self.db)
+            .await?;
+        Ok(taken.is_none())
+    }
+}
+
+async fn apply_change<C: ConnectionTrait>(conn: &C, node: Node, change: NodeChange) -> StoreResult<Node> {
+    let mut active: node::ActiveModel = node.into();
+    if let Some(key) = change.node_key {
+        active.node_key = Set(key.to_string());
+    }
+    if let Some(key) = change.disco_key {
+        active.disco_key = Set(key.to_string());
+    }
+    if let Some(hostname) = change.hostname {
+        active.hostname = Set(hostname);
+    }
+    if let Some(name) = change.given_name {
+        active.given_name = Set(name.to_string());
+    }
+    if let Some(tags) = change.tags {
+        active.tags = Set(tags.to_json());
+    }
+    if let Some(expiry) = change.key_expiry {
+        active.key_expiry = Set(expiry);
+    }
+    if let Some(seen) = change.last_seen {
+        active.last_seen = Set(Some(seen));
+    }
+    if let Some(hostinfo) = change.hostinfo {
+        active.hostinfo = Set(hostinfo);
+    }
+    if let Some(endpoints) = change.endpoints {
+        active.endpoints = Set(serde_json::to_string(&endpoints).unwrap_or_else(|_| "[]".into()));
+    }
+    if let Some(derp) = change.home_derp {
+        active.home_derp = Set(derp);
+    }
+    active
+        .update(conn)
+        .await
+        .map_err(|e| StoreError::conflict_or_db(e, "node name already taken in this namespace"))
+}
+
+/// `base`, or `base-1`, `base-2`, … whichever is not yet used in the namespace.
+async fn free_name<C: ConnectionTrait>(conn: &C, namespace_id: i64, base: &NodeName) -> StoreResult<NodeName> {
+    let taken: std::collections::HashSet<String> = node::Entity::find()
+        .filter(node::Column::NamespaceId.eq(namespace_id))
+        .filter(node::Column::GivenName.starts_with(base.as_str()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|n| n.given_name)
+        .collect();
+    if !taken.contains(base.as_str()) {
+        return Ok(base.clone());
+    }
+    let n = (1..).find(|n| !taken.contains(base.with_suffix(*n).as_str())).unwrap_or(1);
+    Ok(base.with_suffix(n))
+}

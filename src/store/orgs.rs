@@ -1,0 +1,36 @@
+//! Organizations: the SaaS customers that own namespaces.
+
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+
+use super::entities::organization as org;
+use super::{now, Organization, Store, StoreError, StoreResult};
+use crate::domain::OrgName;
+
+impl Store {
+    pub async fn create_org(&self, name: &OrgName) -> StoreResult<Organization> {
+        org::ActiveModel {
+            name: Set(name.to_string()),
+            created_at: Set(now()),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(|e| StoreError::conflict_or_db(e, format!("organization {name} already exists")))
+    }
+
+    pub async fn list_orgs(&self) -> StoreResult<Vec<Organization>> {
+        Ok(org::Entity::find().order_by_asc(org::Column::Id).all(&self.db).await?)
+    }
+
+    pub async fn org_by_name(&self, name: &str) -> StoreResult<Organization> {
+        org::Entity::find()
+            .filter(org::Column::Name.eq(name))
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound("organization"))
+    }
+
+    pub async fn org_by_id(&self, id: i64) -> StoreResult<Organization> {
+        org::Entity::find_by_id(id).one(&self.db).await?.ok_or(StoreError::NotFound("organization"))
+    }
+}

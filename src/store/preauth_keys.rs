@@ -1,0 +1,121 @@
+//! Pre-auth keys: `tskey-auth-<48 hex>`, stored as digests, scoped to one namespace.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+
+use super::entities::preauth_key;
+use super::{hash_secret, new_secret, now, PreauthKey, Store, StoreError, StoreResult};
+use crate::domain::Tags;
+
+pub const AUTH_KEY_PREFIX: &str = "tskey-auth-";
+
+/// What a new key may do; already checked by the caller (tags well-formed, expiry in range).
+#[derive(Debug, Clone)]
+pub struct NewPreauthKey {
+    pub reusable: bool,
+    pub ephemeral: bool,
+    pub tags: Tags,
+    pub expires_at: DateTime<Utc>,
+    pub description: String,
+}
+
+/// Why a key cannot be used to register. The texts reach the client's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRefusal {
+    #[error("invalid pre-auth key")]
+    Unknown,
+    #[error("pre-auth key expired")]
+    Expired,
+    #[error("pre-auth key revoked")]
+    Revoked,
+    #[error("pre-auth key already used")]
+    AlreadyUsed,
+}
+
+impl PreauthKey {
+    pub fn tag_set(&self) -> Tags {
+        Tags::from_json(&self.tags)
+    }
+
+    /// Whether the key may register one more node at `at`.
+    pub fn usable_at(&self, at: DateTime<Utc>) -> Result<(), KeyRefusal> {
+        if self.revoked_at.is_some() {
+            Err(KeyRefusal::Revoked)
+        } else if self.expires_at <= at {
+            Err(KeyRefusal::Expired)
+        } else if !self.reusable && self.used_count > 0 {
+            Err(KeyRefusal::AlreadyUsed)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Store {
+    /// Creates a key; the plaintext is returned here and never again.
+    pub async fn create_preauth_key(&self, namespace_id: i64, spec: &NewPreauthKey) -> StoreResult<(PreauthKey, String)> {
+        let (secret, shown) = new_secret(AUTH_KEY_PREFIX);
+        let model = preauth_key::ActiveModel {
+            namespace_id: Set(namespace_id),
+            prefix: Set(shown),
+            hash: Set(hash_secret(&secret)),
+            reusable: Set(spec.reusable),
+            ephemeral: Set(spec.ephemeral),
+            tags: Set(spec.tags.to_json()),
+            description: Set(spec.description.clone()),
+            expires_at: Set(spec.expires_at),
+            used_count: Set(0),
+            revoked_at: Set(None),
+            created_at: Set(now()),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        Ok((model, secret))
+    }
+
+    pub async fn list_preauth_keys(&self, namespace_id: i64) -> StoreResult<Vec<PreauthKey>> {
+        Ok(preauth_key::Entity::find()
+            .filter(preauth_key::Column::NamespaceId.eq(namespace_id))
+            .order_by_asc(preauth_key::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn revoke_preauth_key(&self, namespace_id: i64, id: i64) -> StoreResult<PreauthKey> {
+        let key = preauth_key::Entity::find_by_id(id)
+            .filter(preauth_key::Column::NamespaceId.eq(namespace_id))
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound("pre-auth key"))?;
+        let mut active: preauth_key::ActiveModel = key.into();
+        active.revoked_at = Set(Some(now()));
+        Ok(active.update(&self.db).await?)
+    }
+
+    /// The key whose plaintext is `secret`, whatever its state.
+    pub async fn preauth_key_by_secret(&self, secret: &str) -> StoreResult<Option<PreauthKey>> {
+        Ok(preauth_key::Entity::find()
+            .filter(preauth_key::Column::Hash.eq(hash_secret(secret)))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// Records one use of a key, refusing a second use of a single-use key even when two
+    /// registrations race: the update only matches while the key is still usable.
+    pub(crate) async fn consume_preauth_key<C: ConnectionTrait>(conn: &C, key: &PreauthKey) -> Result<(), KeyRefusal> {
+        use sea_orm::sea_query::{Expr, ExprTrait};
+        let mut update = preauth_key::Entity::update_many()
+            .col_expr(preauth_key::Column::UsedCount, Expr::col(preauth_key::Column::UsedCount).add(1))
+            .filter(preauth_key::Column::Id.eq(key.id))
+            .filter(preauth_key::Column::RevokedAt.is_null());
+        if !key.reusable {
+            update = update.filter(preauth_key::Column::UsedCount.eq(0));
+        }
+        match update.exec(conn).await {
+            Ok(result) if result.rows_affected == 1 => Ok(()),
+            Ok(_) => Err(KeyRefusal::AlreadyUsed),
+            Err(_) => Err(KeyRefusal::Unknown),
+        }
+    }
+}
