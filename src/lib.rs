@@ -2,6 +2,8 @@
 //!
 //! See ARCHITECTURE.md for the map of planes and how a request flows through them.
 
+pub mod api;
+pub mod app;
 pub mod config;
 pub mod control;
 pub mod derp;
@@ -11,3 +13,4 @@ pub mod keys;
 pub mod policy;
 pub mod store;
 pub mod tailnet;
+pub mod telemetry;
