@@ -40,6 +40,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -58,7 +59,12 @@ TARGET_HEADER = "X-Tenscale-Target"
 _PROXY_VARS = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 
 # urllib without any proxy from the environment: everything here is loopback.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# The harness trusts its own self-signed test server; the clients under test verify it for
+# real (SSL_CERT_FILE, see Server.client_env).
+_OPENER = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}),
+    urllib.request.HTTPSHandler(context=ssl._create_unverified_context()),
+)
 
 
 def log(msg: str) -> None:
@@ -169,9 +175,10 @@ class Server:
     derp="plain": DERP over plain HTTP on the main listener; clients need
         TS_DEBUG_USE_DERP_HTTP=1 (see ``client_env``).
     derp="tls":   a self-signed cert for IP:127.0.0.1 is generated and passed as
-        TENSCALE_TLS_CERT/KEY (and TENSCALE_DERP_TLS_CERT/KEY); the server is
-        expected to serve DERP over TLS with InsecureForTests in its DERP map.
-        The control URL stays http:// (clients verify control certs strictly).
+        TENSCALE_TLS_CERT/KEY: the whole listener (API, control, DERP) speaks TLS,
+        the control URL is https://, clients trust the cert for control through
+        SSL_CERT_FILE, and the DERP map carries InsecureForTests (as Tailscale's
+        own integration tests do).
     The TLS env names live in ``_tls_env`` only: adjust there if the server's
     contract changes.
     """
@@ -186,7 +193,8 @@ class Server:
         self.derp = derp
         self.port = free_port()
         self.stun_port = free_port(socket.SOCK_DGRAM)
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if derp == "tls" else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.db = self.dir / "tenscale.db"
         self.log_path = self.dir / "server.log"
         self.ephemeral_timeout = ephemeral_timeout
@@ -213,7 +221,7 @@ class Server:
             return {}
         return {
             "TENSCALE_TLS_CERT": str(self.cert), "TENSCALE_TLS_KEY": str(self.key),
-            "TENSCALE_DERP_TLS_CERT": str(self.cert), "TENSCALE_DERP_TLS_KEY": str(self.key),
+            "TENSCALE_DERP_INSECURE_FOR_TESTS": "1",
         }
 
     def env(self) -> dict[str, str]:
@@ -225,7 +233,7 @@ class Server:
             "TENSCALE_STUN_ADDR": f"127.0.0.1:{self.stun_port}",
             "TENSCALE_EPHEMERAL_TIMEOUT": self.ephemeral_timeout,
         })
-        env.setdefault("RUST_LOG", "info")
+        env.setdefault("TENSCALE_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
         env.update(self._tls_env())
         env.update(self.extra_env)
@@ -233,7 +241,9 @@ class Server:
 
     def client_env(self) -> dict[str, str]:
         """What every client (Caddy process) of this server needs in its env."""
-        return {"TS_DEBUG_USE_DERP_HTTP": "1"} if self.derp == "plain" else {}
+        if self.derp == "plain":
+            return {"TS_DEBUG_USE_DERP_HTTP": "1"}
+        return {"SSL_CERT_FILE": str(self.cert)}
 
     # -- process control
 
