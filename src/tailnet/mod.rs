@@ -286,7 +286,7 @@ impl Tailnet {
 /// A live map stream: the messages for one node, and a guard that ends the session when the
 /// stream is dropped (the client went away or a newer stream replaced it).
 pub struct MapSession {
-    pub rx: mpsc::Receiver<MapResponse>,
+    pub rx: mpsc::Receiver<Box<MapResponse>>,
     pub guard: SessionGuard,
 }
 
