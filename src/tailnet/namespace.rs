@@ -101,11 +101,16 @@ impl NamespaceTask {
     /// Runs until every command sender is gone.
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         while let Some(first) = commands.recv().await {
-            let mut batch = Batch::default();
-            self.apply(first, &mut batch).await;
-            // Coalesce: everything already queued is applied before anyone hears about it.
+            // Coalesce: everything already queued is applied before anyone hears about it,
+            // and the nodes it asks to reload are read in one query.
+            let mut queued = vec![first];
             while let Ok(next) = commands.try_recv() {
-                self.apply(next, &mut batch).await;
+                queued.push(next);
+            }
+            let reloaded = self.reload(&queued).await;
+            let mut batch = Batch::default();
+            for command in queued {
+                self.apply(command, &mut batch, &reloaded).await;
             }
             self.ensure_compiled();
             self.refresh_expired(&mut batch);
@@ -113,7 +118,28 @@ impl NamespaceTask {
         }
     }
 
-    async fn apply(&mut self, command: Command, batch: &mut Batch) {
+    /// Reads every node that `commands` ask to reload, in one query. The read happens after
+    /// all of them were queued, so it is at least as new as each of their events.
+    async fn reload(&self, commands: &[Command]) -> Result<HashMap<i64, Node>, String> {
+        let mut ids: Vec<i64> = commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Reload { node_id } => Some(*node_id),
+                _ => None,
+            })
+            .collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        match self.store.nodes_by_ids(&ids).await {
+            Ok(nodes) => Ok(nodes.into_iter().map(|n| (n.id, n)).collect()),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    async fn apply(&mut self, command: Command, batch: &mut Batch, reloaded: &Result<HashMap<i64, Node>, String>) {
         match command {
             Command::Subscribe { node, session, tx } => {
                 let node_id = node.id;
@@ -137,14 +163,15 @@ impl NamespaceTask {
                     self.sessions.remove(&node_id);
                 }
             }
-            Command::Reload { node_id } => match self.store.node_by_id(node_id).await {
-                Ok(node) if node.namespace_id == self.view.namespace_id => {
-                    batch.note_node(node_id, self.nodes.get(&node_id), Some(&node));
+            Command::Reload { node_id } => match reloaded.as_ref().map(|found| found.get(&node_id)) {
+                Ok(Some(node)) if node.namespace_id == self.view.namespace_id => {
+                    batch.note_node(node_id, self.nodes.get(&node_id), Some(node));
                     self.needs_compile |= batch.membership;
-                    self.nodes.insert(node_id, node);
+                    self.nodes.insert(node_id, node.clone());
                     self.rewire(node_id);
                 }
-                Ok(_) | Err(crate::store::StoreError::NotFound(_)) => self.forget(node_id, batch),
+                // Gone, or moved out of this namespace.
+                Ok(_) => self.forget(node_id, batch),
                 Err(err) => tracing::error!(%err, node_id, "cannot reload node"),
             },
             Command::Remove { node_id } => self.forget(node_id, batch),
