@@ -2,6 +2,8 @@
 //!
 //! See ARCHITECTURE.md for the map of planes and how a request flows through them.
 
+pub mod api;
+pub mod app;
 pub mod config;
 pub mod control;
 pub mod derp;
