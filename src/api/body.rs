@@ -37,7 +37,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
                 }
             }
             let bytes = read_limited(&req, payload).await?;
-            serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| ApiError::BadRequest(e.to_string()))
+            // No body at all means "all defaults", as `{}` would; a missing required field
+            // is then reported by name.
+            let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+            serde_json::from_slice(bytes).map(ApiJson).map_err(|e| ApiError::BadRequest(e.to_string()))
         })
     }
 }
