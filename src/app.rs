@@ -1,48 +1,228 @@
-//! TEMPORARY STUB on branch `api`: the app builder, with the agreed signatures. Replaced by
-//! the real module on merge.
+//! Start-up: builds every plane from [`Settings`] and serves them on one listener.
+//!
+//! ```text
+//! listener ─ front ─┬─ /ts2021 upgrade ─▶ control::h2server ─▶ control::service ─▶ store, tailnet
+//!                   ├─ /derp upgrade ───▶ derp::server (admission via store)
+//!                   └─ everything else ─▶ actix-web App (api, /key, probes, /docs)
+//! UDP ─ derp::stun
+//! ```
+//! Tests call [`start`] with `listen_addr` port 0 and read the bound address back.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
+use anyhow::Context;
+use futures::future::BoxFuture;
+use tokio::io::AsyncWriteExt;
+use x25519_dalek::StaticSecret;
 
 use crate::config::Settings;
+use crate::control::h2server::{self, ServeOptions};
+use crate::control::http::ServerKey;
+use crate::control::service::ControlService;
+use crate::derp::crypto::DerpSecret;
+use crate::derp::server::{Admission, DerpConfig, DerpMetrics, DerpServer, TenantId};
+use crate::front::{self, FrontOptions, Takeover, UpgradeKind};
+use crate::keys::{MachinePublic, NodePublic};
 use crate::store::Store;
 use crate::tailnet::Tailnet;
 
+/// What every request handler can reach.
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub tailnet: Arc<Tailnet>,
     pub metrics: prometheus::Registry,
+    pub derp: Arc<DerpServer>,
+    /// Shared by every worker, so the configured limit holds whatever the worker count.
     pub rate_limits: crate::api::ratelimit::RateLimits,
 }
 
+/// A started server.
 pub struct RunningApp {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
     pub handle: actix_server::ServerHandle,
+    /// Where STUN listens, when enabled.
+    pub stun_addr: Option<SocketAddr>,
 }
 
+/// Connects to the database, migrates, loads the server keys and starts serving.
 pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
-    let store = Store::connect(settings.database_url.expose()).await?;
-    store.migrate().await?;
+    let settings = Arc::new(settings);
+    let store = Store::connect(settings.database_url.expose()).await.context("connecting to the database")?;
+    store.migrate().await.context("applying migrations")?;
+    let metrics = prometheus::Registry::new();
+
+    let (bus, incoming) = match &settings.redis_url {
+        Some(url) => crate::tailnet::events::redis_bus(url.expose()).await.context("connecting to Redis")?,
+        None => Tailnet::local_bus(),
+    };
+    let tailnet = Tailnet::start(store.clone(), settings.clone(), bus, incoming);
+
+    let noise_key = load_secret(&store, "noise_private_key").await?;
+    let noise_key = StaticSecret::from(noise_key);
+    let derp_secret = DerpSecret::from_bytes(load_secret(&store, "derp_private_key").await?);
+    let derp_metrics = DerpMetrics::register(&metrics)?;
+    let admission = Arc::new(StoreAdmission { store: store.clone() });
+    let derp = DerpServer::new(derp_secret, DerpConfig::default(), admission, derp_metrics);
+    tailnet.set_derp(derp.clone());
+    schedule_ephemeral_cleanup(&store, &tailnet).await?;
+
+    let stun_addr = match settings.stun_addr {
+        Some(addr) => Some(start_stun(addr, &metrics).await?),
+        None => None,
+    };
+
+    let rate_limits = crate::api::ratelimit::RateLimits::new(settings.rate_limit);
     let state = Arc::new(AppState {
-        rate_limits: crate::api::ratelimit::RateLimits::new(settings.rate_limit),
-        settings: Arc::new(settings),
-        store,
-        tailnet: Arc::new(Tailnet::default()),
-        metrics: prometheus::Registry::new(),
+        settings: settings.clone(),
+        store: store.clone(),
+        tailnet: tailnet.clone(),
+        metrics,
+        derp,
+        rate_limits,
     });
-    let data = web::Data::from(state.clone());
-    let listener = std::net::TcpListener::bind(state.settings.listen_addr)?;
+    let control = ControlService::new(store, tailnet);
+    let server_key = ServerKey(MachinePublic::from_bytes(x25519_dalek::PublicKey::from(&noise_key).to_bytes()));
+    let takeover = takeover_handler(state.clone(), control, noise_key);
+
+    let listener = std::net::TcpListener::bind(settings.listen_addr)
+        .with_context(|| format!("binding {}", settings.listen_addr))?;
     let addr = listener.local_addr()?;
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(crate::api::configure))
-        .workers(2)
-        .disable_signals()
-        .listen(listener)?
-        .run();
+    let tls = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => Some(front::tls::load_server_config(cert, key)?),
+        _ => None,
+    };
+    let app_state = web::Data::from(state.clone());
+    let key_data = web::Data::new(server_key);
+    let body_limit = settings.body_limit_bytes;
+    let app_factory = move || {
+        App::new()
+            .app_data(app_state.clone())
+            .app_data(key_data.clone())
+            .app_data(web::PayloadConfig::new(body_limit))
+            .configure(crate::api::configure)
+            .configure(crate::control::http::configure)
+            .configure(crate::derp::http::configure)
+    };
+    let options = FrontOptions { workers: worker_count(&settings), ..FrontOptions::default() };
+    let server = front::serve(listener, tls, app_factory, takeover, options)?;
     let handle = server.handle();
     actix_rt::spawn(server);
-    Ok(RunningApp { addr, state, handle })
+    tracing::info!(%addr, "tenscale listening");
+    Ok(RunningApp { addr, state, handle, stun_addr })
+}
+
+fn worker_count(settings: &Settings) -> usize {
+    match settings.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    }
+}
+
+/// A 32-byte private key kept in the store, created on first start; every instance on the
+/// same database shares it, and a restart keeps it, so clients stay registered.
+async fn load_secret(store: &Store, name: &str) -> anyhow::Result<[u8; 32]> {
+    let text = store
+        .state_value_or_insert(name, || {
+            use rand::RngCore;
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            hex::encode(bytes)
+        })
+        .await?;
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut bytes).with_context(|| format!("stored {name} is not 64 hex digits"))?;
+    Ok(bytes)
+}
+
+/// Ephemeral nodes that were offline when the server stopped still get deleted.
+async fn schedule_ephemeral_cleanup(store: &Store, tailnet: &Arc<Tailnet>) -> anyhow::Result<()> {
+    let timeout = tailnet.ephemeral_timeout();
+    for node in store.all_nodes().await?.into_iter().filter(|n| n.ephemeral) {
+        tailnet.schedule_ephemeral_cleanup(node.id, timeout);
+    }
+    Ok(())
+}
+
+async fn start_stun(addr: SocketAddr, metrics: &prometheus::Registry) -> anyhow::Result<SocketAddr> {
+    let socket = tokio::net::UdpSocket::bind(addr).await.with_context(|| format!("binding STUN on {addr}"))?;
+    let bound = socket.local_addr()?;
+    let stun_metrics = crate::derp::stun::StunMetrics::register(metrics)?;
+    tokio::spawn(async move {
+        if let Err(err) = crate::derp::stun::serve_stun(socket, stun_metrics).await {
+            tracing::error!(%err, "STUN server stopped");
+        }
+    });
+    Ok(bound)
+}
+
+/// DERP admission: a client key must be the current key of a registered, unexpired node;
+/// its namespace is its tenant.
+struct StoreAdmission {
+    store: Store,
+}
+
+impl Admission for StoreAdmission {
+    fn admit(&self, key: &NodePublic) -> BoxFuture<'static, Option<TenantId>> {
+        let (store, key) = (self.store.clone(), *key);
+        Box::pin(async move {
+            let node = store.node_by_node_key(&key).await.ok().flatten()?;
+            (!node.expired_at(crate::store::now())).then_some(TenantId(node.namespace_id))
+        })
+    }
+}
+
+fn takeover_handler(state: Arc<AppState>, control: Arc<ControlService>, noise_key: StaticSecret) -> front::TakeoverHandler {
+    let noise_key = Arc::new(noise_key);
+    Arc::new(move |takeover: Takeover| {
+        let (state, control, noise_key) = (state.clone(), control.clone(), noise_key.clone());
+        Box::pin(async move {
+            match takeover.kind {
+                UpgradeKind::Control => serve_control(takeover, &state, control, &noise_key).await,
+                UpgradeKind::Derp => serve_derp(takeover, &state).await,
+            }
+        })
+    })
+}
+
+async fn serve_control(takeover: Takeover, state: &AppState, control: Arc<ControlService>, key: &StaticSecret) {
+    let Takeover { head, mut io, shutdown, peer, .. } = takeover;
+    let Some(init) = head.get("X-Tailscale-Handshake").map(str::to_string) else {
+        let _ = io.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+        return;
+    };
+    if io
+        .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let options = ServeOptions { keepalive_interval: state.settings.keepalive_interval, ..ServeOptions::default() };
+    tokio::select! {
+        result = h2server::accept_ts2021(io, key, &init, control, options) => {
+            if let Err(err) = result {
+                tracing::debug!(%peer, %err, "control connection ended");
+            }
+        }
+        _ = shutdown.cancelled() => {}
+    }
+}
+
+async fn serve_derp(takeover: Takeover, state: &AppState) {
+    let Takeover { mut io, shutdown, peer, .. } = takeover;
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: DERP\r\nConnection: Upgrade\r\nDerp-Version: 2\r\nDerp-Public-Key: {}\r\n\r\n",
+        state.derp.public_key().hex()
+    );
+    if io.write_all(response.as_bytes()).await.is_err() {
+        return;
+    }
+    tokio::select! {
+        _ = crate::derp::server::serve_client(state.derp.clone(), io, peer) => {}
+        _ = shutdown.cancelled() => {}
+    }
 }

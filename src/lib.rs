@@ -13,3 +13,4 @@ pub mod keys;
 pub mod policy;
 pub mod store;
 pub mod tailnet;
+pub mod telemetry;

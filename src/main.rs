@@ -1,8 +1,185 @@
-// TEMPORARY on branch `api`: only the `openapi` subcommand; the real CLI comes from main.
-fn main() {
-    if std::env::args().nth(1).as_deref() == Some("openapi") {
-        println!("{}", tenscale::api::openapi::document_json());
-        return;
+//! The `tenscale` command: `serve`, `migrate`, and the organization / API key admin commands
+//! that work on the same database while the server runs.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use tenscale::config::Settings;
+use tenscale::domain::OrgName;
+use tenscale::store::Store;
+
+#[derive(Parser)]
+#[command(name = "tenscale", version, about = "Multi-tenant, Tailscale-compatible coordination server")]
+struct Cli {
+    /// TOML configuration file; TENSCALE_* environment variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage organizations.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Manage an organization's API keys.
+    Apikey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organization and its first API key (shown only this once).
+    Create { name: String },
+    /// List organizations.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key (shown only this once).
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List an organization's API keys (never the secrets).
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke an API key.
+    Revoke {
+        #[arg(long)]
+        org: String,
+        id: i64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tenscale::telemetry::init();
+    let cli = Cli::parse();
+    let settings = Settings::load(cli.config.as_deref())?;
+    let system = actix_rt::System::new();
+    system.block_on(run(cli.command.unwrap_or(Command::Serve), settings))
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(settings).await,
+        Command::Openapi => {
+            println!("{}", tenscale::api::openapi_json());
+            Ok(())
+        }
+        Command::Migrate => {
+            open_store(&settings).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Org { command } => org(command, &open_store(&settings).await?).await,
+        Command::Apikey { command } => apikey(command, &open_store(&settings).await?).await,
     }
-    eprintln!("tenscale: CLI not wired yet");
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(settings.database_url.expose()).await.context("connecting to the database")?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = tenscale::app::start(settings).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    app.state.derp.shutdown().await;
+    app.handle.stop(true).await;
+    Ok(())
+}
+
+async fn org(command: OrgCommand, store: &Store) -> anyhow::Result<()> {
+    match command {
+        OrgCommand::Create { name } => {
+            let name = OrgName::parse(&name)?;
+            let org = store.create_org(&name).await?;
+            let (key, secret) = store.create_api_key(org.id, "created with the organization").await?;
+            audit(store, org.id, "org.create", "organization", org.id).await;
+            let out = json!({
+                "org": {"id": org.id, "name": org.name, "created_at": org.created_at},
+                "api_key": secret,
+                "api_key_id": key.id,
+            });
+            println!("{out}");
+        }
+        OrgCommand::List => {
+            let orgs: Vec<_> = store
+                .list_orgs()
+                .await?
+                .into_iter()
+                .map(|o| json!({"id": o.id, "name": o.name, "created_at": o.created_at}))
+                .collect();
+            println!("{}", json!({ "orgs": orgs }));
+        }
+    }
+    Ok(())
+}
+
+async fn apikey(command: ApiKeyCommand, store: &Store) -> anyhow::Result<()> {
+    match command {
+        ApiKeyCommand::Create { org, description } => {
+            let org = store.org_by_name(&org).await?;
+            let (key, secret) = store.create_api_key(org.id, &description).await?;
+            audit(store, org.id, "api_key.create", "api_key", key.id).await;
+            println!("{}", json!({"id": key.id, "prefix": key.prefix, "api_key": secret}));
+        }
+        ApiKeyCommand::List { org } => {
+            let org = store.org_by_name(&org).await?;
+            let keys: Vec<_> = store
+                .list_api_keys(org.id)
+                .await?
+                .into_iter()
+                .map(|k| json!({"id": k.id, "prefix": k.prefix, "description": k.description,
+                                "created_at": k.created_at, "revoked_at": k.revoked_at}))
+                .collect();
+            println!("{}", json!({ "api_keys": keys }));
+        }
+        ApiKeyCommand::Revoke { org, id } => {
+            let org = store.org_by_name(&org).await?;
+            let key = store.revoke_api_key(org.id, id).await?;
+            audit(store, org.id, "api_key.revoke", "api_key", key.id).await;
+            println!("{}", json!({"id": key.id, "revoked_at": key.revoked_at}));
+        }
+    }
+    Ok(())
+}
+
+async fn audit(store: &Store, org_id: i64, action: &str, object_type: &str, id: i64) {
+    let record = tenscale::store::audit::AuditRecord {
+        org_id: Some(org_id),
+        actor: "cli",
+        action,
+        object_type,
+        object_id: &id.to_string(),
+        detail: json!({}),
+    };
+    if let Err(err) = store.audit(record).await {
+        tracing::warn!(%err, "audit event not recorded");
+    }
 }

@@ -78,3 +78,8 @@ async fn record(
         tracing::error!(%err, action, object_id, "audit event not recorded");
     }
 }
+
+/// The OpenAPI document as pretty JSON (what `tenscale openapi` prints).
+pub fn openapi_json() -> String {
+    openapi::document_json()
+}

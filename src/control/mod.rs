@@ -1,7 +1,19 @@
-//! The ts2021 coordination channel: Noise transport, HTTP/2 serving, wire types and framing.
+//! The coordination plane: the ts2021 channel (Noise transport, HTTP/2 inside), the wire
+//! types and framing, and the register/map logic behind them.
+//!
+//! - [`noise`], [`noise_stream`]: Noise IK handshake and the big-endian-nonce record layer;
+//! - [`h2server`]: HTTP/2 inside Noise, dispatching to a [`h2server::ControlHandler`];
+//! - [`tailcfg`], [`framing`]: the JSON types and the zstd map-message framing;
+//! - [`service`]: registration and map sessions (the business logic);
+//! - [`mapper`]: how stored nodes look on the wire;
+//! - [`http`]: `GET /key` and plain answers for non-upgraded `/ts2021`;
+//! - [`client`]: our own client of the protocol, for tests and the load generator.
 pub mod client;
 pub mod framing;
 pub mod h2server;
+pub mod http;
+pub mod mapper;
 pub mod noise;
 pub mod noise_stream;
+pub mod service;
 pub mod tailcfg;

@@ -16,6 +16,7 @@ pub mod client;
 pub mod conn;
 pub mod crypto;
 pub mod frame;
+pub mod http;
 pub mod server;
 pub mod stun;
 

@@ -1,35 +1,304 @@
-//! Tailnet state: which nodes are in which namespace, who is online, and the fan-out of
-//! every change to the map sessions that must hear about it.
+//! Tailnet state: which nodes are online, the live view of each namespace, and the fan-out
+//! of every change to the map sessions that must hear about it.
 //!
-//! TEMPORARY STUB on branch `api`, written against the agreed signatures; replaced by the
-//! real module on merge.
+//! The store is the source of truth. A change is written to the store first, then published
+//! as an [`Event`] on the [`Bus`]; every instance receives every event (its own included) and
+//! hands it to the task that owns the namespace ([`namespace::NamespaceTask`]), which reloads
+//! what changed and sends each connected session its delta. Presence (online/offline) travels
+//! the same way, so an instance knows about streams held by the others.
+
 pub mod addresses;
+pub mod events;
+pub mod namespace;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use events::{Bus, Event};
+use namespace::{Command, NamespaceTask};
+
+use crate::config::Settings;
+use crate::control::mapper::{self, NamespaceView};
+use crate::control::tailcfg::{DerpMap, MapResponse};
+use crate::derp::server::DerpServer;
 use crate::keys::NodePublic;
+use crate::store::{Node, Store};
 
-/// A change the map sessions must hear about.
-#[derive(Debug, Clone)]
-pub enum Event {
-    NodeChanged { namespace_id: i64, node_id: i64 },
-    NodeRemoved { namespace_id: i64, node_id: i64, node_key: NodePublic },
-    NamespaceRemoved { namespace_id: i64, node_keys: Vec<NodePublic> },
-    PolicyChanged { org_id: i64, namespace_id: Option<i64> },
-}
-
-/// Stub: remembers published events so tests can look at them.
-#[derive(Debug, Default)]
 pub struct Tailnet {
-    published: std::sync::Mutex<Vec<Event>>,
+    store: Store,
+    settings: Arc<Settings>,
+    bus: Bus,
+    derp_map: Arc<DerpMap>,
+    /// Namespace tasks running on this instance, started at the first session.
+    namespaces: Mutex<HashMap<i64, mpsc::UnboundedSender<Command>>>,
+    /// Online nodes across all instances, by node id.
+    presence: RwLock<HashMap<i64, bool>>,
+    /// Set once the relay exists: removed or expired nodes are cut off it at once.
+    derp: OnceLock<Arc<DerpServer>>,
+    next_session: AtomicU64,
+    /// The newest session of each node streaming from this instance.
+    local_sessions: Mutex<HashMap<i64, u64>>,
 }
 
 impl Tailnet {
+    /// Builds the tailnet and starts applying events from `incoming`.
+    pub fn start(
+        store: Store,
+        settings: Arc<Settings>,
+        bus: Bus,
+        mut incoming: mpsc::UnboundedReceiver<Event>,
+    ) -> Arc<Self> {
+        let tailnet = Arc::new(Self {
+            derp_map: mapper::derp_map(&settings),
+            store,
+            settings,
+            bus,
+            namespaces: Mutex::new(HashMap::new()),
+            presence: RwLock::new(HashMap::new()),
+            derp: OnceLock::new(),
+            next_session: AtomicU64::new(1),
+            local_sessions: Mutex::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&tailnet);
+        tokio::spawn(async move {
+            while let Some(event) = incoming.recv().await {
+                let Some(tailnet) = weak.upgrade() else { break };
+                tailnet.apply(event).await;
+            }
+        });
+        tailnet
+    }
+
+    /// An in-process bus and the receiver to pass to [`Tailnet::start`].
+    pub fn local_bus() -> (Bus, mpsc::UnboundedReceiver<Event>) {
+        let (tx, mut rx) = tokio::sync::broadcast::channel(4096);
+        let (fwd_tx, fwd_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) => {
+                        if fwd_tx.send(event).is_err() {
+                            break;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::error!(n, "tailnet events lagged");
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        (Bus::Local(tx), fwd_rx)
+    }
+
+    pub fn set_derp(&self, derp: Arc<DerpServer>) {
+        let _ = self.derp.set(derp);
+    }
+
+    pub fn derp_map(&self) -> &Arc<DerpMap> {
+        &self.derp_map
+    }
+
+    pub fn ephemeral_timeout(&self) -> Duration {
+        self.settings.ephemeral_timeout
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Publishes a change that is already stored.
     pub async fn publish(&self, event: Event) {
-        if let Ok(mut events) = self.published.lock() {
-            events.push(event);
+        self.bus.publish(&event).await;
+    }
+
+    pub fn is_online(&self, node_id: i64) -> bool {
+        self.presence.read().map(|p| p.get(&node_id).copied().unwrap_or(false)).unwrap_or(false)
+    }
+
+    async fn apply(&self, event: Event) {
+        match event {
+            Event::NodeChanged { namespace_id, node_id } => {
+                self.send(namespace_id, Command::Reload { node_id });
+                if let Ok(node) = self.store.node_by_id(node_id).await {
+                    if node.expired_at(crate::store::now()) {
+                        self.cut_from_derp(&node.node_key);
+                    }
+                }
+            }
+            Event::NodeRemoved { namespace_id, node_id, node_key } => {
+                self.set_presence(node_id, false);
+                self.send(namespace_id, Command::Remove { node_id });
+                self.cut_from_derp(&node_key.to_string());
+            }
+            Event::NamespaceRemoved { namespace_id, node_keys } => {
+                // Dropping the task's sender ends it, and with it every session's stream.
+                self.namespaces.lock().map(|mut n| n.remove(&namespace_id)).ok();
+                for key in node_keys {
+                    self.cut_from_derp(&key.to_string());
+                }
+            }
+            Event::PolicyChanged { org_id: _, namespace_id: Some(ns) } => self.send(ns, Command::PolicyChanged),
+            Event::PolicyChanged { org_id, namespace_id: None } => {
+                // An org default reaches every namespace of that org with a running task.
+                let running: Vec<i64> = self.namespaces.lock().map(|n| n.keys().copied().collect()).unwrap_or_default();
+                for ns in running {
+                    if self.store.namespace_by_id(ns).await.is_ok_and(|n| n.org_id == org_id) {
+                        self.send(ns, Command::PolicyChanged);
+                    }
+                }
+            }
+            Event::Presence { namespace_id, node_id, online } => {
+                self.set_presence(node_id, online);
+                self.send(namespace_id, Command::Presence { node_id, online });
+            }
         }
     }
 
-    pub fn is_online(&self, _node_id: i64) -> bool {
-        false
+    fn set_presence(&self, node_id: i64, online: bool) {
+        if let Ok(mut p) = self.presence.write() {
+            if online {
+                p.insert(node_id, true);
+            } else {
+                p.remove(&node_id);
+            }
+        }
+    }
+
+    fn cut_from_derp(&self, node_key: &str) {
+        if let (Some(derp), Ok(key)) = (self.derp.get(), NodePublic::parse(node_key)) {
+            derp.close_node(&key);
+        }
+    }
+
+    /// Sends to the namespace's task if one runs here; without sessions there is nobody to tell.
+    fn send(&self, namespace_id: i64, command: Command) {
+        let Ok(mut tasks) = self.namespaces.lock() else { return };
+        if let Some(tx) = tasks.get(&namespace_id) {
+            if tx.send(command).is_err() {
+                tasks.remove(&namespace_id);
+            }
+        }
+    }
+
+    /// The namespace's task, started (and loaded from the store) if needed.
+    async fn task(&self, namespace_id: i64) -> anyhow::Result<mpsc::UnboundedSender<Command>> {
+        if let Some(tx) = self.namespaces.lock().ok().and_then(|t| t.get(&namespace_id).cloned()) {
+            if !tx.is_closed() {
+                return Ok(tx);
+            }
+        }
+        let ns = self.store.namespace_by_id(namespace_id).await?;
+        let org = self.store.org_by_id(ns.org_id).await?;
+        let view = Arc::new(NamespaceView::new(ns.id, &ns.name, &org.name, &self.settings.base_domain));
+        let online = self.presence.read().map(|p| p.clone()).unwrap_or_default();
+        let task = NamespaceTask::load(self.store.clone(), view, ns.org_id, self.derp_map.clone(), online).await?;
+        let mut tasks = self.namespaces.lock().map_err(|_| anyhow::anyhow!("tailnet lock poisoned"))?;
+        // Another session may have started it while this one loaded; keep the first.
+        if let Some(tx) = tasks.get(&namespace_id).filter(|tx| !tx.is_closed()) {
+            return Ok(tx.clone());
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(task.run(rx));
+        tasks.insert(namespace_id, tx.clone());
+        Ok(tx)
+    }
+
+    /// Opens a map session for `node`: the first message is the full map, then deltas.
+    pub async fn subscribe(self: &Arc<Self>, node: Node) -> anyhow::Result<MapSession> {
+        let (tx, rx) = mpsc::channel(namespace::SESSION_QUEUE);
+        let session = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let (namespace_id, node_id) = (node.namespace_id, node.id);
+        self.task(namespace_id).await?.send(Command::Subscribe { node, session, tx })?;
+        if let Ok(mut local) = self.local_sessions.lock() {
+            local.insert(node_id, session);
+        }
+        self.publish(Event::Presence { namespace_id, node_id, online: true }).await;
+        Ok(MapSession { rx, guard: SessionGuard { tailnet: self.clone(), namespace_id, node_id, session } })
+    }
+
+    /// One full map, for non-streaming requests.
+    pub async fn full_map(&self, node: Node) -> anyhow::Result<MapResponse> {
+        let (reply, rx) = oneshot::channel();
+        self.task(node.namespace_id).await?.send(Command::FullMap { node, reply })?;
+        Ok(rx.await?)
+    }
+
+    /// Called when a node's stream ends: marks it offline everywhere and, for an ephemeral
+    /// node, deletes it unless it comes back within the inactivity timeout.
+    fn session_ended(self: &Arc<Self>, namespace_id: i64, node_id: i64, session: u64) {
+        self.send(namespace_id, Command::Unsubscribe { node_id, session });
+        let was_current = self
+            .local_sessions
+            .lock()
+            .map(|mut local| {
+                let current = local.get(&node_id) == Some(&session);
+                if current {
+                    local.remove(&node_id);
+                }
+                current
+            })
+            .unwrap_or(false);
+        if !was_current {
+            // A newer stream of the same node replaced this one: it is still online.
+            return;
+        }
+        let tailnet = self.clone();
+        tokio::spawn(async move {
+            let now = crate::store::now();
+            if let Ok(node) = tailnet.store.node_by_id(node_id).await {
+                let change = crate::store::nodes::NodeChange { last_seen: Some(now), ..Default::default() };
+                let _ = tailnet.store.update_node(&node, change).await;
+            }
+            tailnet.publish(Event::Presence { namespace_id, node_id, online: false }).await;
+            tailnet.schedule_ephemeral_cleanup(node_id, tailnet.settings.ephemeral_timeout);
+        });
+    }
+
+    /// Deletes ephemeral node `node_id` after `after` unless it is online by then.
+    pub fn schedule_ephemeral_cleanup(self: &Arc<Self>, node_id: i64, after: Duration) {
+        let tailnet = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let Some(tailnet) = tailnet.upgrade() else { return };
+            if tailnet.is_online(node_id) {
+                return;
+            }
+            let Ok(node) = tailnet.store.node_by_id(node_id).await else { return };
+            let idle_since = node.last_seen.unwrap_or(node.created_at);
+            let idle = crate::store::now().signed_duration_since(idle_since);
+            if !node.ephemeral || idle.to_std().unwrap_or_default() + Duration::from_millis(50) < after {
+                return;
+            }
+            if tailnet.store.delete_node(node.id).await.unwrap_or(false) {
+                tracing::info!(node_id, "deleted inactive ephemeral node");
+                let key = NodePublic::parse(&node.node_key).unwrap_or(NodePublic::ZERO);
+                tailnet.publish(Event::NodeRemoved { namespace_id: node.namespace_id, node_id, node_key: key }).await;
+            }
+        });
+    }
+}
+
+/// A live map stream: the messages for one node, and a guard that ends the session when the
+/// stream is dropped (the client went away or a newer stream replaced it).
+pub struct MapSession {
+    pub rx: mpsc::Receiver<MapResponse>,
+    pub guard: SessionGuard,
+}
+
+pub struct SessionGuard {
+    tailnet: Arc<Tailnet>,
+    namespace_id: i64,
+    node_id: i64,
+    session: u64,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.tailnet.session_ended(self.namespace_id, self.node_id, self.session);
     }
 }
