@@ -17,3 +17,5 @@ mod namespaces;
 mod nodes;
 #[path = "api/policy.rs"]
 mod policy;
+#[path = "api/tailnet.rs"]
+mod tailnet;

@@ -47,12 +47,44 @@ pub struct TestApp {
     pub app: RunningApp,
     pub database_url: String,
     backend: Backend,
-    cleanup: Cleanup,
+    /// Taken by `finish`; still here in `Drop` only when a test panicked.
+    cleanup: Option<Cleanup>,
 }
 
 enum Cleanup {
     File(std::path::PathBuf),
     Database(String),
+}
+
+impl Cleanup {
+    async fn run(self) {
+        match self {
+            Cleanup::File(path) => {
+                let _ = std::fs::remove_file(path);
+            }
+            Cleanup::Database(name) => {
+                if let Ok(admin) = Database::connect(PG_ADMIN_URL).await {
+                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    admin.close().await.ok();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestApp {
+    /// A failed test never reaches `finish`; remove its database anyway, on a runtime of its
+    /// own (the test's runtime is unwinding).
+    fn drop(&mut self) {
+        if let Some(cleanup) = self.cleanup.take() {
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    rt.block_on(cleanup.run());
+                }
+            })
+            .join();
+        }
+    }
 }
 
 /// An organization and one of its API keys.
@@ -102,7 +134,7 @@ pub async fn spawn(backend: Backend, env: &[(&str, &str)]) -> TestApp {
         app,
         database_url,
         backend,
-        cleanup,
+        cleanup: Some(cleanup),
     }
 }
 
@@ -118,19 +150,10 @@ pub fn client_from(local: Option<IpAddr>) -> reqwest::Client {
 
 impl TestApp {
     /// Stops the server and removes its database.
-    pub async fn finish(self) {
+    pub async fn finish(mut self) {
         self.app.handle.stop(false).await;
-        drop(self.app);
-        match self.cleanup {
-            Cleanup::File(path) => {
-                let _ = std::fs::remove_file(path);
-            }
-            Cleanup::Database(name) => {
-                if let Ok(admin) = Database::connect(PG_ADMIN_URL).await {
-                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-                    admin.close().await.ok();
-                }
-            }
+        if let Some(cleanup) = self.cleanup.take() {
+            cleanup.run().await;
         }
     }
 
