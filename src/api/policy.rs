@@ -4,7 +4,6 @@
 //! A document is accepted only if it is HuJSON and a valid policy; the refusal names the
 //! line and column, counted in the text as sent.
 
-use actix_web::dev::Payload;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
@@ -77,7 +76,7 @@ pub async fn put(state: State, ctx: OrgContext, req: HttpRequest, payload: web::
             )));
         }
     }
-    let body = read_limited(&req, Payload::from(payload.into_inner())).await?;
+    let body = read_limited(&req, payload.into_inner()).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::Invalid("policy is not valid UTF-8".into()))?;
     check(text)?;
     state.store.put_policy(ctx.org_id, PolicyScope::Org, text).await?;
