@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::auth::OrgContext;
 use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
-use super::{parse_id, policy::org_policy, record, State};
+use super::{parse_id, policy::effective_policy, record, State};
 use crate::domain::Tags;
 use crate::store::preauth_keys::NewPreauthKey;
 use crate::store::PreauthKey;
@@ -154,7 +154,7 @@ pub async fn create(
     if spec.description.chars().count() > MAX_DESCRIPTION {
         return Err(ApiError::Invalid(format!("description is longer than {MAX_DESCRIPTION} characters")));
     }
-    let policy = org_policy(&state, ctx.org_id).await?;
+    let policy = effective_policy(&state, ctx.org_id, ns.id).await?;
     crate::policy::validate_tags_for_key(policy.as_ref(), &spec.tags.to_strings())
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
     // `max` bounds expires_in far below chrono's range, so the sum cannot overflow.

@@ -44,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(keys::routes)
             .configure(nodes::routes)
             .configure(policy::routes)
+            .configure(policy::namespace_routes)
             .default_service(web::to(not_found)),
     );
 }

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::auth::OrgContext;
 use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
-use super::{parse_id, policy::org_policy, record, State};
+use super::{parse_id, policy::effective_policy, record, State};
 use crate::app::AppState;
 use crate::domain::{NodeName, Tags};
 use crate::keys::NodePublic;
@@ -175,7 +175,7 @@ pub async fn update(
         }
     }
     if let Some(tags) = &tags {
-        let policy = org_policy(&state, ctx.org_id).await?;
+        let policy = effective_policy(&state, ctx.org_id, ns.id).await?;
         crate::policy::validate_tags_for_key(policy.as_ref(), &tags.to_strings())
             .map_err(|e| ApiError::Invalid(e.to_string()))?;
     }

@@ -29,7 +29,7 @@ use super::{error, health, keys, namespaces, nodes, policy};
         namespaces::create, namespaces::list, namespaces::get, namespaces::delete,
         keys::create, keys::list, keys::revoke,
         nodes::list, nodes::get, nodes::update, nodes::delete, nodes::expire,
-        policy::get, policy::put,
+        policy::get, policy::put, policy::validate, policy::get_namespace, policy::put_namespace, policy::delete_namespace,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(error::Problem)),

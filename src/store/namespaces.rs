@@ -35,6 +35,15 @@ impl Store {
         Ok(query.order_by_asc(namespace::Column::Id).limit(limit).all(&self.db).await?)
     }
 
+    /// Every namespace of the org, in id order.
+    pub async fn namespaces_of_org(&self, org_id: i64) -> StoreResult<Vec<Namespace>> {
+        Ok(namespace::Entity::find()
+            .filter(namespace::Column::OrgId.eq(org_id))
+            .order_by_asc(namespace::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
     pub async fn namespace_by_name(&self, org_id: i64, name: &str) -> StoreResult<Namespace> {
         namespace::Entity::find()
             .filter(namespace::Column::OrgId.eq(org_id))

@@ -203,7 +203,8 @@ impl NamespaceTask {
             Effective::Policy(p) => Some(p.as_ref()),
             Effective::Broken => None,
         };
-        let nodes: Vec<PolicyNode> = self.nodes.values().map(|n| policy_node(n, &self.view)).collect();
+        let login = self.view.login_name();
+        let nodes: Vec<PolicyNode> = self.nodes.values().map(|n| policy_node(n, &login)).collect();
         let mut compiled = compile_namespace(policy, &nodes);
         if matches!(self.policy, Effective::Broken) {
             for c in compiled.nodes.values_mut() {
@@ -384,12 +385,14 @@ fn remember(session: &mut Session, sent: &MapResponse) {
     }
 }
 
-fn policy_node(node: &Node, view: &NamespaceView) -> PolicyNode {
+/// How the policy compiler sees a node: untagged nodes belong to the namespace's user
+/// (`login`), tagged nodes are identified by their tags.
+pub fn policy_node(node: &Node, login: &str) -> PolicyNode {
     let tags = node.tag_set().to_strings();
     PolicyNode {
         id: node.id,
         addresses: [node.ipv4.parse().ok(), node.ipv6.parse().ok()].into_iter().flatten().collect(),
-        user: tags.is_empty().then(|| view.login_name()),
+        user: tags.is_empty().then(|| login.to_string()),
         tags,
     }
 }

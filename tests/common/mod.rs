@@ -276,7 +276,8 @@ pub async fn problem(response: Response, status: StatusCode) -> Value {
 pub async fn json(response: Response, status: StatusCode) -> Value {
     let url = response.url().clone();
     let actual = response.status();
+    let headers = format!("{:?}", response.headers());
     let text = response.text().await.unwrap_or_default();
-    assert_eq!(actual, status, "{url}: {text}");
+    assert_eq!(actual, status, "{url}: {headers} {text}");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}"))
 }
