@@ -167,7 +167,9 @@ impl Sink<Bytes> for Outbound {
 
     fn start_send(self: Pin<&mut Self>, item: Bytes) -> io::Result<()> {
         debug_assert!(item.len() <= MAX_MESSAGE);
-        Pin::new(&mut self.get_mut().0).start_send(actix_ws::Message::Binary(item)).map_err(closed)
+        Pin::new(&mut self.get_mut().0)
+            .start_send(actix_ws::Message::Binary(item))
+            .map_err(closed)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
