@@ -39,6 +39,8 @@ pub struct AppState {
     pub tailnet: Arc<Tailnet>,
     pub metrics: prometheus::Registry,
     pub derp: Arc<DerpServer>,
+    /// Shared by every worker, so the configured limit holds whatever the worker count.
+    pub rate_limits: crate::api::ratelimit::RateLimits,
     /// The register/map logic behind every ts2021 connection, TCP or WebSocket.
     pub control: Arc<ControlService>,
     /// The server's Noise private key.
@@ -83,6 +85,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         None => None,
     };
 
+    let rate_limits = crate::api::ratelimit::RateLimits::new(settings.rate_limit);
     let server_key = ServerKey(MachinePublic::from_bytes(x25519_dalek::PublicKey::from(&noise_key).to_bytes()));
     let control = ControlService::new(store.clone(), tailnet.clone());
     let shutdown = CancellationToken::new();
@@ -92,6 +95,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         tailnet,
         metrics,
         derp,
+        rate_limits,
         control,
         noise_key: Arc::new(noise_key),
         shutdown: shutdown.clone(),
