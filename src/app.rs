@@ -79,6 +79,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let derp = DerpServer::new(derp_secret, DerpConfig::default(), admission, derp_metrics);
     tailnet.set_derp(derp.clone());
     schedule_ephemeral_cleanup(&store, &tailnet).await?;
+    tailnet.spawn_expiry_sweep(std::time::Duration::from_secs(5));
 
     let stun_addr = match settings.stun_addr {
         Some(addr) => Some(start_stun(addr, &metrics).await?),

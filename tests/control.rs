@@ -184,3 +184,25 @@ async fn restart_logout_and_rotation() {
     assert!(out.node_key_expired && !out.machine_authorized);
     assert!(server.state().store.node_by_node_key(&new_key).await.unwrap().is_none());
 }
+
+#[actix_rt::test]
+async fn a_key_reaching_its_expiry_is_announced_to_peers() {
+    let server = TestServer::start_sqlite().await;
+    let ns = server.namespace("acme", "alice").await;
+    let key = server.preauth_key(ns, true, false, &[]).await;
+    // a asks for its key to expire two seconds from now.
+    let client = server.control_client().await;
+    let a_key = NodePublic::from_bytes(random_key());
+    let mut req = register_request(a_key, Some(&key));
+    req.expiry = tenscale::control::tailcfg::GoTime::new(chrono::Utc::now() + chrono::Duration::seconds(2));
+    assert!(client.register(&req).await.unwrap().error.is_empty());
+    let _a_stream = client.map_stream(&stream_request(a_key)).await.unwrap();
+
+    let (b, _) = join(&server, &key).await;
+    let mut b_stream = Box::pin(b.client.map_stream(&stream_request(b.node_key)).await.unwrap());
+    let first = next_map(&mut b_stream).await;
+    let a_peer = first.peers.unwrap().into_iter().find(|p| p.key == a_key).expect("b sees a");
+    assert!(!a_peer.expired);
+    let expired = |m: &MapResponse| m.peers_changed.iter().flatten().any(|p| p.key == a_key && p.expired);
+    map_until(&mut b_stream, expired).await;
+}

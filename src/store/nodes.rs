@@ -71,6 +71,15 @@ impl Store {
         Ok(node::Entity::find().order_by_asc(node::Column::Id).all(&self.db).await?)
     }
 
+    /// Nodes whose key expiry falls in `(after, until]`.
+    pub async fn nodes_expired_between(&self, after: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<Vec<Node>> {
+        Ok(node::Entity::find()
+            .filter(node::Column::KeyExpiry.gt(after))
+            .filter(node::Column::KeyExpiry.lte(until))
+            .all(&self.db)
+            .await?)
+    }
+
     pub async fn nodes_in_namespace(&self, namespace_id: i64) -> StoreResult<Vec<Node>> {
         Ok(node::Entity::find()
             .filter(node::Column::NamespaceId.eq(namespace_id))

@@ -259,6 +259,32 @@ impl Tailnet {
         });
     }
 
+    /// Watches for node keys reaching their expiry: each such node is republished, so peers
+    /// drop it, it is told it expired, and DERP cuts it off. A coarse sweep is enough: key
+    /// expiries are hours to days away, and the sweep interval bounds the lateness.
+    pub fn spawn_expiry_sweep(self: &Arc<Self>, every: Duration) {
+        let tailnet = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut last = crate::store::now();
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(tailnet) = tailnet.upgrade() else { return };
+                let now = crate::store::now();
+                match tailnet.store.nodes_expired_between(last, now).await {
+                    Ok(nodes) => {
+                        for node in nodes {
+                            let event = Event::NodeChanged { namespace_id: node.namespace_id, node_id: node.id };
+                            tailnet.publish(event).await;
+                        }
+                        last = now;
+                    }
+                    Err(err) => tracing::warn!(%err, "key expiry sweep failed; retrying"),
+                }
+            }
+        });
+    }
+
     /// Deletes ephemeral node `node_id` after `after` unless it is online by then.
     pub fn schedule_ephemeral_cleanup(self: &Arc<Self>, node_id: i64, after: Duration) {
         let tailnet = Arc::downgrade(self);
