@@ -60,6 +60,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         None => Tailnet::local_bus(),
     };
     let tailnet = Tailnet::start(store.clone(), settings.clone(), bus, incoming);
+    // Instances already running know who streams from them; ask them to say so.
+    tailnet.publish(crate::tailnet::Event::PresenceSync).await;
 
     let noise_key = load_secret(&store, "noise_private_key").await?;
     let noise_key = StaticSecret::from(noise_key);

@@ -27,6 +27,9 @@ pub enum Event {
     PolicyChanged { org_id: i64, namespace_id: Option<i64> },
     /// A node's map stream opened or closed somewhere.
     Presence { namespace_id: i64, node_id: i64, online: bool },
+    /// An instance started and knows nobody's presence yet: every instance announces again
+    /// the nodes streaming from it.
+    PresenceSync,
 }
 
 /// Where events go.
@@ -104,5 +107,6 @@ mod tests {
         let text = serde_json::to_string(&e).unwrap();
         assert_eq!(text, r#"{"kind":"presence","namespace_id":1,"node_id":2,"online":true}"#);
         assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), e);
+        assert_eq!(serde_json::to_string(&Event::PresenceSync).unwrap(), r#"{"kind":"presence_sync"}"#);
     }
 }
