@@ -182,8 +182,13 @@ impl TestServer {
     }
 
     pub async fn control_client(&self) -> Client {
+        self.control_client_as(random_key()).await
+    }
+
+    /// A ts2021 connection as the machine with private key `machine`.
+    pub async fn control_client_as(&self, machine: [u8; 32]) -> Client {
         let key = fetch_server_key(&self.base_url()).await.expect("GET /key").public_key;
-        let machine = StaticSecret::from(random_key());
+        let machine = StaticSecret::from(machine);
         Client::connect(&self.app.addr.to_string(), &key, &machine).await.expect("ts2021 connect")
     }
 
@@ -257,6 +262,8 @@ pub struct SimNode {
     pub node_key: NodePublic,
     /// The private half of `node_key`, for DERP.
     pub node_secret: [u8; 32],
+    /// The machine's private key, to connect again (to another instance, say).
+    pub machine: [u8; 32],
 }
 
 impl SimNode {
@@ -267,7 +274,12 @@ impl SimNode {
 
     /// Opens the node's map stream.
     pub async fn stream(&self) -> MapStream {
-        Box::pin(self.client.map_stream(&stream_request(self.node_key)).await.expect("map stream"))
+        Self::stream_on(&self.client, self.node_key).await
+    }
+
+    /// Opens the node's map stream over `client` (a connection of the same machine).
+    pub async fn stream_on(client: &Client, node_key: NodePublic) -> MapStream {
+        Box::pin(client.map_stream(&stream_request(node_key)).await.expect("map stream"))
     }
 }
 
@@ -275,11 +287,12 @@ pub type MapStream = std::pin::Pin<Box<dyn Stream<Item = Result<MapResponse, Cli
 
 /// Registers a new node with `key` on `server`; the node key is a real X25519 key pair.
 pub async fn join(server: &TestServer, key: &str) -> (SimNode, RegisterResponse) {
-    let client = server.control_client().await;
+    let machine = random_key();
+    let client = server.control_client_as(machine).await;
     let node_secret = random_key();
     let node_key = tenscale::derp::crypto::DerpSecret::from_bytes(node_secret).public();
     let resp = client.register(&register_request(node_key, Some(key))).await.expect("register");
-    (SimNode { client, node_key, node_secret }, resp)
+    (SimNode { client, node_key, node_secret, machine }, resp)
 }
 
 /// Like [`join`], failing the test unless the server authorized the node.
@@ -329,6 +342,13 @@ pub async fn next_map(stream: &mut (impl Stream<Item = Result<MapResponse, Clien
 /// Whether `msg` announces (adds or changes) the peer with `key`.
 pub fn announces(msg: &MapResponse, key: &NodePublic) -> bool {
     msg.peers.iter().flatten().chain(msg.peers_changed.iter().flatten()).any(|p| p.key == *key)
+}
+
+/// Whether `msg` reports peer `key` (id `id`) online (`true`) or offline (`false`).
+pub fn reports_online(msg: &MapResponse, key: &NodePublic, id: i64, online: bool) -> bool {
+    msg.peers_changed.iter().flatten().any(|p| p.key == *key && p.online.unwrap_or(false) == online)
+        || msg.online_change.as_ref().is_some_and(|c| c.get(&id) == Some(&online))
+        || msg.peers_changed_patch.iter().flatten().any(|p| p.node_id == id && p.online == Some(online))
 }
 
 /// Polls `check` until it holds; fails the test after `within`.
