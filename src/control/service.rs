@@ -192,6 +192,11 @@ impl Registration {
         };
         tracing::info!(node_id = node.id, namespace_id = node.namespace_id, "node registered");
         self.tailnet.publish(Event::NodeChanged { namespace_id: node.namespace_id, node_id: node.id }).await;
+        if node.ephemeral {
+            // Only a map stream keeps it: a client that dies before its first poll would
+            // otherwise leave the node behind for good.
+            self.tailnet.schedule_ephemeral_cleanup(node.id, self.tailnet.ephemeral_timeout());
+        }
         self.authorized(&node, false).await
     }
 
