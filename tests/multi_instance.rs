@@ -186,3 +186,67 @@ async fn concurrent_registrations_on_two_instances_never_share_an_address() {
     let names: HashSet<&str> = nodes.iter().map(|n| n.given_name.as_str()).collect();
     assert_eq!((v4.len(), v6.len(), names.len()), (NODES, NODES, NODES), "shared address or name: {nodes:#?}");
 }
+
+#[actix_rt::test]
+async fn deleting_a_node_through_one_instance_cuts_its_derp_connection_on_the_other() {
+    let (one, two) = TestServer::start_postgres_pair(&[]).await;
+    let ns = one.namespace("acme", "alice").await;
+    let key = one.preauth_key(ns, true, false, &[]).await;
+    let a = join_ok(&two, &key).await;
+    let a_id = a.stored(&two).await.id;
+    let secret = tenscale::derp::crypto::DerpSecret::from_bytes(a.node_secret);
+    let mut derp = tenscale::derp::client::DerpClient::connect_tcp(two.app.addr, "127.0.0.1", &secret)
+        .await
+        .expect("registered node is admitted");
+
+    assert!(one.state().store.delete_node(a_id).await.unwrap());
+    one.state().tailnet.publish(Event::NodeRemoved { namespace_id: ns, node_id: a_id, node_key: a.node_key }).await;
+    let closed = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(Some(_)) = derp.recv().await {}
+    })
+    .await;
+    assert!(closed.is_ok(), "instance 2 kept the DERP connection of a node deleted through instance 1");
+}
+
+#[actix_rt::test]
+async fn ephemeral_nodes_across_instances() {
+    let env = [("TENSCALE_EPHEMERAL_TIMEOUT", "1s")];
+    let (one, two) = TestServer::start_postgres_pair(&env).await;
+    let ns = one.namespace("acme", "alice").await;
+    let key = one.preauth_key(ns, true, false, &[]).await;
+    let ephemeral_key = one.preauth_key(ns, true, true, &[]).await;
+    let watcher = join_ok(&one, &key).await;
+    let mut watch = watcher.stream().await;
+    next_map(&mut watch).await;
+
+    // Streaming from instance 2 keeps an ephemeral node alive, even against the start-up
+    // sweep of an instance that joins the deployment later.
+    let stays = join_ok(&two, &ephemeral_key).await;
+    let stays_id = stays.stored(&two).await.id;
+    let stays_stream = stays.stream().await;
+    map_until(&mut watch, |m| reports_online(m, &stays.node_key, stays_id, true)).await;
+    let mut extra = one.redis_env();
+    extra.extend_from_slice(&env);
+    let _three = TestServer::start_on(one.database().unwrap(), &extra).await;
+
+    // An ephemeral node whose stream on instance 2 ends vanishes from instance 1's streams.
+    let goes = join_ok(&two, &ephemeral_key).await;
+    let goes_id = goes.stored(&two).await.id;
+    let goes_stream = goes.stream().await;
+    map_until(&mut watch, |m| reports_online(m, &goes.node_key, goes_id, true)).await;
+    drop(goes_stream);
+    goes.client.abort();
+    map_until_within(&mut watch, Duration::from_secs(5), |m| m.peers_removed.iter().flatten().any(|id| *id == goes_id))
+        .await;
+
+    // Well past the timeout, the streaming one is still there.
+    let quiet = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(msg)) = watch.next().await {
+            assert!(!msg.peers_removed.iter().flatten().any(|id| *id == stays_id), "a streaming ephemeral node was deleted");
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "the watcher's stream ended");
+    assert!(one.state().store.node_by_node_key(&stays.node_key).await.unwrap().is_some());
+    drop(stays_stream);
+}
