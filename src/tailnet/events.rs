@@ -21,6 +21,9 @@ pub enum Event {
     NodeChanged { namespace_id: i64, node_id: i64 },
     /// A node was deleted.
     NodeRemoved { namespace_id: i64, node_id: i64, node_key: NodePublic },
+    /// A node took a new node key (rotation, re-registration); the old one is void, and
+    /// whatever still uses it (a DERP connection) is cut off.
+    NodeKeyRetired { node_key: NodePublic },
     /// A namespace was deleted, with all its nodes.
     NamespaceRemoved { namespace_id: i64, node_keys: Vec<NodePublic> },
     /// An org default (`namespace_id: None`) or namespace policy changed.

@@ -144,6 +144,7 @@ impl Tailnet {
                 self.send(namespace_id, Command::Remove { node_id });
                 self.cut_from_derp(&node_key.to_string());
             }
+            Event::NodeKeyRetired { node_key } => self.cut_from_derp(&node_key.to_string()),
             Event::NamespaceRemoved { namespace_id, node_keys } => {
                 // Dropping the task's sender ends it, and with it every session's stream.
                 self.namespaces.lock().map(|mut n| n.remove(&namespace_id)).ok();
