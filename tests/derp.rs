@@ -55,6 +55,7 @@ fn dropped(server: &TestServer, reason: &str) -> f64 {
 struct Tenants {
     server: TestServer,
     ns_a: i64,
+    key_a: String,
     a1: SimNode,
     a2: SimNode,
     b: SimNode,
@@ -69,7 +70,7 @@ async fn tenants(backend: Backend) -> Tenants {
     let a1 = join_ok(&server, &key_a).await;
     let a2 = join_ok(&server, &key_a).await;
     let b = join_ok(&server, &key_b).await;
-    Tenants { server, ns_a, a1, a2, b }
+    Tenants { server, ns_a, key_a, a1, a2, b }
 }
 
 async fn unregistered_keys_are_refused(backend: Backend) {
@@ -168,6 +169,33 @@ async fn expired_keys_are_refused_and_cut_off(backend: Backend) {
     assert!(matches!(derp_as(&t.server, t.a2.node_secret).await, Err(DerpError::Refused)));
 }
 
+/// Key rotation (re-register with OldNodeKey), or the same machine registering again with a
+/// pre-auth key and a new node key, retires the old key: its DERP connection is cut and it is
+/// refused from then on; the new key gets in.
+async fn a_rotated_away_key_is_cut_off(backend: Backend) {
+    let t = tenants(backend).await;
+    let a1_id = t.a1.stored(&t.server).await.id;
+    let mut old = derp(&t.server, &t.a1).await;
+    let new_secret = support::random_key();
+    let new_key = DerpSecret::from_bytes(new_secret).public();
+    let mut rotate = support::register_request(new_key, None);
+    rotate.old_node_key = t.a1.node_key;
+    let resp = t.a1.client.register(&rotate).await.unwrap();
+    assert!(resp.error.is_empty() && resp.machine_authorized, "{resp:?}");
+    closed_within(&mut old, Duration::from_secs(1)).await;
+    assert!(matches!(derp_as(&t.server, t.a1.node_secret).await, Err(DerpError::Refused)));
+    let mut current = derp_as(&t.server, new_secret).await.expect("the new key is admitted");
+
+    let newest_secret = support::random_key();
+    let newest_key = DerpSecret::from_bytes(newest_secret).public();
+    let resp = t.a1.client.register(&support::register_request(newest_key, Some(&t.key_a))).await.unwrap();
+    assert!(resp.error.is_empty() && resp.machine_authorized, "{resp:?}");
+    assert_eq!(t.server.state().store.node_by_node_key(&newest_key).await.unwrap().expect("same node").id, a1_id);
+    closed_within(&mut current, Duration::from_secs(1)).await;
+    assert!(matches!(derp_as(&t.server, new_secret).await, Err(DerpError::Refused)));
+    derp_as(&t.server, newest_secret).await.expect("the newest key is admitted");
+}
+
 macro_rules! on_both_backends {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -185,4 +213,5 @@ on_both_backends!(
     another_namespace_delivers_nothing,
     deleting_a_node_disconnects_it,
     expired_keys_are_refused_and_cut_off,
+    a_rotated_away_key_is_cut_off,
 );
