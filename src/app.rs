@@ -35,6 +35,8 @@ pub struct AppState {
     pub tailnet: Arc<Tailnet>,
     pub metrics: prometheus::Registry,
     pub derp: Arc<DerpServer>,
+    /// Shared by every worker, so the configured limit holds whatever the worker count.
+    pub rate_limits: crate::api::ratelimit::RateLimits,
 }
 
 /// A started server.
@@ -77,7 +79,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         None => None,
     };
 
-    let state = Arc::new(AppState { settings: settings.clone(), store: store.clone(), tailnet: tailnet.clone(), metrics, derp });
+    let rate_limits = crate::api::ratelimit::RateLimits::new(settings.rate_limit);
+    let state = Arc::new(AppState {
+        settings: settings.clone(),
+        store: store.clone(),
+        tailnet: tailnet.clone(),
+        metrics,
+        derp,
+        rate_limits,
+    });
     let control = ControlService::new(store, tailnet);
     let server_key = ServerKey(MachinePublic::from_bytes(x25519_dalek::PublicKey::from(&noise_key).to_bytes()));
     let takeover = takeover_handler(state.clone(), control, noise_key);

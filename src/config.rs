@@ -236,7 +236,8 @@ fn read_file(path: &std::path::Path) -> Result<Overrides, ConfigError> {
 }
 
 /// Applies every `TENSCALE_<FIELD>` variable onto `o`. Unknown `TENSCALE_*` names are
-/// refused so that a typo does not silently fall back to a default.
+/// logged as warnings, so that a typo does not silently fall back to a default unnoticed
+/// (they are not refused: tools around the server use the same prefix).
 fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigError> {
     for (name, value) in env {
         let Some(field) = name.strip_prefix(ENV_PREFIX) else { continue };
@@ -271,12 +272,7 @@ fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigEr
             "WORKERS" => o.workers = Some(number("WORKERS", &value)?),
             // Read by the log set-up, not a setting of the service.
             "LOG" => {}
-            _ => {
-                return Err(ConfigError::Invalid {
-                    key: "environment",
-                    message: format!("unknown variable {name}"),
-                })
-            }
+            _ => tracing::warn!(variable = %name, "ignoring unknown TENSCALE_* variable"),
         }
     }
     Ok(())
@@ -372,8 +368,8 @@ mod tests {
     }
 
     #[test]
-    fn unknown_variables_and_bad_values_are_refused() {
-        assert!(Settings::load_from(None, &env(&[("TENSCALE_LISTEN_ADR", "x")])).is_err());
+    fn bad_values_are_refused_unknown_variables_ignored() {
+        assert!(Settings::load_from(None, &env(&[("TENSCALE_LISTEN_ADR", "x")])).is_ok());
         assert!(Settings::load_from(None, &env(&[("TENSCALE_LISTEN_ADDR", "nope")])).is_err());
         assert!(Settings::load_from(None, &env(&[("TENSCALE_EPHEMERAL_TIMEOUT", "5 fortnights")])).is_err());
         let off = Settings::load_from(None, &env(&[("TENSCALE_STUN_ADDR", "off")])).unwrap();

@@ -226,7 +226,7 @@ impl NamespaceTask {
         match &self.compiled {
             None => (vec![FilterRule::allow_all()], None),
             Some(c) => match c.nodes.get(&node_id) {
-                Some(n) => (convert(&n.filter), n.ssh.as_ref().map(convert_one)),
+                Some(n) => (n.filter.clone(), n.ssh.clone()),
                 None => (vec![], None),
             },
         }
@@ -392,14 +392,4 @@ fn policy_node(node: &Node, view: &NamespaceView) -> PolicyNode {
         user: tags.is_empty().then(|| view.login_name()),
         tags,
     }
-}
-
-/// The policy compiler and the map writer each keep their own serde types of the same JSON;
-/// crossing between them goes through that JSON once per compile, never per packet.
-fn convert<A: serde::Serialize, B: serde::de::DeserializeOwned>(items: &[A]) -> Vec<B> {
-    items.iter().filter_map(|i| serde_json::to_value(i).ok().and_then(|v| serde_json::from_value(v).ok())).collect()
-}
-
-fn convert_one<A: serde::Serialize, B: serde::de::DeserializeOwned + Default>(item: &A) -> B {
-    serde_json::to_value(item).ok().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default()
 }
