@@ -66,10 +66,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let metrics = prometheus::Registry::new();
 
     let (bus, incoming) = match &settings.redis_url {
-        Some(url) => crate::tailnet::events::redis_bus(url.expose()).await.context("connecting to Redis")?,
+        Some(url) => crate::tailnet::events::redis_bus(url.expose(), &settings.redis_channel)
+            .await
+            .context("connecting to Redis")?,
         None => Tailnet::local_bus(),
     };
     let tailnet = Tailnet::start(store.clone(), settings.clone(), bus, incoming);
+    // Instances already running know who streams from them; ask them to say so.
+    tailnet.publish(crate::tailnet::Event::PresenceSync).await;
 
     let noise_key = load_secret(&store, "noise_private_key").await?;
     let noise_key = StaticSecret::from(noise_key);

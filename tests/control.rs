@@ -7,73 +7,9 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tenscale::control::client::Client;
-use tenscale::control::tailcfg::{MapRequest, MapResponse, RegisterAuth, RegisterRequest};
-use tenscale::keys::{DiscoPublic, NodePublic};
-use support::{random_key, TestServer};
-
-fn register_request(node_key: NodePublic, auth: Option<&str>) -> RegisterRequest {
-    RegisterRequest {
-        version: 130,
-        node_key,
-        auth: auth.map(|k| RegisterAuth { auth_key: k.to_string(), ..Default::default() }),
-        hostinfo: Some(serde_json::from_value(serde_json::json!({"Hostname": "sim", "OS": "linux"})).unwrap()),
-        ..Default::default()
-    }
-}
-
-fn stream_request(node_key: NodePublic) -> MapRequest {
-    MapRequest {
-        version: 130,
-        compress: "zstd".into(),
-        keep_alive: true,
-        node_key,
-        disco_key: DiscoPublic::from_bytes(random_key()),
-        stream: true,
-        ..Default::default()
-    }
-}
-
-struct SimNode {
-    client: Client,
-    node_key: NodePublic,
-}
-
-async fn join(server: &TestServer, key: &str) -> (SimNode, tenscale::control::tailcfg::RegisterResponse) {
-    let client = server.control_client().await;
-    let node_key = NodePublic::from_bytes(random_key());
-    let resp = client.register(&register_request(node_key, Some(key))).await.expect("register");
-    (SimNode { client, node_key }, resp)
-}
-
-/// The next message that satisfies `want`, skipping others (self updates, keep-alives).
-async fn map_until(
-    stream: &mut (impl futures::Stream<Item = Result<MapResponse, tenscale::control::client::ClientError>> + Unpin),
-    want: impl Fn(&MapResponse) -> bool,
-) -> MapResponse {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let msg = tokio::time::timeout_at(deadline, next_map(stream)).await.expect("wanted message in time");
-        if want(&msg) {
-            return msg;
-        }
-    }
-}
-
-async fn next_map(
-    stream: &mut (impl futures::Stream<Item = Result<MapResponse, tenscale::control::client::ClientError>> + Unpin),
-) -> MapResponse {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), stream.next())
-            .await
-            .expect("map message in time")
-            .expect("stream open")
-            .expect("valid message");
-        if !msg.keep_alive {
-            return msg;
-        }
-    }
-}
+use tenscale::control::tailcfg::{MapRequest, MapResponse};
+use tenscale::keys::NodePublic;
+use support::{join, map_until, next_map, random_key, register_request, stream_request, TestServer};
 
 #[actix_rt::test]
 async fn single_use_key_registers_once_and_peers_see_each_other() {
