@@ -10,11 +10,11 @@ use bytes::Bytes;
 use futures::{future, Sink, SinkExt, Stream, StreamExt};
 use tenscale::control::client::{fetch_server_key, Client, CLIENT_VERSION};
 use tenscale::control::noise::Initiator;
-use tenscale::control::tailcfg::{MapRequest, RegisterAuth, RegisterRequest};
+use tenscale::control::tailcfg::MapRequest;
 use tenscale::derp::client::DerpClient;
 use tenscale::derp::crypto::{ClientInfo, DerpSecret};
 use tenscale::front::ws_stream::WsStream;
-use tenscale::keys::{DiscoPublic, NodePublic};
+use tenscale::keys::NodePublic;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use x25519_dalek::StaticSecret;
 
-use support::{random_key, TestServer};
+use support::{random_key, register_request, stream_request, TestServer};
 
 const CONTROL: &str = "tailscale-control-protocol";
 const WAIT: Duration = Duration::from_secs(10);
@@ -116,34 +116,9 @@ async fn ws_control_client(server: &TestServer) -> Client {
         .expect("ts2021 over websocket")
 }
 
-fn register_request(node_key: NodePublic, auth: &str) -> RegisterRequest {
-    RegisterRequest {
-        version: 130,
-        node_key,
-        auth: Some(RegisterAuth {
-            auth_key: auth.to_string(),
-            ..Default::default()
-        }),
-        hostinfo: Some(serde_json::from_value(serde_json::json!({"Hostname": "browser", "OS": "js"})).unwrap()),
-        ..Default::default()
-    }
-}
-
-fn stream_request(node_key: NodePublic) -> MapRequest {
-    MapRequest {
-        version: 130,
-        compress: "zstd".into(),
-        keep_alive: true,
-        node_key,
-        disco_key: DiscoPublic::from_bytes(random_key()),
-        stream: true,
-        ..Default::default()
-    }
-}
-
 async fn register(client: &Client, node_key: NodePublic, auth: &str) {
     let resp = client
-        .register(&register_request(node_key, auth))
+        .register(&register_request(node_key, Some(auth)))
         .await
         .expect("register");
     assert!(resp.error.is_empty() && resp.machine_authorized, "{}", resp.error);
