@@ -160,7 +160,7 @@ async fn control_over_websocket_registers_and_streams_a_map() {
     let mut map = Box::pin(browser.map_stream(&stream_request(browser_key)).await.expect("map"));
     let first = tokio::time::timeout(WAIT, map.next()).await.unwrap().unwrap().unwrap();
     let me = first.node.expect("self node");
-    assert_eq!(me.name, "browser.web.tenscale.internal.");
+    assert_eq!(me.name, "sim.web.tenscale.internal.");
     assert!(first.derp_map.is_some() && first.packet_filters.is_some());
 
     // A native peer joins over TCP: each sees the other.
