@@ -4,6 +4,8 @@
 //! listener ─ front ─┬─ /ts2021 upgrade ─▶ control::h2server ─▶ control::service ─▶ store, tailnet
 //!                   ├─ /derp upgrade ───▶ derp::server (admission via store)
 //!                   └─ everything else ─▶ actix-web App (api, /key, probes, /docs)
+//!                                           ├─ GET /ts2021 WebSocket ─▶ control::h2server (no early payload)
+//!                                           └─ GET /derp WebSocket ───▶ derp::server
 //! UDP ─ derp::stun
 //! ```
 //! Tests call [`start`] with `listen_addr` port 0 and read the bound address back.
@@ -11,10 +13,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use actix_web::{web, App};
+use actix_web::{guard, web, App, HttpRequest, HttpResponse};
 use anyhow::Context;
 use futures::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
 use x25519_dalek::StaticSecret;
 
 use crate::config::Settings;
@@ -23,6 +26,7 @@ use crate::control::http::ServerKey;
 use crate::control::service::ControlService;
 use crate::derp::crypto::DerpSecret;
 use crate::derp::server::{Admission, DerpConfig, DerpMetrics, DerpServer, TenantId};
+use crate::front::websocket::{self, BrowserIo};
 use crate::front::{self, FrontOptions, Takeover, UpgradeKind};
 use crate::keys::{MachinePublic, NodePublic};
 use crate::store::Store;
@@ -35,6 +39,14 @@ pub struct AppState {
     pub tailnet: Arc<Tailnet>,
     pub metrics: prometheus::Registry,
     pub derp: Arc<DerpServer>,
+    /// Shared by every worker, so the configured limit holds whatever the worker count.
+    pub rate_limits: crate::api::ratelimit::RateLimits,
+    /// The register/map logic behind every ts2021 connection, TCP or WebSocket.
+    pub control: Arc<ControlService>,
+    /// The server's Noise private key.
+    pub noise_key: Arc<StaticSecret>,
+    /// Cancelled when a graceful stop begins.
+    pub shutdown: CancellationToken,
 }
 
 /// A started server.
@@ -54,10 +66,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let metrics = prometheus::Registry::new();
 
     let (bus, incoming) = match &settings.redis_url {
-        Some(url) => crate::tailnet::events::redis_bus(url.expose()).await.context("connecting to Redis")?,
+        Some(url) => crate::tailnet::events::redis_bus(url.expose(), &settings.redis_channel)
+            .await
+            .context("connecting to Redis")?,
         None => Tailnet::local_bus(),
     };
     let tailnet = Tailnet::start(store.clone(), settings.clone(), bus, incoming);
+    // Instances already running know who streams from them; ask them to say so.
+    tailnet.publish(crate::tailnet::Event::PresenceSync).await;
 
     let noise_key = load_secret(&store, "noise_private_key").await?;
     let noise_key = StaticSecret::from(noise_key);
@@ -67,16 +83,29 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let derp = DerpServer::new(derp_secret, DerpConfig::default(), admission, derp_metrics);
     tailnet.set_derp(derp.clone());
     schedule_ephemeral_cleanup(&store, &tailnet).await?;
+    tailnet.spawn_expiry_sweep(std::time::Duration::from_secs(5));
 
     let stun_addr = match settings.stun_addr {
         Some(addr) => Some(start_stun(addr, &metrics).await?),
         None => None,
     };
 
-    let state = Arc::new(AppState { settings: settings.clone(), store: store.clone(), tailnet: tailnet.clone(), metrics, derp });
-    let control = ControlService::new(store, tailnet);
+    let rate_limits = crate::api::ratelimit::RateLimits::new(settings.rate_limit);
     let server_key = ServerKey(MachinePublic::from_bytes(x25519_dalek::PublicKey::from(&noise_key).to_bytes()));
-    let takeover = takeover_handler(state.clone(), control, noise_key);
+    let control = ControlService::new(store.clone(), tailnet.clone());
+    let shutdown = CancellationToken::new();
+    let state = Arc::new(AppState {
+        settings: settings.clone(),
+        store,
+        tailnet,
+        metrics,
+        derp,
+        rate_limits,
+        control,
+        noise_key: Arc::new(noise_key),
+        shutdown: shutdown.clone(),
+    });
+    let takeover = takeover_handler(state.clone());
 
     let listener = std::net::TcpListener::bind(settings.listen_addr)
         .with_context(|| format!("binding {}", settings.listen_addr))?;
@@ -93,11 +122,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
             .app_data(app_state.clone())
             .app_data(key_data.clone())
             .app_data(web::PayloadConfig::new(body_limit))
+            // Before the routes of the same paths that answer non-upgrade requests.
+            .route("/ts2021", web::route().guard(guard::fn_guard(|ctx| websocket::is_websocket(ctx.head()))).to(ws_control))
+            .route("/derp", web::route().guard(guard::fn_guard(|ctx| is_derp_websocket(ctx.head()))).to(ws_derp))
             .configure(crate::api::configure)
             .configure(crate::control::http::configure)
             .configure(crate::derp::http::configure)
     };
-    let options = FrontOptions { workers: worker_count(&settings), ..FrontOptions::default() };
+    let options = FrontOptions { workers: worker_count(&settings), shutdown, ..FrontOptions::default() };
     let server = front::serve(listener, tls, app_factory, takeover, options)?;
     let handle = server.handle();
     actix_rt::spawn(server);
@@ -165,20 +197,23 @@ impl Admission for StoreAdmission {
     }
 }
 
-fn takeover_handler(state: Arc<AppState>, control: Arc<ControlService>, noise_key: StaticSecret) -> front::TakeoverHandler {
-    let noise_key = Arc::new(noise_key);
+fn takeover_handler(state: Arc<AppState>) -> front::TakeoverHandler {
     Arc::new(move |takeover: Takeover| {
-        let (state, control, noise_key) = (state.clone(), control.clone(), noise_key.clone());
+        let state = state.clone();
         Box::pin(async move {
             match takeover.kind {
-                UpgradeKind::Control => serve_control(takeover, &state, control, &noise_key).await,
+                UpgradeKind::Control => serve_control(takeover, &state).await,
                 UpgradeKind::Derp => serve_derp(takeover, &state).await,
             }
         })
     })
 }
 
-async fn serve_control(takeover: Takeover, state: &AppState, control: Arc<ControlService>, key: &StaticSecret) {
+fn control_options(state: &AppState) -> ServeOptions {
+    ServeOptions { keepalive_interval: state.settings.keepalive_interval, ..ServeOptions::default() }
+}
+
+async fn serve_control(takeover: Takeover, state: &AppState) {
     let Takeover { head, mut io, shutdown, peer, .. } = takeover;
     let Some(init) = head.get("X-Tailscale-Handshake").map(str::to_string) else {
         let _ = io.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
@@ -191,9 +226,9 @@ async fn serve_control(takeover: Takeover, state: &AppState, control: Arc<Contro
     {
         return;
     }
-    let options = ServeOptions { keepalive_interval: state.settings.keepalive_interval, ..ServeOptions::default() };
+    let control = state.control.clone();
     tokio::select! {
-        result = h2server::accept_ts2021(io, key, &init, control, options) => {
+        result = h2server::accept_ts2021(io, &state.noise_key, &init, control, control_options(state)) => {
             if let Err(err) = result {
                 tracing::debug!(%peer, %err, "control connection ended");
             }
@@ -215,4 +250,45 @@ async fn serve_derp(takeover: Takeover, state: &AppState) {
         _ = crate::derp::server::serve_client(state.derp.clone(), io, peer) => {}
         _ = shutdown.cancelled() => {}
     }
+}
+
+/// The browser's control channel: `GET /ts2021?X-Tailscale-Handshake=<base64 init>` as a
+/// WebSocket with subprotocol `tailscale-control-protocol`. A missing or malformed initiation
+/// is refused with 400 before the upgrade; after it, exactly the TCP path minus the early
+/// payload (the Go server sends none here either).
+async fn ws_control(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let init = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("X-Tailscale-Handshake").cloned())
+        // Base64 has no spaces: a `+` that was not percent-encoded decodes to one.
+        .map(|v| v.replace(' ', "+"));
+    let Some(init) = init.filter(|v| crate::control::noise::decode_handshake_header(v).is_ok()) else {
+        return HttpResponse::BadRequest()
+            .content_type("text/plain")
+            .body("missing or malformed X-Tailscale-Handshake query parameter\n");
+    };
+    let state = state.into_inner();
+    let peer = req.peer_addr();
+    websocket::accept(&req, body, "tailscale-control-protocol", state.shutdown.clone(), move |io: BrowserIo| async move {
+        let options = ServeOptions { early_payload: false, ..control_options(&state) };
+        if let Err(err) = h2server::accept_ts2021(io, &state.noise_key, &init, state.control.clone(), options).await {
+            tracing::debug!(?peer, %err, "websocket control connection ended");
+        }
+    })
+}
+
+/// DERP over WebSocket is chosen, as in the Go server, by `Upgrade: websocket` plus a
+/// `Sec-WebSocket-Protocol` offering `derp`; anything else on `/derp` gets the 426.
+fn is_derp_websocket(head: &actix_web::dev::RequestHead) -> bool {
+    websocket::is_websocket(head) && websocket::offers_protocol(head, "derp")
+}
+
+/// The browser's DERP connection: the same frames as on TCP, in binary messages, with no
+/// `Upgrade: DERP` 101 in front.
+async fn ws_derp(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let derp = state.derp.clone();
+    let peer = req.peer_addr().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    websocket::accept(&req, body, "derp", state.shutdown.clone(), move |io: BrowserIo| {
+        crate::derp::server::serve_client(derp, io, peer)
+    })
 }

@@ -47,6 +47,9 @@ pub struct Settings {
     pub server_url: String,
     pub database_url: Secret,
     pub redis_url: Option<Secret>,
+    /// Redis pub/sub channel for tailnet events. Instances that serve the same database must
+    /// share it; separate deployments (or test runs) on one Redis must not.
+    pub redis_channel: String,
     /// MagicDNS names are `<node>.<namespace>.<base_domain>`.
     pub base_domain: String,
     /// The longest lifetime a pre-auth key may be given.
@@ -98,6 +101,7 @@ struct Overrides {
     server_url: Option<String>,
     database_url: Option<Secret>,
     redis_url: Option<Secret>,
+    redis_channel: Option<String>,
     base_domain: Option<String>,
     max_key_expiry: Option<String>,
     rate_limit_per_second: Option<u32>,
@@ -187,6 +191,11 @@ impl Settings {
                 .database_url
                 .unwrap_or_else(|| Secret::new("sqlite://tenscale.db?mode=rwc")),
             redis_url: o.redis_url.filter(|url| !url.expose().is_empty()),
+            redis_channel: match o.redis_channel {
+                None => crate::tailnet::events::DEFAULT_CHANNEL.to_string(),
+                Some(c) if c.trim().is_empty() => return Err(invalid("redis_channel", "must not be empty")),
+                Some(c) => c,
+            },
             base_domain: o.base_domain.unwrap_or_else(|| "tenscale.internal".to_string()),
             max_key_expiry: duration_or("max_key_expiry", o.max_key_expiry, "90d")?,
             rate_limit,
@@ -227,7 +236,8 @@ fn read_file(path: &std::path::Path) -> Result<Overrides, ConfigError> {
 }
 
 /// Applies every `TENSCALE_<FIELD>` variable onto `o`. Unknown `TENSCALE_*` names are
-/// refused so that a typo does not silently fall back to a default.
+/// logged as warnings, so that a typo does not silently fall back to a default unnoticed
+/// (they are not refused: tools around the server use the same prefix).
 fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigError> {
     for (name, value) in env {
         let Some(field) = name.strip_prefix(ENV_PREFIX) else { continue };
@@ -237,6 +247,7 @@ fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigEr
             "SERVER_URL" => o.server_url = Some(value),
             "DATABASE_URL" => o.database_url = Some(Secret::new(value)),
             "REDIS_URL" => o.redis_url = Some(Secret::new(value)),
+            "REDIS_CHANNEL" => o.redis_channel = Some(value),
             "BASE_DOMAIN" => o.base_domain = Some(value),
             "MAX_KEY_EXPIRY" => o.max_key_expiry = Some(value),
             "RATE_LIMIT_PER_SECOND" => o.rate_limit_per_second = Some(number("RATE_LIMIT_PER_SECOND", &value)?),
@@ -261,12 +272,7 @@ fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigEr
             "WORKERS" => o.workers = Some(number("WORKERS", &value)?),
             // Read by the log set-up, not a setting of the service.
             "LOG" => {}
-            _ => {
-                return Err(ConfigError::Invalid {
-                    key: "environment",
-                    message: format!("unknown variable {name}"),
-                })
-            }
+            _ => tracing::warn!(variable = %name, "ignoring unknown TENSCALE_* variable"),
         }
     }
     Ok(())
@@ -332,6 +338,10 @@ mod tests {
         assert_eq!(s.rate_limit, RateLimitSettings { per_second: 20, burst: 100 });
         assert_eq!(s.max_key_expiry, Duration::from_secs(90 * 86_400));
         assert_eq!(s.ephemeral_timeout, Duration::from_secs(300));
+        assert_eq!(s.redis_channel, "tenscale:events");
+        let c = Settings::load_from(None, &env(&[("TENSCALE_REDIS_CHANNEL", "t:1")])).unwrap();
+        assert_eq!(c.redis_channel, "t:1");
+        assert!(Settings::load_from(None, &env(&[("TENSCALE_REDIS_CHANNEL", " ")])).is_err());
     }
 
     #[test]
@@ -358,8 +368,8 @@ mod tests {
     }
 
     #[test]
-    fn unknown_variables_and_bad_values_are_refused() {
-        assert!(Settings::load_from(None, &env(&[("TENSCALE_LISTEN_ADR", "x")])).is_err());
+    fn bad_values_are_refused_unknown_variables_ignored() {
+        assert!(Settings::load_from(None, &env(&[("TENSCALE_LISTEN_ADR", "x")])).is_ok());
         assert!(Settings::load_from(None, &env(&[("TENSCALE_LISTEN_ADDR", "nope")])).is_err());
         assert!(Settings::load_from(None, &env(&[("TENSCALE_EPHEMERAL_TIMEOUT", "5 fortnights")])).is_err());
         let off = Settings::load_from(None, &env(&[("TENSCALE_STUN_ADDR", "off")])).unwrap();

@@ -7,73 +7,9 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tenscale::control::client::Client;
-use tenscale::control::tailcfg::{MapRequest, MapResponse, RegisterAuth, RegisterRequest};
-use tenscale::keys::{DiscoPublic, NodePublic};
-use support::{random_key, TestServer};
-
-fn register_request(node_key: NodePublic, auth: Option<&str>) -> RegisterRequest {
-    RegisterRequest {
-        version: 130,
-        node_key,
-        auth: auth.map(|k| RegisterAuth { auth_key: k.to_string(), ..Default::default() }),
-        hostinfo: Some(serde_json::from_value(serde_json::json!({"Hostname": "sim", "OS": "linux"})).unwrap()),
-        ..Default::default()
-    }
-}
-
-fn stream_request(node_key: NodePublic) -> MapRequest {
-    MapRequest {
-        version: 130,
-        compress: "zstd".into(),
-        keep_alive: true,
-        node_key,
-        disco_key: DiscoPublic::from_bytes(random_key()),
-        stream: true,
-        ..Default::default()
-    }
-}
-
-struct SimNode {
-    client: Client,
-    node_key: NodePublic,
-}
-
-async fn join(server: &TestServer, key: &str) -> (SimNode, tenscale::control::tailcfg::RegisterResponse) {
-    let client = server.control_client().await;
-    let node_key = NodePublic::from_bytes(random_key());
-    let resp = client.register(&register_request(node_key, Some(key))).await.expect("register");
-    (SimNode { client, node_key }, resp)
-}
-
-/// The next message that satisfies `want`, skipping others (self updates, keep-alives).
-async fn map_until(
-    stream: &mut (impl futures::Stream<Item = Result<MapResponse, tenscale::control::client::ClientError>> + Unpin),
-    want: impl Fn(&MapResponse) -> bool,
-) -> MapResponse {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let msg = tokio::time::timeout_at(deadline, next_map(stream)).await.expect("wanted message in time");
-        if want(&msg) {
-            return msg;
-        }
-    }
-}
-
-async fn next_map(
-    stream: &mut (impl futures::Stream<Item = Result<MapResponse, tenscale::control::client::ClientError>> + Unpin),
-) -> MapResponse {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), stream.next())
-            .await
-            .expect("map message in time")
-            .expect("stream open")
-            .expect("valid message");
-        if !msg.keep_alive {
-            return msg;
-        }
-    }
-}
+use tenscale::control::tailcfg::{MapRequest, MapResponse};
+use tenscale::keys::NodePublic;
+use support::{join, map_until, next_map, random_key, register_request, stream_request, TestServer};
 
 #[actix_rt::test]
 async fn single_use_key_registers_once_and_peers_see_each_other() {
@@ -183,4 +119,26 @@ async fn restart_logout_and_rotation() {
     let out = a.client.register(&logout).await.unwrap();
     assert!(out.node_key_expired && !out.machine_authorized);
     assert!(server.state().store.node_by_node_key(&new_key).await.unwrap().is_none());
+}
+
+#[actix_rt::test]
+async fn a_key_reaching_its_expiry_is_announced_to_peers() {
+    let server = TestServer::start_sqlite().await;
+    let ns = server.namespace("acme", "alice").await;
+    let key = server.preauth_key(ns, true, false, &[]).await;
+    // a asks for its key to expire two seconds from now.
+    let client = server.control_client().await;
+    let a_key = NodePublic::from_bytes(random_key());
+    let mut req = register_request(a_key, Some(&key));
+    req.expiry = tenscale::control::tailcfg::GoTime::new(chrono::Utc::now() + chrono::Duration::seconds(2));
+    assert!(client.register(&req).await.unwrap().error.is_empty());
+    let _a_stream = client.map_stream(&stream_request(a_key)).await.unwrap();
+
+    let (b, _) = join(&server, &key).await;
+    let mut b_stream = Box::pin(b.client.map_stream(&stream_request(b.node_key)).await.unwrap());
+    let first = next_map(&mut b_stream).await;
+    let a_peer = first.peers.unwrap().into_iter().find(|p| p.key == a_key).expect("b sees a");
+    assert!(!a_peer.expired);
+    let expired = |m: &MapResponse| m.peers_changed.iter().flatten().any(|p| p.key == a_key && p.expired);
+    map_until(&mut b_stream, expired).await;
 }

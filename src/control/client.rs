@@ -1,6 +1,7 @@
 //! A Rust client of the ts2021 protocol, for tests and the load generator: `GET /key`, the
 //! HTTP/1.1 upgrade on `POST /ts2021`, the Noise handshake, then HTTP/2 requests to
-//! `/machine/register` and `/machine/map`. Plain TCP only (no TLS).
+//! `/machine/register` and `/machine/map`. Plain TCP only (no TLS); other transports that
+//! carry the initiation out of band (the WebSocket variant) use [`Client::connect_upgraded`].
 
 use std::sync::Arc;
 
@@ -83,8 +84,25 @@ impl Client {
         );
         io.write_all(request.as_bytes()).await?;
 
-        let (head, mut rest) = read_head(&mut io).await?;
+        let (head, rest) = read_head(&mut io).await?;
         check_upgrade(&head)?;
+        Self::establish(io, rest, host, initiator).await
+    }
+
+    /// Sets up the channel over a stream whose upgrade is done and whose initiation message
+    /// already went out (e.g. in the WebSocket URL): the next bytes are the Noise response.
+    pub async fn connect_upgraded<T>(io: T, host: &str, initiator: Initiator) -> Result<Self, ClientError>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Self::establish(io, Vec::new(), host, initiator).await
+    }
+
+    /// Noise response (from `rest`, then `io`), early payload if any, then HTTP/2.
+    async fn establish<T>(mut io: T, mut rest: Vec<u8>, host: &str, initiator: Initiator) -> Result<Self, ClientError>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let response = read_noise_response(&mut io, &mut rest).await?;
         let keys = initiator.finish(&response)?;
         let mut stream = NoiseStream::new(io, keys).with_read_prefix(&rest);

@@ -139,6 +139,7 @@ impl Registration {
             self.store.update_node(&node, change).await.map_err(internal)?
         };
         self.tailnet.publish(Event::NodeChanged { namespace_id: updated.namespace_id, node_id: updated.id }).await;
+        self.tailnet.publish(Event::NodeKeyRetired { node_key: req.old_node_key }).await;
         self.authorized(&updated, false).await
     }
 
@@ -161,6 +162,10 @@ impl Registration {
         let key_expiry = req.expiry.get().filter(|_| key.tag_set().is_empty());
         // The same machine coming back into the same namespace keeps its node (and addresses).
         let existing = self.store.node_by_machine(key.namespace_id, &self.machine).await.map_err(internal)?;
+        let retired = existing
+            .as_ref()
+            .and_then(|n| NodePublic::parse(&n.node_key).ok())
+            .filter(|old| *old != req.node_key);
         let result = match existing {
             Some(node) => {
                 let change = NodeChange {
@@ -192,6 +197,14 @@ impl Registration {
         };
         tracing::info!(node_id = node.id, namespace_id = node.namespace_id, "node registered");
         self.tailnet.publish(Event::NodeChanged { namespace_id: node.namespace_id, node_id: node.id }).await;
+        if let Some(node_key) = retired {
+            self.tailnet.publish(Event::NodeKeyRetired { node_key }).await;
+        }
+        if node.ephemeral {
+            // Only a map stream keeps it: a client that dies before its first poll would
+            // otherwise leave the node behind for good.
+            self.tailnet.schedule_ephemeral_cleanup(node.id, self.tailnet.ephemeral_timeout());
+        }
         self.authorized(&node, false).await
     }
 

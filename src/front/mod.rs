@@ -15,7 +15,8 @@
 //! Bytes read while sniffing are replayed in front of the stream on both paths. Only the
 //! first request of a connection is sniffed (real clients open a fresh connection for each
 //! upgrade), so the App should answer `/ts2021` and `/derp` without upgrade itself (400/426).
-//! Browser variants are WebSocket upgrades and go to actix like any other request.
+//! Browser variants are WebSocket upgrades and go to actix like any other request;
+//! [`websocket`] turns them into byte streams ([`ws_stream`]) for the same protocol code.
 //!
 //! The takeover handler owns the connection from the head on: it validates headers and
 //! writes the `101 Switching Protocols` itself.
@@ -28,6 +29,8 @@
 mod replay;
 mod sniff;
 pub mod tls;
+pub mod websocket;
+pub mod ws_stream;
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
@@ -92,6 +95,9 @@ pub struct FrontOptions {
     pub max_connections_per_worker: usize,
     /// How long a graceful stop waits for open connections (whole seconds).
     pub shutdown_timeout: Duration,
+    /// Cancelled when a graceful stop begins (the same token as [`Takeover::shutdown`]);
+    /// pass one in to let connections served through actix (WebSockets) watch it too.
+    pub shutdown: CancellationToken,
 }
 
 impl Default for FrontOptions {
@@ -102,6 +108,7 @@ impl Default for FrontOptions {
             max_head_bytes: 16 * 1024,
             max_connections_per_worker: 25_600,
             shutdown_timeout: Duration::from_secs(30),
+            shutdown: CancellationToken::new(),
         }
     }
 }
@@ -143,7 +150,7 @@ where
         takeover,
         header_timeout: options.header_timeout,
         max_head_bytes: options.max_head_bytes,
-        shutdown: CancellationToken::new(),
+        shutdown: options.shutdown,
     });
     let builder = Server::build()
         .workers(options.workers)

@@ -105,6 +105,7 @@ fn quick_options() -> FrontOptions {
         max_head_bytes: 16 * 1024,
         max_connections_per_worker: 100,
         shutdown_timeout: Duration::from_secs(5),
+        shutdown: CancellationToken::new(),
     }
 }
 

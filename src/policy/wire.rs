@@ -99,6 +99,18 @@ pub struct FilterRule {
     pub cap_grant: Vec<CapGrant>,
 }
 
+impl FilterRule {
+    /// Any source to any destination port: the filter of a namespace without a policy.
+    pub fn allow_all() -> Self {
+        FilterRule {
+            src_ips: Shared::from(vec!["*".to_string()]),
+            dst_ports: vec![NetPortRange { ip: "*".to_string(), ports: PortRange { first: 0, last: 65535 } }],
+            ip_proto: Vec::new(),
+            cap_grant: Vec::new(),
+        }
+    }
+}
+
 /// A destination address (`*`, IP, CIDR or `a-b` range) and port range.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NetPortRange {
@@ -128,8 +140,8 @@ pub struct CapGrant {
     pub cap_map: BTreeMap<String, Vec<serde_json::Value>>,
 }
 
-/// The SSH policy of one node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The SSH policy of one node. The empty policy (no rules) refuses every SSH connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SSHPolicy {
     pub rules: Vec<SSHRule>,
 }

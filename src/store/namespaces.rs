@@ -35,6 +35,15 @@ impl Store {
         Ok(query.order_by_asc(namespace::Column::Id).limit(limit).all(&self.db).await?)
     }
 
+    /// Every namespace of the org, in id order.
+    pub async fn namespaces_of_org(&self, org_id: i64) -> StoreResult<Vec<Namespace>> {
+        Ok(namespace::Entity::find()
+            .filter(namespace::Column::OrgId.eq(org_id))
+            .order_by_asc(namespace::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
     pub async fn namespace_by_name(&self, org_id: i64, name: &str) -> StoreResult<Namespace> {
         namespace::Entity::find()
             .filter(namespace::Column::OrgId.eq(org_id))
@@ -72,26 +81,41 @@ impl Store {
     }
 
     /// Takes the next address index of a namespace; indexes only grow, so two nodes never
-    /// share an address and a deleted node's address is not handed out again. The update is
-    /// one statement, so concurrent instances on PostgreSQL serialise on the row.
+    /// share an address and a deleted node's address is not handed out again.
+    ///
+    /// The counter is incremented before it is read: that UPDATE takes the namespace row's
+    /// lock (PostgreSQL) or the write lock (SQLite) until the caller's transaction ends, so
+    /// registrations racing in one namespace — on this instance or another — wait their turn
+    /// instead of failing, and whatever the caller does next in the transaction (choosing a
+    /// free node name) is serialised per namespace too.
     pub(crate) async fn take_ip_index<C: ConnectionTrait>(conn: &C, namespace_id: i64) -> StoreResult<i64> {
-        use sea_orm::sea_query::Expr;
+        use crate::tailnet::addresses::{is_reserved_index, MAX_INDEX};
+        use sea_orm::sea_query::{Expr, ExprTrait};
+        let bumped = namespace::Entity::update_many()
+            .col_expr(namespace::Column::NextIpIndex, Expr::col(namespace::Column::NextIpIndex).add(1))
+            .filter(namespace::Column::Id.eq(namespace_id))
+            .exec(conn)
+            .await?;
+        if bumped.rows_affected != 1 {
+            return Err(StoreError::NotFound("namespace"));
+        }
         let ns = namespace::Entity::find_by_id(namespace_id)
             .one(conn)
             .await?
             .ok_or(StoreError::NotFound("namespace"))?;
-        let mut index = ns.next_ip_index;
-        while crate::tailnet::addresses::is_reserved_index(index) {
-            index += 1;
+        let mut index = ns.next_ip_index - 1;
+        if is_reserved_index(index) {
+            while is_reserved_index(index) {
+                index += 1;
+            }
+            namespace::Entity::update_many()
+                .col_expr(namespace::Column::NextIpIndex, Expr::value(index + 1))
+                .filter(namespace::Column::Id.eq(namespace_id))
+                .exec(conn)
+                .await?;
         }
-        let updated = namespace::Entity::update_many()
-            .col_expr(namespace::Column::NextIpIndex, Expr::value(index + 1))
-            .filter(namespace::Column::Id.eq(namespace_id))
-            .filter(namespace::Column::NextIpIndex.eq(ns.next_ip_index))
-            .exec(conn)
-            .await?;
-        if updated.rows_affected != 1 {
-            return Err(StoreError::Conflict("address allocation raced; retry".into()));
+        if index > MAX_INDEX {
+            return Err(StoreError::Conflict("the namespace has no free addresses left".into()));
         }
         Ok(index)
     }
@@ -106,4 +130,51 @@ async fn delete_children<C: ConnectionTrait>(conn: &C, namespace_id: i64) -> Sto
         .await?;
     policy::Entity::delete_many().filter(policy::Column::NamespaceId.eq(namespace_id)).exec(conn).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set, TransactionTrait};
+
+    use super::*;
+    use crate::domain::OrgName;
+
+    async fn namespace_at(next_ip_index: i64) -> (Store, i64) {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let org = store.create_org(&OrgName::parse("acme").unwrap()).await.unwrap();
+        let ns = store.create_namespace(org.id, &NamespaceName::parse("a").unwrap()).await.unwrap();
+        let mut active: namespace::ActiveModel = ns.clone().into();
+        active.next_ip_index = Set(next_ip_index);
+        active.update(&store.db).await.unwrap();
+        (store, ns.id)
+    }
+
+    async fn take(store: &Store, ns: i64) -> StoreResult<i64> {
+        let txn = store.db.begin().await.unwrap();
+        let index = Store::take_ip_index(&txn, ns).await;
+        txn.commit().await.unwrap();
+        index
+    }
+
+    #[tokio::test]
+    async fn indexes_grow_and_skip_the_reserved_ranges() {
+        let (store, ns) = namespace_at(FIRST_IP_INDEX).await;
+        assert_eq!(take(&store, ns).await.unwrap(), 1);
+        assert_eq!(take(&store, ns).await.unwrap(), 2);
+
+        let quad100_block = i64::from(u32::from_be_bytes([100, 100, 100, 0]) - u32::from_be_bytes([100, 64, 0, 0]));
+        let (store, ns) = namespace_at(quad100_block - 1).await;
+        assert_eq!(take(&store, ns).await.unwrap(), quad100_block - 1);
+        assert_eq!(take(&store, ns).await.unwrap(), quad100_block + 256, "100.100.100.0/24 is skipped");
+        assert_eq!(take(&store, ns).await.unwrap(), quad100_block + 257);
+        let stored = namespace::Entity::find_by_id(ns).one(&store.db).await.unwrap().unwrap();
+        assert_eq!(stored.next_ip_index, quad100_block + 258);
+    }
+
+    #[tokio::test]
+    async fn a_full_namespace_refuses() {
+        let (store, ns) = namespace_at(crate::tailnet::addresses::MAX_INDEX + 1).await;
+        assert!(matches!(take(&store, ns).await, Err(StoreError::Conflict(_))));
+    }
 }

@@ -71,6 +71,15 @@ impl Store {
         Ok(node::Entity::find().order_by_asc(node::Column::Id).all(&self.db).await?)
     }
 
+    /// Nodes whose key expiry falls in `(after, until]`.
+    pub async fn nodes_expired_between(&self, after: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<Vec<Node>> {
+        Ok(node::Entity::find()
+            .filter(node::Column::KeyExpiry.gt(after))
+            .filter(node::Column::KeyExpiry.lte(until))
+            .all(&self.db)
+            .await?)
+    }
+
     pub async fn nodes_in_namespace(&self, namespace_id: i64) -> StoreResult<Vec<Node>> {
         Ok(node::Entity::find()
             .filter(node::Column::NamespaceId.eq(namespace_id))
@@ -115,8 +124,9 @@ impl Store {
     /// Creates a node from a pre-auth key in one transaction: the key's use is recorded, an
     /// address index taken and a unique name chosen, or nothing happens at all.
     pub async fn register_node(&self, key: &PreauthKey, new: &NewNode) -> Result<Node, RegisterError> {
-        // Concurrent registrations in one namespace can collide on the address counter or on
-        // the name; both are detected by constraints, so retrying is safe.
+        // Taking the address index locks the namespace, so registrations in one namespace
+        // queue rather than collide. A name taken meanwhile by a rename is still caught by the
+        // unique index; the transaction then changed nothing, so retrying is safe.
         let mut last_error = None;
         for _ in 0..5 {
             match self.try_register_node(key, new).await {

@@ -10,8 +10,8 @@ use tokio::sync::broadcast;
 
 use crate::keys::NodePublic;
 
-/// Redis pub/sub channel for events.
-pub const CHANNEL: &str = "tenscale:events";
+/// Redis pub/sub channel for events unless `TENSCALE_REDIS_CHANNEL` names another.
+pub const DEFAULT_CHANNEL: &str = "tenscale:events";
 
 /// Something changed; receivers reload what they need from the store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,19 +21,25 @@ pub enum Event {
     NodeChanged { namespace_id: i64, node_id: i64 },
     /// A node was deleted.
     NodeRemoved { namespace_id: i64, node_id: i64, node_key: NodePublic },
+    /// A node took a new node key (rotation, re-registration); the old one is void, and
+    /// whatever still uses it (a DERP connection) is cut off.
+    NodeKeyRetired { node_key: NodePublic },
     /// A namespace was deleted, with all its nodes.
     NamespaceRemoved { namespace_id: i64, node_keys: Vec<NodePublic> },
     /// An org default (`namespace_id: None`) or namespace policy changed.
     PolicyChanged { org_id: i64, namespace_id: Option<i64> },
     /// A node's map stream opened or closed somewhere.
     Presence { namespace_id: i64, node_id: i64, online: bool },
+    /// An instance started and knows nobody's presence yet: every instance announces again
+    /// the nodes streaming from it.
+    PresenceSync,
 }
 
 /// Where events go.
 #[derive(Clone)]
 pub enum Bus {
     Local(broadcast::Sender<Event>),
-    Redis { publisher: redis::aio::ConnectionManager },
+    Redis { publisher: redis::aio::ConnectionManager, channel: String },
 }
 
 impl Bus {
@@ -42,7 +48,7 @@ impl Bus {
             Bus::Local(tx) => {
                 let _ = tx.send(event.clone());
             }
-            Bus::Redis { publisher } => {
+            Bus::Redis { publisher, channel } => {
                 let payload = match serde_json::to_string(event) {
                     Ok(p) => p,
                     Err(err) => return tracing::error!(%err, "cannot encode event"),
@@ -52,7 +58,7 @@ impl Bus {
                 for attempt in 0..3 {
                     let mut conn = publisher.clone();
                     let sent: redis::RedisResult<i64> =
-                        redis::cmd("PUBLISH").arg(CHANNEL).arg(&payload).query_async(&mut conn).await;
+                        redis::cmd("PUBLISH").arg(channel).arg(&payload).query_async(&mut conn).await;
                     match sent {
                         Ok(_) => return,
                         Err(err) if attempt == 2 => tracing::error!(%err, "event lost: Redis publish failed"),
@@ -64,14 +70,18 @@ impl Bus {
     }
 }
 
-/// Connects to Redis and returns the bus plus a stream of received events.
-pub async fn redis_bus(url: &str) -> anyhow::Result<(Bus, tokio::sync::mpsc::UnboundedReceiver<Event>)> {
+/// Connects to Redis, subscribes to `channel`, and returns the bus plus a stream of the
+/// events received on it.
+pub async fn redis_bus(
+    url: &str,
+    channel: &str,
+) -> anyhow::Result<(Bus, tokio::sync::mpsc::UnboundedReceiver<Event>)> {
     use futures::StreamExt;
     let client = redis::Client::open(url)?;
     let publisher = redis::aio::ConnectionManager::new(client.clone()).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(CHANNEL).await?;
+    pubsub.subscribe(channel).await?;
     tokio::spawn(async move {
         let mut messages = pubsub.into_on_message();
         while let Some(msg) = messages.next().await {
@@ -87,7 +97,7 @@ pub async fn redis_bus(url: &str) -> anyhow::Result<(Bus, tokio::sync::mpsc::Unb
         }
         tracing::error!("Redis subscription ended; cross-instance events stop");
     });
-    Ok((Bus::Redis { publisher }, rx))
+    Ok((Bus::Redis { publisher, channel: channel.to_string() }, rx))
 }
 
 #[cfg(test)]
@@ -100,5 +110,6 @@ mod tests {
         let text = serde_json::to_string(&e).unwrap();
         assert_eq!(text, r#"{"kind":"presence","namespace_id":1,"node_id":2,"online":true}"#);
         assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), e);
+        assert_eq!(serde_json::to_string(&Event::PresenceSync).unwrap(), r#"{"kind":"presence_sync"}"#);
     }
 }

@@ -5,7 +5,10 @@
 //! as an [`Event`] on the [`Bus`]; every instance receives every event (its own included) and
 //! hands it to the task that owns the namespace ([`namespace::NamespaceTask`]), which reloads
 //! what changed and sends each connected session its delta. Presence (online/offline) travels
-//! the same way, so an instance knows about streams held by the others.
+//! the same way, so an instance knows about streams held by the others; an instance that
+//! starts asks the others to announce theirs again ([`Event::PresenceSync`]), and an instance
+//! that hears a node went offline while the node streams from it says otherwise, so a stale
+//! "offline" (an old stream ending after the node reconnected elsewhere) does not stick.
 
 pub mod addresses;
 pub mod events;
@@ -28,6 +31,12 @@ use crate::derp::server::DerpServer;
 use crate::keys::NodePublic;
 use crate::store::{Node, Store};
 
+#[derive(Clone, Copy)]
+struct LocalSession {
+    session: u64,
+    namespace_id: i64,
+}
+
 pub struct Tailnet {
     store: Store,
     settings: Arc<Settings>,
@@ -41,7 +50,7 @@ pub struct Tailnet {
     derp: OnceLock<Arc<DerpServer>>,
     next_session: AtomicU64,
     /// The newest session of each node streaming from this instance.
-    local_sessions: Mutex<HashMap<i64, u64>>,
+    local_sessions: Mutex<HashMap<i64, LocalSession>>,
 }
 
 impl Tailnet {
@@ -135,6 +144,7 @@ impl Tailnet {
                 self.send(namespace_id, Command::Remove { node_id });
                 self.cut_from_derp(&node_key.to_string());
             }
+            Event::NodeKeyRetired { node_key } => self.cut_from_derp(&node_key.to_string()),
             Event::NamespaceRemoved { namespace_id, node_keys } => {
                 // Dropping the task's sender ends it, and with it every session's stream.
                 self.namespaces.lock().map(|mut n| n.remove(&namespace_id)).ok();
@@ -155,8 +165,24 @@ impl Tailnet {
             Event::Presence { namespace_id, node_id, online } => {
                 self.set_presence(node_id, online);
                 self.send(namespace_id, Command::Presence { node_id, online });
+                if !online && self.local_session(node_id).is_some() {
+                    // An older stream of the node ended (here or elsewhere) after it had
+                    // reconnected to this instance: it is online, tell everyone again.
+                    self.publish(Event::Presence { namespace_id, node_id, online: true }).await;
+                }
+            }
+            Event::PresenceSync => {
+                let local: Vec<(i64, LocalSession)> =
+                    self.local_sessions.lock().map(|l| l.iter().map(|(id, s)| (*id, *s)).collect()).unwrap_or_default();
+                for (node_id, LocalSession { namespace_id, .. }) in local {
+                    self.publish(Event::Presence { namespace_id, node_id, online: true }).await;
+                }
             }
         }
+    }
+
+    fn local_session(&self, node_id: i64) -> Option<LocalSession> {
+        self.local_sessions.lock().ok().and_then(|l| l.get(&node_id).copied())
     }
 
     fn set_presence(&self, node_id: i64, online: bool) {
@@ -215,7 +241,7 @@ impl Tailnet {
         let (namespace_id, node_id) = (node.namespace_id, node.id);
         self.task(namespace_id).await?.send(Command::Subscribe { node, session, tx })?;
         if let Ok(mut local) = self.local_sessions.lock() {
-            local.insert(node_id, session);
+            local.insert(node_id, LocalSession { session, namespace_id });
         }
         self.publish(Event::Presence { namespace_id, node_id, online: true }).await;
         Ok(MapSession { rx, guard: SessionGuard { tailnet: self.clone(), namespace_id, node_id, session } })
@@ -236,7 +262,7 @@ impl Tailnet {
             .local_sessions
             .lock()
             .map(|mut local| {
-                let current = local.get(&node_id) == Some(&session);
+                let current = local.get(&node_id).is_some_and(|s| s.session == session);
                 if current {
                     local.remove(&node_id);
                 }
@@ -256,6 +282,32 @@ impl Tailnet {
             }
             tailnet.publish(Event::Presence { namespace_id, node_id, online: false }).await;
             tailnet.schedule_ephemeral_cleanup(node_id, tailnet.settings.ephemeral_timeout);
+        });
+    }
+
+    /// Watches for node keys reaching their expiry: each such node is republished, so peers
+    /// drop it, it is told it expired, and DERP cuts it off. A coarse sweep is enough: key
+    /// expiries are hours to days away, and the sweep interval bounds the lateness.
+    pub fn spawn_expiry_sweep(self: &Arc<Self>, every: Duration) {
+        let tailnet = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut last = crate::store::now();
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(tailnet) = tailnet.upgrade() else { return };
+                let now = crate::store::now();
+                match tailnet.store.nodes_expired_between(last, now).await {
+                    Ok(nodes) => {
+                        for node in nodes {
+                            let event = Event::NodeChanged { namespace_id: node.namespace_id, node_id: node.id };
+                            tailnet.publish(event).await;
+                        }
+                        last = now;
+                    }
+                    Err(err) => tracing::warn!(%err, "key expiry sweep failed; retrying"),
+                }
+            }
         });
     }
 

@@ -249,7 +249,8 @@ impl NamespaceTask {
             Effective::Policy(p) => Some(p.as_ref()),
             Effective::Broken => None,
         };
-        let nodes: Vec<PolicyNode> = self.nodes.values().map(|n| policy_node(n, &self.view)).collect();
+        let login = self.view.login_name();
+        let nodes: Vec<PolicyNode> = self.nodes.values().map(|n| policy_node(n, &login)).collect();
         let mut compiled = compile_namespace(policy, &nodes);
         if matches!(self.policy, Effective::Broken) {
             for c in compiled.nodes.values_mut() {
@@ -272,7 +273,7 @@ impl NamespaceTask {
         match &self.compiled {
             None => (vec![FilterRule::allow_all()], None),
             Some(c) => match c.nodes.get(&node_id) {
-                Some(n) => (convert(&n.filter), n.ssh.as_ref().map(convert_one)),
+                Some(n) => (n.filter.clone(), n.ssh.clone()),
                 None => (vec![], None),
             },
         }
@@ -476,22 +477,14 @@ fn remember_policy(session: &mut Session, sent: &MapResponse) {
     }
 }
 
-fn policy_node(node: &Node, view: &NamespaceView) -> PolicyNode {
+/// How the policy compiler sees a node: untagged nodes belong to the namespace's user
+/// (`login`), tagged nodes are identified by their tags.
+pub fn policy_node(node: &Node, login: &str) -> PolicyNode {
     let tags = node.tag_set().to_strings();
     PolicyNode {
         id: node.id,
         addresses: [node.ipv4.parse().ok(), node.ipv6.parse().ok()].into_iter().flatten().collect(),
-        user: tags.is_empty().then(|| view.login_name()),
+        user: tags.is_empty().then(|| login.to_string()),
         tags,
     }
-}
-
-/// The policy compiler and the map writer each keep their own serde types of the same JSON;
-/// crossing between them goes through that JSON once per compile, never per packet.
-fn convert<A: serde::Serialize, B: serde::de::DeserializeOwned>(items: &[A]) -> Vec<B> {
-    items.iter().filter_map(|i| serde_json::to_value(i).ok().and_then(|v| serde_json::from_value(v).ok())).collect()
-}
-
-fn convert_one<A: serde::Serialize, B: serde::de::DeserializeOwned + Default>(item: &A) -> B {
-    serde_json::to_value(item).ok().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default()
 }

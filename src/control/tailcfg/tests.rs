@@ -212,24 +212,26 @@ fn keep_alive_and_special_keys_use_exact_casing() {
 
     let ssh = SshPolicy {
         rules: vec![SshRule {
+            rule_expires: None,
             principals: vec![SshPrincipal {
                 node_ip: "100.64.0.3".into(),
                 ..Default::default()
-            }],
+            }]
+            .into(),
             ssh_users: [("*".to_owned(), "=".to_owned())].into(),
-            action: Some(SshAction {
+            action: SshAction {
                 accept: true,
                 session_duration: 3_600_000_000_000,
                 ..Default::default()
-            }),
-            ..Default::default()
+            },
+            accept_env: vec![],
         }],
     };
     let v = serde_json::to_value(&ssh).unwrap();
     assert_eq!(v["rules"][0]["principals"][0]["nodeIP"], "100.64.0.3");
     assert_eq!(v["rules"][0]["sshUsers"]["*"], "=");
     assert_eq!(v["rules"][0]["action"]["sessionDuration"], 3_600_000_000_000i64);
-    assert_eq!(v["rules"][0]["ruleExpires"], Value::Null);
+    assert!(v["rules"][0].get("ruleExpires").is_none());
 }
 
 #[test]

@@ -1,0 +1,232 @@
+//! `/v1/namespaces/{name}/nodes`: list, read, rename/retag, expire and delete nodes.
+//!
+//! Nodes are created by clients registering with a pre-auth key (the control plane), never
+//! here. Every change is published to the tailnet so connected peers hear of it.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::auth::OrgContext;
+use super::body::ApiJson;
+use super::error::{ApiError, ApiResult, Problem};
+use super::{parse_id, policy::effective_policy, record, State};
+use crate::app::AppState;
+use crate::domain::{NodeName, Tags};
+use crate::keys::NodePublic;
+use crate::store::nodes::NodeChange;
+use crate::store::{Namespace, Node};
+use crate::tailnet::Event;
+
+/// A node (a machine in a namespace).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": 3, "name": "laptop", "hostname": "Laptop.local", "namespace": "alice",
+    "addresses": ["100.64.0.1", "fd7a:115c:a1e0::1"], "tags": [], "ephemeral": false, "online": true,
+    "last_seen": "2026-11-23T10:05:00Z", "created_at": "2026-11-23T10:00:00Z", "os": "linux",
+    "client_version": "1.80.0", "key_expiry": "2027-05-22T10:00:00Z", "expired": false}))]
+pub struct NodeView {
+    pub id: i64,
+    /// The node's name in the namespace (first label of its MagicDNS name).
+    pub name: String,
+    /// The hostname the client reported.
+    pub hostname: String,
+    pub namespace: String,
+    /// Its IPv4 and IPv6 tailnet addresses.
+    pub addresses: Vec<String>,
+    pub tags: Vec<String>,
+    pub ephemeral: bool,
+    /// Whether it holds a map session with this server now.
+    pub online: bool,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// From the client's Hostinfo (`OS`).
+    pub os: Option<String>,
+    /// From the client's Hostinfo (`IPNVersion`).
+    pub client_version: Option<String>,
+    pub key_expiry: Option<DateTime<Utc>>,
+    pub expired: bool,
+}
+
+/// All nodes of a namespace, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeList {
+    pub nodes: Vec<NodeView>,
+}
+
+/// Changes to a node; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "build-box", "tags": ["tag:ci"]}))]
+pub struct UpdateNode {
+    /// New name, unique in the namespace: 1-63 lowercase letters, digits or '-'.
+    #[schema(value_type = Option<String>, example = "build-box")]
+    pub name: Option<NodeName>,
+    /// The node's complete new tag set (`[]` removes all tags).
+    #[schema(value_type = Option<Vec<String>>, example = json!(["tag:ci"]))]
+    pub tags: Option<Tags>,
+}
+
+fn view(state: &AppState, node: Node, namespace: &str) -> NodeView {
+    let hostinfo: serde_json::Value = serde_json::from_str(&node.hostinfo).unwrap_or_default();
+    let field = |name: &str| hostinfo.get(name).and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(String::from);
+    NodeView {
+        id: node.id,
+        online: state.tailnet.is_online(node.id),
+        expired: node.expired_at(Utc::now()),
+        tags: node.tag_set().to_strings(),
+        os: field("OS"),
+        client_version: field("IPNVersion"),
+        name: node.given_name,
+        hostname: node.hostname,
+        namespace: namespace.to_string(),
+        addresses: vec![node.ipv4, node.ipv6],
+        ephemeral: node.ephemeral,
+        last_seen: node.last_seen,
+        created_at: node.created_at,
+        key_expiry: node.key_expiry,
+    }
+}
+
+/// The caller's namespace `name` and its node `id`; 404 unless both belong to the caller.
+async fn find(state: &AppState, ctx: &OrgContext, name: &str, id: &str) -> ApiResult<(Namespace, Node)> {
+    let ns = state.store.namespace_by_name(ctx.org_id, name).await?;
+    let node = state.store.node_in_namespace(ns.id, parse_id(id, "node")?).await?;
+    Ok((ns, node))
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/namespaces/{name}/nodes")
+            .route(web::get().to(list))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/namespaces/{name}/nodes/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::delete().to(delete))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/namespaces/{name}/nodes/{id}/expire")
+            .route(web::post().to(expire))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+/// List nodes
+#[utoipa::path(get, path = "/v1/namespaces/{name}/nodes", tag = "nodes",
+    params(("name" = String, Path, description = "Namespace name", example = "alice")),
+    responses(
+        (status = 200, description = "The namespace's nodes", body = NodeList),
+        (status = 404, description = "No such namespace in this organization", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(state: State, ctx: OrgContext, name: web::Path<String>) -> ApiResult<web::Json<NodeList>> {
+    let ns = state.store.namespace_by_name(ctx.org_id, &name).await?;
+    let nodes = state.store.nodes_in_namespace(ns.id).await?;
+    Ok(web::Json(NodeList { nodes: nodes.into_iter().map(|n| view(&state, n, &ns.name)).collect() }))
+}
+
+/// Get a node
+#[utoipa::path(get, path = "/v1/namespaces/{name}/nodes/{id}", tag = "nodes",
+    params(
+        ("name" = String, Path, description = "Namespace name", example = "alice"),
+        ("id" = i64, Path, description = "Node id", example = 3),
+    ),
+    responses(
+        (status = 200, description = "The node", body = NodeView),
+        (status = 404, description = "No such namespace or node in this organization", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(state: State, ctx: OrgContext, path: web::Path<(String, String)>) -> ApiResult<web::Json<NodeView>> {
+    let (ns, node) = find(&state, &ctx, &path.0, &path.1).await?;
+    Ok(web::Json(view(&state, node, &ns.name)))
+}
+
+/// Rename or retag a node
+#[utoipa::path(patch, path = "/v1/namespaces/{name}/nodes/{id}", tag = "nodes",
+    params(
+        ("name" = String, Path, description = "Namespace name", example = "alice"),
+        ("id" = i64, Path, description = "Node id", example = 3),
+    ),
+    request_body(content = UpdateNode, example = json!({"name": "build-box", "tags": ["tag:ci"]})),
+    responses(
+        (status = 200, description = "The updated node", body = NodeView),
+        (status = 400, description = "Malformed body, bad name or tag", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such namespace or node in this organization", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another node has this name", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    state: State,
+    ctx: OrgContext,
+    path: web::Path<(String, String)>,
+    body: ApiJson<UpdateNode>,
+) -> ApiResult<web::Json<NodeView>> {
+    let (ns, node) = find(&state, &ctx, &path.0, &path.1).await?;
+    let UpdateNode { name, tags } = body.0;
+    if name.is_none() && tags.is_none() {
+        return Ok(web::Json(view(&state, node, &ns.name)));
+    }
+    if let Some(name) = &name {
+        if !state.store.node_name_free(ns.id, name, node.id).await? {
+            return Err(ApiError::Conflict(format!("node name {name} is taken in namespace {}", ns.name)));
+        }
+    }
+    if let Some(tags) = &tags {
+        let policy = effective_policy(&state, ctx.org_id, ns.id).await?;
+        crate::policy::validate_tags_for_key(policy.as_ref(), &tags.to_strings())
+            .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    }
+    let detail = json!({"namespace": ns.name, "name": name, "tags": tags});
+    let change = NodeChange { given_name: name, tags, ..Default::default() };
+    let node = state.store.update_node(&node, change).await?;
+    state.tailnet.publish(Event::NodeChanged { namespace_id: ns.id, node_id: node.id }).await;
+    record(&state, &ctx, "node.update", "node", &node.id.to_string(), detail).await;
+    Ok(web::Json(view(&state, node, &ns.name)))
+}
+
+/// Expire a node's key
+///
+/// The node must log in again (with a new pre-auth key) before it can reach its peers.
+#[utoipa::path(post, path = "/v1/namespaces/{name}/nodes/{id}/expire", tag = "nodes",
+    params(
+        ("name" = String, Path, description = "Namespace name", example = "alice"),
+        ("id" = i64, Path, description = "Node id", example = 3),
+    ),
+    responses(
+        (status = 200, description = "The node, now expired", body = NodeView),
+        (status = 404, description = "No such namespace or node in this organization", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn expire(state: State, ctx: OrgContext, path: web::Path<(String, String)>) -> ApiResult<web::Json<NodeView>> {
+    let (ns, node) = find(&state, &ctx, &path.0, &path.1).await?;
+    let change = NodeChange { key_expiry: Some(Some(crate::store::now())), ..Default::default() };
+    let node = state.store.update_node(&node, change).await?;
+    state.tailnet.publish(Event::NodeChanged { namespace_id: ns.id, node_id: node.id }).await;
+    record(&state, &ctx, "node.expire", "node", &node.id.to_string(), json!({"namespace": ns.name})).await;
+    Ok(web::Json(view(&state, node, &ns.name)))
+}
+
+/// Delete a node
+#[utoipa::path(delete, path = "/v1/namespaces/{name}/nodes/{id}", tag = "nodes",
+    params(
+        ("name" = String, Path, description = "Namespace name", example = "alice"),
+        ("id" = i64, Path, description = "Node id", example = 3),
+    ),
+    responses(
+        (status = 204, description = "Deleted; the node is disconnected"),
+        (status = 404, description = "No such namespace or node in this organization", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(state: State, ctx: OrgContext, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+    let (ns, node) = find(&state, &ctx, &path.0, &path.1).await?;
+    if !state.store.delete_node(node.id).await? {
+        // Deleted concurrently by someone else: same answer as if it never existed.
+        return Err(ApiError::NotFound("node not found".into()));
+    }
+    // Stored node keys were written from a parsed key, so this only falls back on corruption.
+    let node_key = NodePublic::parse(&node.node_key).unwrap_or(NodePublic::ZERO);
+    state.tailnet.publish(Event::NodeRemoved { namespace_id: ns.id, node_id: node.id, node_key }).await;
+    record(&state, &ctx, "node.delete", "node", &node.id.to_string(), json!({"namespace": ns.name, "name": node.given_name})).await;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,135 @@
+//! The OpenAPI 3.1 document, generated from the handlers' own types by utoipa, served at
+//! `/openapi.json` with a Swagger UI at `/docs` (assets embedded at build time: the
+//! `vendored` feature of utoipa-swagger-ui, so nothing is downloaded at build or run time).
+//!
+//! `openapi/openapi.json` in the repository is this document; a test fails when they differ.
+//! Regenerate with `cargo run -- openapi > openapi/openapi.json`.
+
+use std::sync::OnceLock;
+
+use actix_web::{web, HttpResponse};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder, Type};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use super::{error, health, keys, namespaces, nodes, policy};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "tenscale",
+        description = "Management API of tenscale, a multi-tenant Tailscale-compatible coordination server. \
+            Every `/v1` request carries `Authorization: Bearer <org API key>` and sees only its own \
+            organization: another organization's objects answer 404. Errors are RFC 7807 \
+            `application/problem+json`."
+    ),
+    paths(
+        namespaces::create, namespaces::list, namespaces::get, namespaces::delete,
+        keys::create, keys::list, keys::revoke,
+        nodes::list, nodes::get, nodes::update, nodes::delete, nodes::expire,
+        policy::get, policy::put, policy::validate, policy::get_namespace, policy::put_namespace, policy::delete_namespace,
+        health::healthz, health::readyz, health::metrics,
+    ),
+    components(schemas(error::Problem)),
+    modifiers(&CommonResponses),
+    security(("bearer" = [])),
+    tags(
+        (name = "namespaces", description = "Isolated tailnets, one per end user of an app"),
+        (name = "pre-auth keys", description = "Keys that let a client register a node in a namespace"),
+        (name = "nodes", description = "Machines registered in a namespace"),
+        (name = "policy", description = "The organization's ACL policy (HuJSON)"),
+        (name = "operations", description = "Probes and metrics; no authentication"),
+    )
+)]
+pub struct ApiDoc;
+
+/// What every authenticated operation can answer, added once here instead of in every
+/// handler: 401 and 429 (and 415 where a body is read), and the Bearer scheme.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        let bearer = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("tskey-api-…")
+            .description(Some("An organization API key, created with `tenscale org create` or `tenscale apikey create`."))
+            .build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+        let problem = || ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+        components.responses.insert(
+            "Unauthorized".into(),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description("Missing, malformed, unknown or revoked API key")
+                    .content("application/problem+json", problem())
+                    .build(),
+            ),
+        );
+        let retry_after = HeaderBuilder::new()
+            .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+            .description(Some("Seconds to wait before retrying"))
+            .build();
+        components.responses.insert(
+            "RateLimited".into(),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description("Rate limit exceeded (per client address and per API key)")
+                    .header("Retry-After", retry_after)
+                    .content("application/problem+json", problem())
+                    .build(),
+            ),
+        );
+        components.responses.insert(
+            "UnsupportedMediaType".into(),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description("The body's Content-Type is not one this operation reads")
+                    .content("application/problem+json", problem())
+                    .build(),
+            ),
+        );
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for op in ops.into_iter().flatten() {
+                add_common(op);
+            }
+        }
+    }
+}
+
+fn add_common(op: &mut Operation) {
+    let responses = &mut op.responses.responses;
+    responses.insert("401".into(), RefOr::Ref(Ref::from_response_name("Unauthorized")));
+    responses.insert("429".into(), RefOr::Ref(Ref::from_response_name("RateLimited")));
+    if op.request_body.is_some() {
+        responses.entry("415".into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name("UnsupportedMediaType")));
+    }
+}
+
+/// The document as pretty JSON: what `/openapi.json` serves and `openapi/openapi.json` holds.
+pub fn document_json() -> String {
+    // Serialising plain data structures to a String cannot fail.
+    ApiDoc::openapi().to_pretty_json().expect("OpenAPI document serialises")
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/openapi.json", web::get().to(serve_document))
+        .route("/docs", web::get().to(docs_redirect))
+        .service(SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/openapi.json"])));
+}
+
+async fn serve_document() -> HttpResponse {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    HttpResponse::Ok().content_type("application/json").body(DOCUMENT.get_or_init(document_json).as_str())
+}
+
+/// Swagger UI's relative asset links need the trailing slash.
+async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect().insert_header(("Location", "/docs/")).finish()
+}

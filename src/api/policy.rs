@@ -1,0 +1,271 @@
+//! ACL policies, HuJSON stored verbatim (comments and formatting are the admin's, and come
+//! back exactly as sent): the organization's default (`/v1/policy`), which holds in every
+//! namespace, and a namespace's own override (`/v1/namespaces/{name}/policy`).
+//!
+//! A document is accepted only if it is HuJSON and a valid policy whose `tests` pass against
+//! the nodes it would govern; the refusal names the line and column (or the failing test).
+//! `POST /v1/policy/validate` runs the same checks without saving.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::auth::OrgContext;
+use super::body::{media_type, read_limited};
+use super::error::{ApiError, ApiResult, Problem};
+use super::{record, State};
+use crate::app::AppState;
+use crate::policy::{hujson, Policy};
+use crate::store::policies::PolicyScope;
+use crate::tailnet::Event;
+
+const HUJSON: &str = "application/hujson";
+
+const EXAMPLE: &str = "{\n  // Members of the namespace reach each other; the CLI hub reaches everything.\n  \"tagOwners\": {\"tag:cli\": []},\n  \"acls\": [\n    {\"action\": \"accept\", \"src\": [\"tag:cli\"], \"dst\": [\"*:*\"]},\n  ],\n}\n";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/policy")
+            .route(web::get().to(get))
+            .route(web::put().to(put))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/policy/validate")
+            .route(web::post().to(validate))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+/// `/namespaces/{name}/policy`; registered with the other namespace routes.
+pub fn namespace_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/namespaces/{name}/policy")
+            .route(web::get().to(get_namespace))
+            .route(web::put().to(put_namespace))
+            .route(web::delete().to(delete_namespace))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+/// The policy in force in a namespace: its own override, else the org default; `None` when
+/// neither exists. A stored document was valid when saved; should a newer parser refuse it,
+/// it is treated as absent here (the tailnet fails closed on it).
+pub async fn effective_policy(state: &AppState, org_id: i64, namespace_id: i64) -> ApiResult<Option<Policy>> {
+    let doc = match state.store.policy(org_id, PolicyScope::Namespace(namespace_id)).await? {
+        Some(doc) => Some(doc),
+        None => state.store.policy(org_id, PolicyScope::Org).await?,
+    };
+    Ok(doc.and_then(|doc| Policy::parse(&doc.document).ok()))
+}
+
+/// Get the policy
+///
+/// Returns the document exactly as it was saved.
+#[utoipa::path(get, path = "/v1/policy", tag = "policy",
+    responses(
+        (status = 200, description = "The stored HuJSON document", body = String, content_type = "application/hujson", example = json!(EXAMPLE)),
+        (status = 404, description = "No policy set (every node of a namespace may reach every other)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(state: State, ctx: OrgContext) -> ApiResult<HttpResponse> {
+    let doc = state
+        .store
+        .policy(ctx.org_id, PolicyScope::Org)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no policy set for this organization".into()))?;
+    Ok(HttpResponse::Ok().content_type(HUJSON).body(doc.document))
+}
+
+/// Replace the policy
+///
+/// Send HuJSON (JSON with comments and trailing commas) as `application/hujson` or
+/// `application/json`. The answer echoes the stored document.
+#[utoipa::path(put, path = "/v1/policy", tag = "policy",
+    request_body(content(
+        (String = "application/hujson", example = json!(EXAMPLE)),
+        (String = "application/json", example = json!("{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}]}")),
+    )),
+    responses(
+        (status = 200, description = "Saved", body = String, content_type = "application/hujson", example = json!(EXAMPLE)),
+        (status = 400, description = "Not HuJSON or not a valid policy; `detail` names line and column", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is neither application/hujson nor application/json", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put(state: State, ctx: OrgContext, req: HttpRequest, payload: web::Payload) -> ApiResult<HttpResponse> {
+    let text = read_document(&req, payload).await?;
+    let policy = check(&text)?;
+    run_tests_on_org(&state, ctx.org_id, &policy).await?;
+    state.store.put_policy(ctx.org_id, PolicyScope::Org, &text).await?;
+    state.tailnet.publish(Event::PolicyChanged { org_id: ctx.org_id, namespace_id: None }).await;
+    record(&state, &ctx, "policy.update", "policy", "org", json!({"bytes": text.len()})).await;
+    Ok(HttpResponse::Ok().content_type(HUJSON).body(text))
+}
+
+/// Validate a policy
+///
+/// Runs every check of `PUT /v1/policy` (syntax, meaning, and the policy's `tests` against
+/// the organization's nodes) without saving anything.
+#[utoipa::path(post, path = "/v1/policy/validate", tag = "policy",
+    request_body(content(
+        (String = "application/hujson", example = json!(EXAMPLE)),
+        (String = "application/json", example = json!("{\"acls\": []}")),
+    )),
+    responses(
+        (status = 200, description = "Valid", body = Validation, example = json!({"valid": true})),
+        (status = 400, description = "Invalid; `detail` names line and column or the failing test", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn validate(state: State, ctx: OrgContext, req: HttpRequest, payload: web::Payload) -> ApiResult<HttpResponse> {
+    let text = read_document(&req, payload).await?;
+    let policy = check(&text)?;
+    run_tests_on_org(&state, ctx.org_id, &policy).await?;
+    Ok(HttpResponse::Ok().json(Validation { valid: true }))
+}
+
+/// The answer of a successful validation.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Validation {
+    pub valid: bool,
+}
+
+/// Get a namespace's own policy
+///
+/// 404 when the namespace has no override (the organization's policy then applies).
+#[utoipa::path(get, path = "/v1/namespaces/{name}/policy", tag = "policy",
+    params(("name" = String, Path, description = "Namespace name", example = "alice")),
+    responses(
+        (status = 200, description = "The stored HuJSON document", body = String, content_type = "application/hujson", example = json!(EXAMPLE)),
+        (status = 404, description = "No such namespace, or no override", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_namespace(state: State, ctx: OrgContext, name: web::Path<String>) -> ApiResult<HttpResponse> {
+    let ns = state.store.namespace_by_name(ctx.org_id, &name).await?;
+    let doc = state
+        .store
+        .policy(ctx.org_id, PolicyScope::Namespace(ns.id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("namespace {} has no policy of its own", ns.name)))?;
+    Ok(HttpResponse::Ok().content_type(HUJSON).body(doc.document))
+}
+
+/// Override the policy of one namespace
+///
+/// Replaces the organization's policy inside this namespace only. Same rules as `PUT /v1/policy`;
+/// the policy's `tests` run against this namespace's nodes.
+#[utoipa::path(put, path = "/v1/namespaces/{name}/policy", tag = "policy",
+    params(("name" = String, Path, description = "Namespace name", example = "alice")),
+    request_body(content(
+        (String = "application/hujson", example = json!(EXAMPLE)),
+        (String = "application/json", example = json!("{\"acls\": []}")),
+    )),
+    responses(
+        (status = 200, description = "Saved", body = String, content_type = "application/hujson", example = json!(EXAMPLE)),
+        (status = 400, description = "Not HuJSON, not a valid policy, or a failing test", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such namespace in this organization", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is neither application/hujson nor application/json", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_namespace(
+    state: State,
+    ctx: OrgContext,
+    name: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let ns = state.store.namespace_by_name(ctx.org_id, &name).await?;
+    let text = read_document(&req, payload).await?;
+    let policy = check(&text)?;
+    run_tests_on_namespace(&state, &ns, &policy).await?;
+    state.store.put_policy(ctx.org_id, PolicyScope::Namespace(ns.id), &text).await?;
+    state.tailnet.publish(Event::PolicyChanged { org_id: ctx.org_id, namespace_id: Some(ns.id) }).await;
+    record(&state, &ctx, "policy.update", "policy", &format!("namespace:{}", ns.name), json!({"bytes": text.len()})).await;
+    Ok(HttpResponse::Ok().content_type(HUJSON).body(text))
+}
+
+/// Drop a namespace's own policy
+///
+/// The organization's policy applies inside the namespace again.
+#[utoipa::path(delete, path = "/v1/namespaces/{name}/policy", tag = "policy",
+    params(("name" = String, Path, description = "Namespace name", example = "alice")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such namespace, or no override", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_namespace(state: State, ctx: OrgContext, name: web::Path<String>) -> ApiResult<HttpResponse> {
+    let ns = state.store.namespace_by_name(ctx.org_id, &name).await?;
+    if !state.store.delete_policy(ctx.org_id, PolicyScope::Namespace(ns.id)).await? {
+        return Err(ApiError::NotFound(format!("namespace {} has no policy of its own", ns.name)));
+    }
+    state.tailnet.publish(Event::PolicyChanged { org_id: ctx.org_id, namespace_id: Some(ns.id) }).await;
+    record(&state, &ctx, "policy.delete", "policy", &format!("namespace:{}", ns.name), json!({})).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The request body as policy text: HuJSON or JSON media type, within the body limit, UTF-8.
+async fn read_document(req: &HttpRequest, payload: web::Payload) -> ApiResult<String> {
+    if let Some(media) = media_type(req) {
+        if media != HUJSON && media != "application/json" {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Type {media} is not accepted; send {HUJSON} or application/json"
+            )));
+        }
+    }
+    let body = read_limited(req, payload.into_inner()).await?;
+    String::from_utf8(body.to_vec()).map_err(|_| ApiError::Invalid("policy is not valid UTF-8".into()))
+}
+
+/// Runs the policy's `tests` in every namespace of the org that it would govern (those
+/// without an override of their own).
+async fn run_tests_on_org(state: &AppState, org_id: i64, policy: &Policy) -> ApiResult<()> {
+    if policy.tests.is_empty() {
+        return Ok(());
+    }
+    for ns in state.store.namespaces_of_org(org_id).await? {
+        if state.store.policy(org_id, PolicyScope::Namespace(ns.id)).await?.is_none() {
+            run_tests_on_namespace(state, &ns, policy).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn run_tests_on_namespace(state: &AppState, ns: &crate::store::Namespace, policy: &Policy) -> ApiResult<()> {
+    if policy.tests.is_empty() {
+        return Ok(());
+    }
+    let org = state.store.org_by_id(ns.org_id).await?;
+    let login = format!("{}@{}", ns.name, org.name);
+    let nodes: Vec<_> = state
+        .store
+        .nodes_in_namespace(ns.id)
+        .await?
+        .iter()
+        .map(|n| crate::tailnet::namespace::policy_node(n, &login))
+        .collect();
+    crate::policy::validate_namespace(policy, &nodes)
+        .map(|_| ())
+        .map_err(|e| ApiError::Invalid(format!("policy test failed in namespace {}: {e}", ns.name)))
+}
+
+/// Syntax first (is it HuJSON at all?), then meaning (is it a policy tenscale can enforce?).
+fn check(text: &str) -> ApiResult<Policy> {
+    let json = hujson::to_json(text).map_err(|e| ApiError::Invalid(format!("invalid HuJSON: {e}")))?;
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(&json) {
+        let message = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let message = message.strip_suffix(&suffix).unwrap_or(&message);
+        return Err(ApiError::Invalid(format!("invalid HuJSON: line {}, column {}: {message}", e.line(), e.column())));
+    }
+    Policy::parse(text).map_err(|e| ApiError::Invalid(format!("invalid policy: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        let err = check("{\n  // fine\n  \"acls\": [,]\n}").unwrap_err().to_string();
+        assert!(err.starts_with("invalid HuJSON: line 3, column 12:"), "{err}");
+        assert!(check(EXAMPLE).is_ok(), "{:?}", check(EXAMPLE));
+        let err = check("{\"bogus\": 1}").unwrap_err().to_string();
+        assert!(err.starts_with("invalid policy: line 1"), "{err}");
+    }
+}

@@ -1,0 +1,21 @@
+//! Integration tests of the REST API: the real server on a random port, every scenario once
+//! against SQLite and once against PostgreSQL (a fresh database each).
+
+mod common;
+
+#[path = "api/docs.rs"]
+mod docs;
+#[path = "api/isolation.rs"]
+mod isolation;
+#[path = "api/keys.rs"]
+mod keys;
+#[path = "api/limits.rs"]
+mod limits;
+#[path = "api/namespaces.rs"]
+mod namespaces;
+#[path = "api/nodes.rs"]
+mod nodes;
+#[path = "api/policy.rs"]
+mod policy;
+#[path = "api/tailnet.rs"]
+mod tailnet;

@@ -1,0 +1,252 @@
+//! Two tenscale instances of one deployment — the same PostgreSQL database, events over one
+//! Redis — serve the same namespaces: a change made through either reaches streams held by
+//! the other, presence is shared, and concurrent registrations never collide.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use support::{
+    announces, eventually, join_ok, map_until, map_until_within, next_map, reports_online, SimNode, TestServer,
+};
+use tenscale::tailnet::Event;
+use tokio::time::Instant;
+
+#[actix_rt::test]
+async fn a_node_registered_on_one_instance_reaches_a_stream_on_the_other_within_a_second() {
+    let (one, two) = TestServer::start_postgres_pair(&[]).await;
+    let ns = one.namespace("acme", "alice").await;
+    let key = one.preauth_key(ns, true, false, &[]).await;
+
+    let a = join_ok(&one, &key).await;
+    let mut a_stream = a.stream().await;
+    let first = next_map(&mut a_stream).await;
+    assert!(first.peers.unwrap_or_default().is_empty());
+
+    let started = Instant::now();
+    let b = join_ok(&two, &key).await;
+    let update = tokio::time::timeout_at(started + Duration::from_secs(1), async {
+        map_until_within(&mut a_stream, Duration::from_secs(1), |m| announces(m, &b.node_key)).await
+    })
+    .await
+    .unwrap_or_else(|_| panic!("a node registered on instance 2 did not reach instance 1 within 1 s"));
+    let peer = update.peers_changed.unwrap().into_iter().find(|p| p.key == b.node_key).unwrap();
+    assert_eq!(peer.addresses[0], "100.64.0.2/32");
+    eprintln!("register on 2 -> peer update on 1: {:?}", started.elapsed());
+}
+
+#[actix_rt::test]
+async fn presence_and_removal_cross_instances() {
+    let (one, two) = TestServer::start_postgres_pair(&[]).await;
+    let ns = one.namespace("acme", "alice").await;
+    let key = one.preauth_key(ns, true, false, &[]).await;
+    let a = join_ok(&one, &key).await;
+    let b = join_ok(&two, &key).await;
+    let (a_id, b_id) = (a.stored(&one).await.id, b.stored(&two).await.id);
+
+    // b streams on instance 2: instance 1 learns it is online.
+    let mut b_stream = b.stream().await;
+    let b_first = next_map(&mut b_stream).await;
+    assert!(announces(&b_first, &a.node_key), "b sees a: {b_first:?}");
+    let tailnet_one = one.state().tailnet.clone();
+    eventually(Duration::from_secs(1), "instance 1 sees b online", || async { tailnet_one.is_online(b_id) }).await;
+    assert!(!one.state().tailnet.is_online(a_id));
+
+    // a streams on instance 1: b's stream on instance 2 hears a come online.
+    let mut a_stream = a.stream().await;
+    let a_first = next_map(&mut a_stream).await;
+    let b_seen = a_first.peers.unwrap().into_iter().find(|p| p.key == b.node_key).expect("a sees b");
+    assert_eq!(b_seen.online, Some(true), "a's first map shows b, streaming on the other instance, online");
+    map_until(&mut b_stream, |m| reports_online(m, &a.node_key, a_id, true)).await;
+
+    // a is deleted through instance 1: b's stream on instance 2 drops it.
+    assert!(one.state().store.delete_node(a_id).await.unwrap());
+    one.state().tailnet.publish(Event::NodeRemoved { namespace_id: ns, node_id: a_id, node_key: a.node_key }).await;
+    let removed = map_until_within(&mut b_stream, Duration::from_secs(2), |m| {
+        m.peers_removed.iter().flatten().any(|id| *id == a_id)
+    })
+    .await;
+    assert!(!announces(&removed, &a.node_key));
+    // a's own stream on instance 1 ends.
+    let ended = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = a_stream.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "deleted node's own stream stays open");
+
+    // b is deleted through instance 1: its stream, held by instance 2, ends; presence clears.
+    assert!(one.state().store.delete_node(b_id).await.unwrap());
+    one.state().tailnet.publish(Event::NodeRemoved { namespace_id: ns, node_id: b_id, node_key: b.node_key }).await;
+    let ended = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = b_stream.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "stream on instance 2 of a node deleted through instance 1 stays open");
+    let (t1, t2) = (one.state().tailnet.clone(), two.state().tailnet.clone());
+    eventually(Duration::from_secs(1), "b offline on both instances", || async {
+        !t1.is_online(b_id) && !t2.is_online(b_id)
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_stream_closing_on_one_instance_goes_offline_on_the_other() {
+    let (one, two) = TestServer::start_postgres_pair(&[]).await;
+    let ns = one.namespace("acme", "alice").await;
+    let key = one.preauth_key(ns, true, false, &[]).await;
+    let b = join_ok(&two, &key).await;
+    let b_id = b.stored(&two).await.id;
+    let b_stream = b.stream().await;
+    let t1 = one.state().tailnet.clone();
+    eventually(Duration::from_secs(1), "instance 1 sees b online", || async { t1.is_online(b_id) }).await;
+    drop(b_stream);
+    b.client.abort();
+    eventually(Duration::from_secs(2), "instance 1 sees b offline", || async { !t1.is_online(b_id) }).await;
+}
+
+#[actix_rt::test]
+async fn a_node_that_moved_instances_stays_online_when_its_old_stream_ends() {
+    let (one, two) = TestServer::start_postgres_pair(&[]).await;
+    let ns = one.namespace("acme", "alice").await;
+    let key = one.preauth_key(ns, true, false, &[]).await;
+    let a = join_ok(&one, &key).await;
+    let b = join_ok(&two, &key).await;
+    let b_id = b.stored(&two).await.id;
+    let mut a_stream = a.stream().await;
+    next_map(&mut a_stream).await;
+    let old_stream = b.stream().await;
+    map_until(&mut a_stream, |m| reports_online(m, &b.node_key, b_id, true)).await;
+
+    // b reconnects to instance 1 before instance 2 notices its old stream is gone.
+    let b_on_one = one.control_client_as(b.machine).await;
+    let mut new_stream = SimNode::stream_on(&b_on_one, b.node_key).await;
+    next_map(&mut new_stream).await;
+    drop(old_stream);
+    b.client.abort();
+    // Instance 2 reports b offline; instance 1, where b streams, puts it right.
+    map_until(&mut a_stream, |m| reports_online(m, &b.node_key, b_id, false)).await;
+    map_until_within(&mut a_stream, Duration::from_secs(1), |m| reports_online(m, &b.node_key, b_id, true)).await;
+    let (t1, t2) = (one.state().tailnet.clone(), two.state().tailnet.clone());
+    eventually(Duration::from_secs(1), "b online on both instances", || async { t1.is_online(b_id) && t2.is_online(b_id) })
+        .await;
+}
+
+#[actix_rt::test]
+async fn an_instance_started_later_learns_who_is_online() {
+    let (one, two) = TestServer::start_postgres_pair(&[]).await;
+    let ns = one.namespace("acme", "alice").await;
+    let key = one.preauth_key(ns, true, false, &[]).await;
+    let a = join_ok(&one, &key).await;
+    let a_id = a.stored(&one).await.id;
+    let _a_stream = {
+        let mut s = a.stream().await;
+        next_map(&mut s).await;
+        s
+    };
+    let t2 = two.state().tailnet.clone();
+    eventually(Duration::from_secs(1), "instance 2 sees a online", || async { t2.is_online(a_id) }).await;
+
+    // A third instance joins the deployment after a went online.
+    let three = TestServer::start_on(one.database().unwrap(), &one.redis_env()).await;
+    let t3 = three.state().tailnet.clone();
+    eventually(Duration::from_secs(2), "a late instance sees a online", || async { t3.is_online(a_id) }).await;
+    let b = join_ok(&three, &key).await;
+    let mut b_stream = b.stream().await;
+    let first = next_map(&mut b_stream).await;
+    let a_seen = first.peers.unwrap().into_iter().find(|p| p.key == a.node_key).expect("b sees a");
+    assert_eq!(a_seen.online, Some(true), "a node streaming on instance 1 shows online on instance 3");
+}
+
+#[actix_rt::test]
+async fn concurrent_registrations_on_two_instances_never_share_an_address() {
+    const NODES: usize = 20;
+    let (one, two) = TestServer::start_postgres_pair(&[]).await;
+    let ns = one.namespace("acme", "alice").await;
+    // Half share one reusable key; the others each have a single-use key of their own, so
+    // registrations do not all serialise on one key row.
+    let shared = one.preauth_key(ns, true, false, &[]).await;
+    let mut keys = Vec::new();
+    for i in 0..NODES {
+        keys.push(if i % 2 == 0 { shared.clone() } else { one.preauth_key(ns, false, false, &[]).await });
+    }
+    let joins = keys.iter().enumerate().map(|(i, key)| {
+        let server = if i % 2 == 0 { &one } else { &two };
+        support::join(server, key)
+    });
+    let results = futures::future::join_all(joins).await;
+    for (node, resp) in &results {
+        assert!(resp.error.is_empty() && resp.machine_authorized, "{:?} refused: {resp:?}", node.node_key);
+    }
+    let nodes = one.state().store.nodes_in_namespace(ns).await.unwrap();
+    assert_eq!(nodes.len(), NODES);
+    let v4: HashSet<&str> = nodes.iter().map(|n| n.ipv4.as_str()).collect();
+    let v6: HashSet<&str> = nodes.iter().map(|n| n.ipv6.as_str()).collect();
+    let names: HashSet<&str> = nodes.iter().map(|n| n.given_name.as_str()).collect();
+    assert_eq!((v4.len(), v6.len(), names.len()), (NODES, NODES, NODES), "shared address or name: {nodes:#?}");
+}
+
+#[actix_rt::test]
+async fn deleting_a_node_through_one_instance_cuts_its_derp_connection_on_the_other() {
+    let (one, two) = TestServer::start_postgres_pair(&[]).await;
+    let ns = one.namespace("acme", "alice").await;
+    let key = one.preauth_key(ns, true, false, &[]).await;
+    let a = join_ok(&two, &key).await;
+    let a_id = a.stored(&two).await.id;
+    let secret = tenscale::derp::crypto::DerpSecret::from_bytes(a.node_secret);
+    let mut derp = tenscale::derp::client::DerpClient::connect_tcp(two.app.addr, "127.0.0.1", &secret)
+        .await
+        .expect("registered node is admitted");
+
+    assert!(one.state().store.delete_node(a_id).await.unwrap());
+    one.state().tailnet.publish(Event::NodeRemoved { namespace_id: ns, node_id: a_id, node_key: a.node_key }).await;
+    let closed = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(Some(_)) = derp.recv().await {}
+    })
+    .await;
+    assert!(closed.is_ok(), "instance 2 kept the DERP connection of a node deleted through instance 1");
+}
+
+#[actix_rt::test]
+async fn ephemeral_nodes_across_instances() {
+    let env = [("TENSCALE_EPHEMERAL_TIMEOUT", "1s")];
+    let (one, two) = TestServer::start_postgres_pair(&env).await;
+    let ns = one.namespace("acme", "alice").await;
+    let key = one.preauth_key(ns, true, false, &[]).await;
+    let ephemeral_key = one.preauth_key(ns, true, true, &[]).await;
+    let watcher = join_ok(&one, &key).await;
+    let mut watch = watcher.stream().await;
+    next_map(&mut watch).await;
+
+    // Streaming from instance 2 keeps an ephemeral node alive, even against the start-up
+    // sweep of an instance that joins the deployment later.
+    let stays = join_ok(&two, &ephemeral_key).await;
+    let stays_id = stays.stored(&two).await.id;
+    let stays_stream = stays.stream().await;
+    map_until(&mut watch, |m| reports_online(m, &stays.node_key, stays_id, true)).await;
+    let mut extra = one.redis_env();
+    extra.extend_from_slice(&env);
+    let _three = TestServer::start_on(one.database().unwrap(), &extra).await;
+
+    // An ephemeral node whose stream on instance 2 ends vanishes from instance 1's streams.
+    let goes = join_ok(&two, &ephemeral_key).await;
+    let goes_id = goes.stored(&two).await.id;
+    let goes_stream = goes.stream().await;
+    map_until(&mut watch, |m| reports_online(m, &goes.node_key, goes_id, true)).await;
+    drop(goes_stream);
+    goes.client.abort();
+    map_until_within(&mut watch, Duration::from_secs(5), |m| m.peers_removed.iter().flatten().any(|id| *id == goes_id))
+        .await;
+
+    // Well past the timeout, the streaming one is still there.
+    let quiet = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(msg)) = watch.next().await {
+            assert!(!msg.peers_removed.iter().flatten().any(|id| *id == stays_id), "a streaming ephemeral node was deleted");
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "the watcher's stream ended");
+    assert!(one.state().store.node_by_node_key(&stays.node_key).await.unwrap().is_some());
+    drop(stays_stream);
+}
