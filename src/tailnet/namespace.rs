@@ -113,7 +113,6 @@ impl NamespaceTask {
                 self.apply(command, &mut batch, &reloaded).await;
             }
             self.ensure_compiled();
-            self.refresh_expired(&mut batch);
             self.fan_out(batch);
         }
     }
@@ -299,22 +298,6 @@ impl NamespaceTask {
         let fresh = wire_node(node, &self.view, online);
         if self.wire.get(&id).is_none_or(|old| **old != fresh) {
             self.wire.insert(id, Arc::new(fresh));
-        }
-    }
-
-    /// A node key expires by the clock, not by an event: nodes whose `Expired` flag turned
-    /// since their wire form was built are rebuilt and count as changed.
-    fn refresh_expired(&mut self, batch: &mut Batch) {
-        let now = crate::store::now();
-        let turned: Vec<i64> = self
-            .nodes
-            .iter()
-            .filter(|(id, node)| self.wire.get(id).is_some_and(|w| w.expired != node.expired_at(now)))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in turned {
-            self.rewire(id);
-            batch.changed.insert(id);
         }
     }
 
