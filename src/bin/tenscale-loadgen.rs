@@ -79,7 +79,9 @@ fn main() -> anyhow::Result<()> {
         fanout_timeout: Duration::from_secs(cli.fanout_timeout_secs),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let command: Vec<String> = std::env::args().collect();
     let report = runtime.block_on(loadgen::run(options))?;
+    println!("command: {}", command.join(" "));
     println!("{report}");
     Ok(())
 }
