@@ -5,7 +5,8 @@
 //! ```text
 //! seed (store: org, M namespaces, one reusable pre-auth key each)
 //!   └─ start the server (in-process | child process | already running)
-//!        └─ ramp: N joins, `concurrency` at a time, namespace after namespace
+//!        └─ ramp: N joins, `concurrency` at a time, namespace after namespace (members of
+//!             a small namespace one after another, so each finds the earlier ones online)
 //!             connect ─ register ─ map stream ─ first full map ─ reader records PeersChanged
 //!        └─ probes: P more joins, one at a time, into namespaces whose nodes are connected
 //!        └─ DERP (optional): one idle relay connection per registered node
@@ -33,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures::StreamExt;
 
 use crate::domain::{NamespaceName, OrgName, Tags};
 use crate::store::preauth_keys::NewPreauthKey;
@@ -266,11 +268,16 @@ impl<'a> Run<'a> {
     }
 
     fn spawn_join(&self, index: usize) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.join_task(index))
+    }
+
+    /// Joins node `index` when polled and files the result.
+    fn join_task(&self, index: usize) -> impl std::future::Future<Output = ()> + Send + 'static {
         let slot = self.slots[index].clone();
         let (join, keys, live) = (self.join.clone(), self.keys.clone(), self.live.clone());
         let (connected, errors, failed) = (self.connected.clone(), self.errors.clone(), self.failed.clone());
         let stream = self.options.stream;
-        tokio::spawn(async move {
+        async move {
             match node::join(&join, slot.clone(), &keys[slot.namespace], stream).await {
                 Ok(Some(sim)) => {
                     connected.fetch_add(1, Ordering::Relaxed);
@@ -288,15 +295,21 @@ impl<'a> Run<'a> {
                     }
                 }
             }
-        })
+        }
     }
 
     async fn ramp(&mut self) -> anyhow::Result<Ramp> {
         let start = Instant::now();
         let (server_before, self_before) = (self.target.sample(), machine::sample(None));
-        let limit = Arc::new(tokio::sync::Semaphore::new(self.options.concurrency.max(1)));
+        let concurrency = self.options.concurrency.max(1);
+        // A namespace's members join at most `lanes` at a time, in order, so that in small
+        // namespaces each member finds the earlier ones connected (its fan-out has an
+        // audience); `window` namespaces join side by side. 1 namespace: 16 lanes, window 1;
+        // 10,000 namespaces: 1 lane each, 16 namespaces at once.
+        let lanes = concurrency.div_ceil(self.options.namespaces).max(1);
+        let window = Arc::new(tokio::sync::Semaphore::new(concurrency.div_ceil(lanes)));
         let cap = self.options.max_connected.filter(|_| self.options.stream);
-        let mut joined_namespaces: VecDeque<(usize, Vec<tokio::task::JoinHandle<()>>)> = VecDeque::new();
+        let mut joined_namespaces: VecDeque<(usize, Option<tokio::task::JoinHandle<()>>)> = VecDeque::new();
         let mut reserved = 0usize;
         for ns in 0..self.options.namespaces {
             let size = self.members[ns].len();
@@ -305,8 +318,8 @@ impl<'a> Run<'a> {
                     if self.memory.is_none() {
                         // The cap is reached for the first time: the cleanest moment to weigh it.
                         let pause = Instant::now();
-                        for (_, handles) in joined_namespaces.iter_mut() {
-                            for handle in handles.drain(..) {
+                        for (_, handle) in joined_namespaces.iter_mut() {
+                            if let Some(handle) = handle.take() {
                                 let _ = handle.await;
                             }
                         }
@@ -314,28 +327,29 @@ impl<'a> Run<'a> {
                         self.sample_memory("at the connection cap, before any disconnect").await;
                         self.paused += pause.elapsed();
                     }
-                    let Some((old, handles)) = joined_namespaces.pop_front() else { break };
-                    for handle in handles {
+                    let Some((old, handle)) = joined_namespaces.pop_front() else { break };
+                    if let Some(handle) = handle {
                         let _ = handle.await;
                     }
                     self.wait_fanout(vec![old]).await;
                     reserved -= self.disconnect(old);
                 }
             }
-            let mut handles = Vec::with_capacity(size);
-            for &index in &self.members[ns] {
-                let permit = limit.clone().acquire_owned().await?;
-                let handle = self.spawn_join(index);
-                handles.push(tokio::spawn(async move {
-                    let _ = handle.await;
-                    drop(permit);
-                }));
-            }
+            let permit = window.clone().acquire_owned().await?;
+            let joins: Vec<_> = self.members[ns].iter().map(|&index| self.join_task(index)).collect();
+            let handle = tokio::spawn(async move {
+                futures::stream::iter(joins)
+                    .for_each_concurrent(lanes, |join| async move {
+                        let _ = tokio::spawn(join).await;
+                    })
+                    .await;
+                drop(permit);
+            });
             reserved += size;
-            joined_namespaces.push_back((ns, handles));
+            joined_namespaces.push_back((ns, Some(handle)));
         }
-        for (_, handles) in joined_namespaces.iter_mut() {
-            for handle in handles.drain(..) {
+        for (_, handle) in joined_namespaces.iter_mut() {
+            if let Some(handle) = handle.take() {
                 let _ = handle.await;
             }
         }
