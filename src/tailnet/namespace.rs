@@ -67,15 +67,17 @@ pub struct NamespaceTask {
 }
 
 impl NamespaceTask {
-    /// Loads the namespace from the store.
+    /// Loads the namespace from the store; `is_online` answers for its nodes (only theirs
+    /// are kept: presence events for other namespaces never reach this task).
     pub async fn load(
         store: Store,
         view: Arc<NamespaceView>,
         org_id: i64,
         derp_map: Arc<DerpMap>,
-        online: HashMap<i64, bool>,
+        is_online: impl Fn(i64) -> bool,
     ) -> anyhow::Result<Self> {
         let nodes = store.nodes_in_namespace(view.namespace_id).await?;
+        let online = nodes.iter().filter(|n| is_online(n.id)).map(|n| (n.id, true)).collect();
         let mut task = Self {
             view,
             store,
