@@ -92,6 +92,8 @@ pub struct Ramp {
     pub fanout: FanOut,
     pub server_cpu_secs: f64,
     pub loadgen_cpu_secs: f64,
+    /// Server and clients are one process: one CPU figure covers both.
+    pub shares_process: bool,
 }
 
 pub struct Probes {
@@ -386,6 +388,7 @@ impl<'a> Run<'a> {
             fanout,
             server_cpu_secs: server_after.cpu_secs - server_before.cpu_secs,
             loadgen_cpu_secs: self_after.cpu_secs - self_before.cpu_secs,
+            shares_process: self.target.shares_process,
         })
     }
 
@@ -605,15 +608,18 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "seed:    {} namespaces + keys in {:.1} s", o.namespaces, self.seed_time.as_secs_f64())?;
         let r = &self.ramp;
+        let cpu = if r.shares_process {
+            format!("server + clients CPU {:.1} s", r.server_cpu_secs)
+        } else {
+            format!("server CPU {:.1} s, loadgen CPU {:.1} s", r.server_cpu_secs, r.loadgen_cpu_secs)
+        };
         writeln!(
             f,
-            "ramp:    {} registered, {} failed in {:.1} s = {:.0} registrations/s (server CPU {:.1} s, loadgen CPU {:.1} s)",
+            "ramp:    {} registered, {} failed in {:.1} s = {:.0} registrations/s ({cpu})",
             r.joined,
             r.failed,
             r.elapsed.as_secs_f64(),
             r.joined as f64 / r.elapsed.as_secs_f64().max(1e-9),
-            r.server_cpu_secs,
-            r.loadgen_cpu_secs
         )?;
         for err in &r.errors {
             writeln!(f, "  error: {err}")?;
