@@ -416,7 +416,7 @@ impl<'a> Run<'a> {
             .filter(|s| {
                 let t = s.times();
                 // Connected when `at` came: had its map, had not gone yet.
-                t.first_map.is_some_and(|f| f < at) && t.disconnected.map_or(true, |d| d > at)
+                t.first_map.is_some_and(|f| f < at) && t.disconnected.is_none_or(|d| d > at)
             })
             .collect()
     }
