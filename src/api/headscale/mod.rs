@@ -18,10 +18,10 @@
 //! API-key management, routes, node registration and moving nodes between users.
 
 mod error;
-mod nodes;
-mod policy;
-mod preauthkeys;
-mod users;
+pub mod nodes;
+pub mod policy;
+pub mod preauthkeys;
+pub mod users;
 pub mod wire;
 
 use std::future::Future;
