@@ -29,6 +29,10 @@ fn keys_of(value: &Value) -> Vec<&str> {
     keys
 }
 
+async fn audit_actions(t: &TestApp, org: &Org) -> Vec<String> {
+    t.app.state.store.audit_events(org.id, 100).await.unwrap().into_iter().map(|e| e.action).collect()
+}
+
 async fn post_empty(t: &TestApp, path: &str, key: &str) -> Response {
     t.req(Method::POST, path, key).send().await.unwrap()
 }
@@ -82,8 +86,7 @@ async fn users(backend: Backend) {
     rpc_error(t.delete(&format!("/api/v1/user/{id}"), &org.key).await, StatusCode::NOT_FOUND, 5).await;
     rpc_error(t.delete("/api/v1/user/alice", &org.key).await, StatusCode::BAD_REQUEST, 3).await;
 
-    let actions: Vec<String> =
-        t.app.state.store.audit_events(org.id, 100).await.unwrap().into_iter().map(|e| e.action).collect();
+    let actions = audit_actions(&t, &org).await;
     assert_eq!(actions.iter().filter(|a| *a == "namespace.create").count(), 3, "{actions:?}");
     assert_eq!(actions.iter().filter(|a| *a == "namespace.delete").count(), 1, "{actions:?}");
     t.finish().await;
@@ -165,8 +168,7 @@ async fn preauth_keys(backend: Backend) {
     }
     rpc_error(t.post("/api/v1/preauthkey/expire", &org.key, json!({"user": id})).await, StatusCode::BAD_REQUEST, 3).await;
 
-    let actions: Vec<String> =
-        t.app.state.store.audit_events(org.id, 100).await.unwrap().into_iter().map(|e| e.action).collect();
+    let actions = audit_actions(&t, &org).await;
     assert_eq!(actions.iter().filter(|a| *a == "preauth_key.create").count(), 2, "{actions:?}");
     assert_eq!(actions.iter().filter(|a| *a == "preauth_key.revoke").count(), 2, "{actions:?}");
     t.finish().await;
@@ -260,8 +262,7 @@ async fn nodes(backend: Backend) {
     assert!(t.app.state.store.node_by_id(a).await.is_err());
     rpc_error(t.delete(&format!("/api/v1/node/{a}"), &org.key).await, StatusCode::NOT_FOUND, 5).await;
 
-    let actions: Vec<String> =
-        t.app.state.store.audit_events(org.id, 100).await.unwrap().into_iter().map(|e| e.action).collect();
+    let actions = audit_actions(&t, &org).await;
     for (action, count) in [("node.update", 3), ("node.expire", 1), ("node.delete", 1)] {
         assert_eq!(actions.iter().filter(|a| *a == action).count(), count, "{action}: {actions:?}");
     }
@@ -293,8 +294,7 @@ async fn policy(backend: Backend) {
     rpc_error(wrong_type, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3).await;
     rpc_error(t.delete("/api/v1/policy", &org.key).await, StatusCode::METHOD_NOT_ALLOWED, 12).await;
     assert_eq!(json(t.get("/api/v1/policy", &org.key).await, StatusCode::OK).await, saved, "refused documents change nothing");
-    let actions: Vec<String> =
-        t.app.state.store.audit_events(org.id, 100).await.unwrap().into_iter().map(|e| e.action).collect();
+    let actions = audit_actions(&t, &org).await;
     assert_eq!(actions.iter().filter(|a| *a == "policy.update").count(), 1, "{actions:?}");
     t.finish().await;
 }

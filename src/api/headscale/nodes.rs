@@ -56,10 +56,10 @@ async fn find(state: &AppState, ctx: &OrgContext, id: &str) -> HsResult<(Namespa
     Ok(state.store.node_in_org(ctx.org_id, parse_id(id, "node_id")?).await?)
 }
 
-/// A node as Headscale shows it.
-async fn show(state: &AppState, ns: &Namespace, node: &Node) -> HsResult<HsNode> {
+/// `{"node": …}`, the node as Headscale shows it.
+async fn respond(state: &AppState, ns: &Namespace, node: &Node) -> HsResult<web::Json<NodeResponse>> {
     let keys = state.store.list_preauth_keys(ns.id).await?;
-    Ok(HsNode::new(node, ns, &keys, state.tailnet.is_online(node.id)))
+    Ok(web::Json(NodeResponse { node: HsNode::new(node, ns, &keys, state.tailnet.is_online(node.id)) }))
 }
 
 /// List nodes (Headscale)
@@ -96,7 +96,7 @@ pub async fn list(state: State, ctx: OrgContext, filter: web::Query<NodeFilter>)
     ))]
 pub async fn get(state: State, ctx: OrgContext, id: web::Path<String>) -> HsResult<web::Json<NodeResponse>> {
     let (ns, node) = find(&state, &ctx, &id).await?;
-    Ok(web::Json(NodeResponse { node: show(&state, &ns, &node).await? }))
+    respond(&state, &ns, &node).await
 }
 
 /// Delete a node (Headscale)
@@ -128,7 +128,7 @@ pub async fn delete(state: State, ctx: OrgContext, id: web::Path<String>) -> HsR
 pub async fn expire(state: State, ctx: OrgContext, id: web::Path<String>) -> HsResult<web::Json<NodeResponse>> {
     let (ns, node) = find(&state, &ctx, &id).await?;
     let node = expire_node(&state, &ctx, &ns, &node).await?;
-    Ok(web::Json(NodeResponse { node: show(&state, &ns, &node).await? }))
+    respond(&state, &ns, &node).await
 }
 
 /// Rename a node (Headscale)
@@ -149,7 +149,7 @@ pub async fn rename(state: State, ctx: OrgContext, path: web::Path<(String, Stri
     let (ns, node) = find(&state, &ctx, &path.0).await?;
     let update = UpdateNode { name: Some(NodeName::parse(&path.1)?), tags: None };
     let node = update_node(&state, &ctx, &ns, node, update).await?;
-    Ok(web::Json(NodeResponse { node: show(&state, &ns, &node).await? }))
+    respond(&state, &ns, &node).await
 }
 
 /// Set a node's tags (Headscale)
@@ -173,5 +173,5 @@ pub async fn set_tags(
     let (ns, node) = find(&state, &ctx, &id).await?;
     let update = UpdateNode { name: None, tags: Some(body.0.tags) };
     let node = update_node(&state, &ctx, &ns, node, update).await?;
-    Ok(web::Json(NodeResponse { node: show(&state, &ns, &node).await? }))
+    respond(&state, &ns, &node).await
 }
