@@ -10,6 +10,7 @@ pub mod derp;
 pub mod domain;
 pub mod front;
 pub mod keys;
+pub mod loadgen;
 pub mod policy;
 pub mod store;
 pub mod tailnet;

@@ -111,6 +111,15 @@ impl Store {
         node::Entity::find_by_id(id).one(&self.db).await?.ok_or(StoreError::NotFound("node"))
     }
 
+    /// Those of `ids` that exist, in any order (one query per 500 ids).
+    pub async fn nodes_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Node>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            found.extend(node::Entity::find().filter(node::Column::Id.is_in(chunk.iter().copied())).all(&self.db).await?);
+        }
+        Ok(found)
+    }
+
     pub async fn node_by_node_key(&self, key: &NodePublic) -> StoreResult<Option<Node>> {
         Ok(node::Entity::find().filter(node::Column::NodeKey.eq(key.to_string())).one(&self.db).await?)
     }

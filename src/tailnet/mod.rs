@@ -221,8 +221,10 @@ impl Tailnet {
         let ns = self.store.namespace_by_id(namespace_id).await?;
         let org = self.store.org_by_id(ns.org_id).await?;
         let view = Arc::new(NamespaceView::new(ns.id, &ns.name, &org.name, &self.settings.base_domain));
-        let online = self.presence.read().map(|p| p.clone()).unwrap_or_default();
-        let task = NamespaceTask::load(self.store.clone(), view, ns.org_id, self.derp_map.clone(), online).await?;
+        // Only this namespace's entries: a copy of the whole presence map per namespace task
+        // would cost O(namespaces x online nodes).
+        let is_online = |id: i64| self.is_online(id);
+        let task = NamespaceTask::load(self.store.clone(), view, ns.org_id, self.derp_map.clone(), is_online).await?;
         let mut tasks = self.namespaces.lock().map_err(|_| anyhow::anyhow!("tailnet lock poisoned"))?;
         // Another session may have started it while this one loaded; keep the first.
         if let Some(tx) = tasks.get(&namespace_id).filter(|tx| !tx.is_closed()) {
@@ -338,7 +340,7 @@ impl Tailnet {
 /// A live map stream: the messages for one node, and a guard that ends the session when the
 /// stream is dropped (the client went away or a newer stream replaced it).
 pub struct MapSession {
-    pub rx: mpsc::Receiver<MapResponse>,
+    pub rx: mpsc::Receiver<Box<MapResponse>>,
     pub guard: SessionGuard,
 }
 

@@ -1,6 +1,10 @@
 //! One namespace's live view, owned by a single task: its nodes, its compiled policy and the
 //! map sessions connected to this instance. Every change arrives as a [`Command`]; the task
 //! applies a whole batch, then sends each session only what changed for it.
+//!
+//! Each node's wire form as a peer is built once per change and shared (`Arc`) by every
+//! session that sends or remembers it, so a namespace of k connected nodes holds k wire
+//! nodes plus k² pointers, not k² copies, and a change costs O(k) work, not O(k²).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -13,12 +17,13 @@ use crate::policy::{compile_namespace, CompiledNamespace, Policy, PolicyNode};
 use crate::store::{Node, Store};
 
 /// Messages a session channel can hold before the session is considered stuck and closed
-/// (the client then re-polls and gets a fresh full map).
+/// (the client then re-polls and gets a fresh full map). Messages are boxed: the channel
+/// allocates its slots in blocks, and a block of unboxed `MapResponse`s weighs ~20 KiB.
 pub const SESSION_QUEUE: usize = 64;
 
 pub enum Command {
     /// A map stream opened for `node` (already stored with its latest disco key etc.).
-    Subscribe { node: Node, session: u64, tx: mpsc::Sender<MapResponse> },
+    Subscribe { node: Node, session: u64, tx: mpsc::Sender<Box<MapResponse>> },
     Unsubscribe { node_id: i64, session: u64 },
     /// Reload the node from the store (created or changed).
     Reload { node_id: i64 },
@@ -38,9 +43,9 @@ enum Effective {
 
 struct Session {
     id: u64,
-    tx: mpsc::Sender<MapResponse>,
-    /// The peers last sent, by id, as sent.
-    peers: BTreeMap<i64, tailcfg::Node>,
+    tx: mpsc::Sender<Box<MapResponse>>,
+    /// The peers last sent, by id: the shared wire form that was sent.
+    peers: BTreeMap<i64, Arc<tailcfg::Node>>,
     filter: Vec<FilterRule>,
     ssh: Option<SshPolicy>,
 }
@@ -55,20 +60,24 @@ pub struct NamespaceTask {
     policy: Effective,
     compiled: Option<CompiledNamespace>,
     sessions: HashMap<i64, Session>,
+    /// Each node's current wire form as a peer; replaced (new `Arc`) only when it differs.
+    wire: HashMap<i64, Arc<tailcfg::Node>>,
     /// Membership, tags or policy changed since the last compilation.
     needs_compile: bool,
 }
 
 impl NamespaceTask {
-    /// Loads the namespace from the store.
+    /// Loads the namespace from the store; `is_online` answers for its nodes (only theirs
+    /// are kept: presence events for other namespaces never reach this task).
     pub async fn load(
         store: Store,
         view: Arc<NamespaceView>,
         org_id: i64,
         derp_map: Arc<DerpMap>,
-        online: HashMap<i64, bool>,
+        is_online: impl Fn(i64) -> bool,
     ) -> anyhow::Result<Self> {
         let nodes = store.nodes_in_namespace(view.namespace_id).await?;
+        let online = nodes.iter().filter(|n| is_online(n.id)).map(|n| (n.id, true)).collect();
         let mut task = Self {
             view,
             store,
@@ -79,8 +88,13 @@ impl NamespaceTask {
             policy: Effective::AllowAll,
             compiled: None,
             sessions: HashMap::new(),
+            wire: HashMap::new(),
             needs_compile: true,
         };
+        let ids: Vec<i64> = task.nodes.keys().copied().collect();
+        for id in ids {
+            task.rewire(id);
+        }
         task.load_policy().await;
         task.ensure_compiled();
         Ok(task)
@@ -89,30 +103,58 @@ impl NamespaceTask {
     /// Runs until every command sender is gone.
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         while let Some(first) = commands.recv().await {
-            let mut batch = Batch::default();
-            self.apply(first, &mut batch).await;
-            // Coalesce: everything already queued is applied before anyone hears about it.
+            // Coalesce: everything already queued is applied before anyone hears about it,
+            // and the nodes it asks to reload are read in one query.
+            let mut queued = vec![first];
             while let Ok(next) = commands.try_recv() {
-                self.apply(next, &mut batch).await;
+                queued.push(next);
+            }
+            let reloaded = self.reload(&queued).await;
+            let mut batch = Batch::default();
+            for command in queued {
+                self.apply(command, &mut batch, &reloaded).await;
             }
             self.ensure_compiled();
             self.fan_out(batch);
         }
     }
 
-    async fn apply(&mut self, command: Command, batch: &mut Batch) {
+    /// Reads every node that `commands` ask to reload, in one query. The read happens after
+    /// all of them were queued, so it is at least as new as each of their events.
+    async fn reload(&self, commands: &[Command]) -> Result<HashMap<i64, Node>, String> {
+        let mut ids: Vec<i64> = commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Reload { node_id } => Some(*node_id),
+                _ => None,
+            })
+            .collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        match self.store.nodes_by_ids(&ids).await {
+            Ok(nodes) => Ok(nodes.into_iter().map(|n| (n.id, n)).collect()),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    async fn apply(&mut self, command: Command, batch: &mut Batch, reloaded: &Result<HashMap<i64, Node>, String>) {
         match command {
             Command::Subscribe { node, session, tx } => {
                 let node_id = node.id;
                 self.online.insert(node_id, true);
                 batch.note_node(node_id, self.nodes.get(&node_id), Some(&node));
                 self.nodes.insert(node_id, node);
+                self.rewire(node_id);
                 self.needs_compile |= batch.membership;
                 self.ensure_compiled();
-                let first = self.full_map(node_id);
-                let mut state = Session { id: session, tx, peers: BTreeMap::new(), filter: vec![], ssh: None };
-                remember(&mut state, &first);
-                if state.tx.try_send(first).is_ok() {
+                let (first, peers) = self.full_map(node_id);
+                let peers = peers.into_iter().map(|p| (p.id, p)).collect();
+                let mut state = Session { id: session, tx, peers, filter: vec![], ssh: None };
+                remember_policy(&mut state, &first);
+                if state.tx.try_send(Box::new(first)).is_ok() {
                     // A new stream replaces the old one; dropping the old sender ends it.
                     self.sessions.insert(node_id, state);
                 }
@@ -122,13 +164,15 @@ impl NamespaceTask {
                     self.sessions.remove(&node_id);
                 }
             }
-            Command::Reload { node_id } => match self.store.node_by_id(node_id).await {
-                Ok(node) if node.namespace_id == self.view.namespace_id => {
-                    batch.note_node(node_id, self.nodes.get(&node_id), Some(&node));
+            Command::Reload { node_id } => match reloaded.as_ref().map(|found| found.get(&node_id)) {
+                Ok(Some(node)) if node.namespace_id == self.view.namespace_id => {
+                    batch.note_node(node_id, self.nodes.get(&node_id), Some(node));
                     self.needs_compile |= batch.membership;
-                    self.nodes.insert(node_id, node);
+                    self.nodes.insert(node_id, node.clone());
+                    self.rewire(node_id);
                 }
-                Ok(_) | Err(crate::store::StoreError::NotFound(_)) => self.forget(node_id, batch),
+                // Gone, or moved out of this namespace.
+                Ok(_) => self.forget(node_id, batch),
                 Err(err) => tracing::error!(%err, node_id, "cannot reload node"),
             },
             Command::Remove { node_id } => self.forget(node_id, batch),
@@ -140,6 +184,7 @@ impl NamespaceTask {
             Command::Presence { node_id, online } => {
                 if self.online.insert(node_id, online) != Some(online) {
                     batch.changed.insert(node_id);
+                    self.rewire(node_id);
                 }
             }
             Command::FullMap { node, reply } => {
@@ -147,13 +192,15 @@ impl NamespaceTask {
                 batch.note_node(node_id, self.nodes.get(&node_id), Some(&node));
                 self.needs_compile |= batch.membership;
                 self.nodes.insert(node_id, node);
+                self.rewire(node_id);
                 self.ensure_compiled();
-                let _ = reply.send(self.full_map(node_id));
+                let _ = reply.send(self.full_map(node_id).0);
             }
         }
     }
 
     fn forget(&mut self, node_id: i64, batch: &mut Batch) {
+        self.wire.remove(&node_id);
         if self.nodes.remove(&node_id).is_some() {
             batch.changed.insert(node_id);
             batch.membership = true;
@@ -233,20 +280,39 @@ impl NamespaceTask {
         }
     }
 
-    fn peer_wire(&self, id: i64) -> Option<tailcfg::Node> {
-        let node = self.nodes.get(&id)?;
-        let online = self.online.get(&id).copied().unwrap_or(false);
-        Some(wire_node(node, &self.view, online))
+    /// Whether `viewer` may see `id` (without building its whole peer list).
+    fn can_see(&self, viewer: i64, id: i64) -> bool {
+        match &self.compiled {
+            None => id != viewer && self.nodes.contains_key(&id),
+            // `peers` is ascending.
+            Some(c) => c.nodes.get(&viewer).is_some_and(|n| n.peers.binary_search(&id).is_ok()),
+        }
     }
 
-    fn full_map(&self, node_id: i64) -> MapResponse {
-        let Some(me) = self.nodes.get(&node_id) else { return MapResponse::default() };
-        let peers: Vec<tailcfg::Node> =
-            self.visible_peers(node_id).into_iter().filter_map(|id| self.peer_wire(id)).collect();
+    /// Rebuilds node `id`'s wire form from the stored node and its presence; keeps the old
+    /// `Arc` when nothing visible changed, so sessions holding it need no update.
+    fn rewire(&mut self, id: i64) {
+        let Some(node) = self.nodes.get(&id) else {
+            self.wire.remove(&id);
+            return;
+        };
+        let online = self.online.get(&id).copied().unwrap_or(false);
+        let fresh = wire_node(node, &self.view, online);
+        if self.wire.get(&id).is_none_or(|old| **old != fresh) {
+            self.wire.insert(id, Arc::new(fresh));
+        }
+    }
+
+    /// The full map for `node_id`, and the shared peers it names (for the session to keep).
+    fn full_map(&self, node_id: i64) -> (MapResponse, Vec<Arc<tailcfg::Node>>) {
+        let Some(me) = self.nodes.get(&node_id) else { return (MapResponse::default(), Vec::new()) };
+        let shared: Vec<Arc<tailcfg::Node>> =
+            self.visible_peers(node_id).into_iter().filter_map(|id| self.wire.get(&id).cloned()).collect();
+        let peers: Vec<tailcfg::Node> = shared.iter().map(|p| (**p).clone()).collect();
         let (filter, ssh) = self.filter_for(node_id);
         let mut filters = BTreeMap::new();
         filters.insert("base".to_string(), Some(filter));
-        MapResponse {
+        let map = MapResponse {
             node: Some(wire_self_node(me, &self.view)),
             derp_map: Some((*self.derp_map).clone()),
             peers: Some(peers),
@@ -258,7 +324,8 @@ impl NamespaceTask {
             user_profiles: Some(vec![self.view.user_profile()]),
             control_time: Some(chrono::Utc::now()),
             ..Default::default()
-        }
+        };
+        (map, shared)
     }
 
     /// Sends every session the difference between what it has and what it should have.
@@ -269,10 +336,16 @@ impl NamespaceTask {
         let session_ids: Vec<i64> = self.sessions.keys().copied().collect();
         let mut stuck = Vec::new();
         for node_id in session_ids {
-            let Some(update) = self.delta_for(node_id, &batch) else { continue };
+            let Some(delta) = self.delta_for(node_id, &batch) else { continue };
             let Some(session) = self.sessions.get_mut(&node_id) else { continue };
-            remember(session, &update);
-            if session.tx.try_send(update).is_err() {
+            for peer in delta.changed {
+                session.peers.insert(peer.id, peer);
+            }
+            for id in &delta.removed {
+                session.peers.remove(id);
+            }
+            remember_policy(session, &delta.msg);
+            if session.tx.try_send(Box::new(delta.msg)).is_err() {
                 stuck.push(node_id);
             }
         }
@@ -283,45 +356,50 @@ impl NamespaceTask {
         batch.changed.clear();
     }
 
-    fn delta_for(&self, node_id: i64, batch: &Batch) -> Option<MapResponse> {
+    fn delta_for(&self, node_id: i64, batch: &Batch) -> Option<Delta> {
         let session = self.sessions.get(&node_id)?;
-        let mut update = MapResponse::default();
+        let mut msg = MapResponse::default();
         let mut any = false;
         if batch.changed.contains(&node_id) {
             if let Some(me) = self.nodes.get(&node_id) {
-                update.node = Some(wire_self_node(me, &self.view));
+                msg.node = Some(wire_self_node(me, &self.view));
                 any = true;
             }
         }
-        let full_check = batch.membership || batch.policy;
-        let visible: BTreeSet<i64> = self.visible_peers(node_id).into_iter().collect();
-        let candidates: BTreeSet<i64> = if full_check {
-            visible.iter().chain(session.peers.keys()).copied().collect()
-        } else {
-            batch.changed.iter().copied().filter(|id| *id != node_id).collect()
+        // Under allow-all everyone sees everyone and the filter never changes, so only the
+        // nodes the batch names can differ; a compiled policy may move visibility for anyone.
+        let full_check = batch.policy || (batch.membership && self.compiled.is_some());
+        let (mut changed, mut removed) = (Vec::new(), Vec::new());
+        let mut consider = |id: i64, visible: bool| {
+            let current = if visible { self.wire.get(&id) } else { None };
+            match (current, session.peers.get(&id)) {
+                (Some(now), Some(sent)) if Arc::ptr_eq(now, sent) => {}
+                (Some(now), _) => changed.push(now.clone()),
+                (None, Some(_)) => removed.push(id),
+                (None, None) => {}
+            }
         };
-        let mut changed = Vec::new();
-        let mut removed = Vec::new();
-        for id in candidates {
-            match (visible.contains(&id), self.peer_wire(id)) {
-                (true, Some(wire)) => {
-                    if session.peers.get(&id) != Some(&wire) {
-                        changed.push(wire);
-                    }
+        if full_check {
+            let visible = self.visible_peers(node_id);
+            for &id in &visible {
+                consider(id, true);
+            }
+            for &id in session.peers.keys() {
+                if visible.binary_search(&id).is_err() {
+                    consider(id, false);
                 }
-                _ => {
-                    if session.peers.contains_key(&id) {
-                        removed.push(id);
-                    }
-                }
+            }
+        } else {
+            for &id in batch.changed.iter().filter(|id| **id != node_id) {
+                consider(id, self.can_see(node_id, id));
             }
         }
         if !changed.is_empty() {
-            update.peers_changed = Some(changed);
+            msg.peers_changed = Some(changed.iter().map(|p| (**p).clone()).collect());
             any = true;
         }
         if !removed.is_empty() {
-            update.peers_removed = Some(removed);
+            msg.peers_removed = Some(removed.clone());
             any = true;
         }
         if full_check {
@@ -329,17 +407,24 @@ impl NamespaceTask {
             if filter != session.filter {
                 let mut filters = BTreeMap::new();
                 filters.insert("base".to_string(), Some(filter));
-                update.packet_filters = Some(filters);
+                msg.packet_filters = Some(filters);
                 any = true;
             }
             let ssh = ssh.unwrap_or_default();
             if Some(&ssh) != session.ssh.as_ref() {
-                update.ssh_policy = Some(ssh);
+                msg.ssh_policy = Some(ssh);
                 any = true;
             }
         }
-        any.then_some(update)
+        any.then_some(Delta { msg, changed, removed })
     }
+}
+
+/// One session's update, with the shared peers it names for the session to remember.
+struct Delta {
+    msg: MapResponse,
+    changed: Vec<Arc<tailcfg::Node>>,
+    removed: Vec<i64>,
 }
 
 /// What a batch of commands changed.
@@ -366,17 +451,9 @@ impl Batch {
     }
 }
 
-/// Records in the session what a message told the client.
-fn remember(session: &mut Session, sent: &MapResponse) {
-    if let Some(peers) = &sent.peers {
-        session.peers = peers.iter().map(|p| (p.id, p.clone())).collect();
-    }
-    for p in sent.peers_changed.iter().flatten() {
-        session.peers.insert(p.id, p.clone());
-    }
-    for id in sent.peers_removed.iter().flatten() {
-        session.peers.remove(id);
-    }
+/// Records in the session the filter and SSH policy a message told the client (peers are
+/// recorded by the caller, as the shared wire forms).
+fn remember_policy(session: &mut Session, sent: &MapResponse) {
     if let Some(Some(filter)) = sent.packet_filters.as_ref().and_then(|f| f.get("base")) {
         session.filter = filter.clone();
     }

@@ -14,7 +14,7 @@ use crate::on_both_backends;
 on_both_backends!(mutations_reach_map_sessions);
 
 /// The next map message that mentions `needle`, within a few seconds.
-async fn next_mentioning(rx: &mut Receiver<MapResponse>, needle: &str) -> String {
+async fn next_mentioning(rx: &mut Receiver<Box<MapResponse>>, needle: &str) -> String {
     let wait = async {
         loop {
             let message = rx.recv().await.expect("session open");
