@@ -5,6 +5,8 @@ mod common;
 
 #[path = "api/docs.rs"]
 mod docs;
+#[path = "api/headscale.rs"]
+mod headscale;
 #[path = "api/isolation.rs"]
 mod isolation;
 #[path = "api/keys.rs"]

@@ -3,7 +3,7 @@
 //! [`guard`] runs as middleware on `/v1`, before any handler extractor reads the body, so an
 //! unauthenticated request is answered 401 (or 429) whatever it carries. It leaves an
 //! [`OrgContext`] in the request extensions; handlers take it as an extractor and scope every
-//! query by its `org_id`.
+//! query by its `org_id`. The Headscale surface runs the same checks through [`authenticate`].
 
 use std::future::{ready, Ready};
 
@@ -45,6 +45,13 @@ pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    authenticate(&req).await?;
+    next.call(req).await
+}
+
+/// The checks of [`guard`] without running the handler: on success the [`OrgContext`] is in
+/// the request extensions. Surfaces with another error shape call this and render the error.
+pub async fn authenticate(req: &ServiceRequest) -> Result<OrgContext, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .cloned()
@@ -56,12 +63,12 @@ pub async fn guard(
     let key = state
         .store
         .authenticate_api_key(token)
-        .await
-        .map_err(ApiError::from)?
+        .await?
         .ok_or(ApiError::Unauthorized("invalid or revoked API key"))?;
     state.rate_limits.check_key(key.id)?;
-    req.extensions_mut().insert(OrgContext { org_id: key.org_id, api_key_id: key.id });
-    next.call(req).await
+    let ctx = OrgContext { org_id: key.org_id, api_key_id: key.id };
+    req.extensions_mut().insert(ctx);
+    Ok(ctx)
 }
 
 /// The token of a `Bearer` credential; the scheme name is case-insensitive (RFC 9110).

@@ -11,9 +11,10 @@ use super::auth::OrgContext;
 use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
 use super::{parse_id, policy::effective_policy, record, State};
+use crate::app::AppState;
 use crate::domain::Tags;
 use crate::store::preauth_keys::NewPreauthKey;
-use crate::store::PreauthKey;
+use crate::store::{Namespace, PreauthKey};
 
 const DEFAULT_EXPIRES_IN: u64 = 3600;
 const MAX_DESCRIPTION: usize = 256;
@@ -147,28 +148,15 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let ns = state.store.namespace_by_name(ctx.org_id, &name).await?;
     let spec = body.0;
-    let max = state.settings.max_key_expiry.as_secs();
-    if spec.expires_in == 0 || spec.expires_in > max {
-        return Err(ApiError::Invalid(format!("expires_in must be between 1 and {max} seconds")));
-    }
-    if spec.description.chars().count() > MAX_DESCRIPTION {
-        return Err(ApiError::Invalid(format!("description is longer than {MAX_DESCRIPTION} characters")));
-    }
-    let policy = effective_policy(&state, ctx.org_id, ns.id).await?;
-    crate::policy::validate_tags_for_key(policy.as_ref(), &spec.tags.to_strings())
-        .map_err(|e| ApiError::Invalid(e.to_string()))?;
-    // `max` bounds expires_in far below chrono's range, so the sum cannot overflow.
-    let expires_at = crate::store::now() + chrono::Duration::seconds(spec.expires_in as i64);
-    let new = NewPreauthKey {
+    let request = KeyRequest {
         reusable: spec.reusable,
         ephemeral: spec.ephemeral,
         tags: spec.tags,
-        expires_at,
+        lifetime_secs: i64::try_from(spec.expires_in).unwrap_or(i64::MAX),
+        lifetime_field: "expires_in",
         description: spec.description,
     };
-    let (key, secret) = state.store.create_preauth_key(ns.id, &new).await?;
-    let detail = json!({"namespace": ns.name, "reusable": key.reusable, "ephemeral": key.ephemeral, "tags": new.tags});
-    record(&state, &ctx, "preauth_key.create", "preauth_key", &key.id.to_string(), detail).await;
+    let (key, secret) = create_key(&state, &ctx, &ns, request).await?;
     let shown = view(key, &ns.name);
     Ok(HttpResponse::Created().json(CreatedKey {
         id: shown.id,
@@ -214,8 +202,59 @@ pub async fn list(state: State, ctx: OrgContext, name: web::Path<String>) -> Api
 pub async fn revoke(state: State, ctx: OrgContext, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
     let (name, id) = path.into_inner();
     let ns = state.store.namespace_by_name(ctx.org_id, &name).await?;
-    let id = parse_id(&id, "pre-auth key")?;
-    let key = state.store.revoke_preauth_key(ns.id, id).await?;
-    record(&state, &ctx, "preauth_key.revoke", "preauth_key", &key.id.to_string(), json!({"namespace": ns.name})).await;
+    revoke_key(&state, &ctx, &ns, parse_id(&id, "pre-auth key")?).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// A pre-auth key to create, as either surface received it (not yet validated).
+pub(crate) struct KeyRequest {
+    pub reusable: bool,
+    pub ephemeral: bool,
+    pub tags: Tags,
+    /// Seconds from now until the key expires; may be out of range (or negative).
+    pub lifetime_secs: i64,
+    /// How the caller named the lifetime, for the refusal message.
+    pub lifetime_field: &'static str,
+    pub description: String,
+}
+
+/// Validates a new key (lifetime within `max_key_expiry`, description length, tags against
+/// the namespace's policy), creates it and records it. Returns the key and its secret.
+pub(crate) async fn create_key(
+    state: &AppState,
+    ctx: &OrgContext,
+    ns: &Namespace,
+    request: KeyRequest,
+) -> ApiResult<(PreauthKey, String)> {
+    let max = state.settings.max_key_expiry.as_secs();
+    if request.lifetime_secs < 1 || request.lifetime_secs as u64 > max {
+        let field = request.lifetime_field;
+        return Err(ApiError::Invalid(format!("{field} must be between 1 and {max} seconds from now")));
+    }
+    if request.description.chars().count() > MAX_DESCRIPTION {
+        return Err(ApiError::Invalid(format!("description is longer than {MAX_DESCRIPTION} characters")));
+    }
+    let policy = effective_policy(state, ctx.org_id, ns.id).await?;
+    crate::policy::validate_tags_for_key(policy.as_ref(), &request.tags.to_strings())
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    // `max` bounds the lifetime far below chrono's range, so the sum cannot overflow.
+    let expires_at = crate::store::now() + chrono::Duration::seconds(request.lifetime_secs);
+    let new = NewPreauthKey {
+        reusable: request.reusable,
+        ephemeral: request.ephemeral,
+        tags: request.tags,
+        expires_at,
+        description: request.description,
+    };
+    let (key, secret) = state.store.create_preauth_key(ns.id, &new).await?;
+    let detail = json!({"namespace": ns.name, "reusable": key.reusable, "ephemeral": key.ephemeral, "tags": new.tags});
+    record(state, ctx, "preauth_key.create", "preauth_key", &key.id.to_string(), detail).await;
+    Ok((key, secret))
+}
+
+/// Revokes the namespace's key `id` and records it.
+pub(crate) async fn revoke_key(state: &AppState, ctx: &OrgContext, ns: &Namespace, id: i64) -> ApiResult<PreauthKey> {
+    let key = state.store.revoke_preauth_key(ns.id, id).await?;
+    record(state, ctx, "preauth_key.revoke", "preauth_key", &key.id.to_string(), json!({"namespace": ns.name})).await;
+    Ok(key)
 }

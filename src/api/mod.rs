@@ -1,4 +1,5 @@
-//! The REST management API (`/v1`), its probes and its OpenAPI document.
+//! The REST management API (`/v1`), the Headscale-compatible surface (`/api/v1`,
+//! [`headscale`]), probes and the OpenAPI document.
 //!
 //! Shape of a request: [`ratelimit`] and [`auth`] run as middleware on `/v1` and leave an
 //! [`auth::OrgContext`]; a thin handler parses its input into domain values ([`body`], serde
@@ -13,6 +14,7 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod headscale;
 pub mod health;
 pub mod keys;
 pub mod namespaces;
@@ -47,6 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(policy::namespace_routes)
             .default_service(web::to(not_found)),
     );
+    headscale::configure(cfg);
 }
 
 async fn not_found() -> ApiResult<()> {

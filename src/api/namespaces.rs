@@ -10,6 +10,7 @@ use super::auth::OrgContext;
 use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
 use super::{record, State};
+use crate::app::AppState;
 use crate::domain::NamespaceName;
 use crate::keys::NodePublic;
 use crate::store::Namespace;
@@ -89,9 +90,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(state: State, ctx: OrgContext, body: ApiJson<CreateNamespace>) -> ApiResult<HttpResponse> {
-    let ns = state.store.create_namespace(ctx.org_id, &body.0.name).await?;
-    record(&state, &ctx, "namespace.create", "namespace", &ns.name, json!({"id": ns.id})).await;
+    let ns = create_namespace(&state, &ctx, &body.0.name).await?;
     Ok(HttpResponse::Created().json(NamespaceView::from(ns)))
+}
+
+/// Creates a namespace and records it; shared by `/v1` and the Headscale surface.
+pub(crate) async fn create_namespace(state: &AppState, ctx: &OrgContext, name: &NamespaceName) -> ApiResult<Namespace> {
+    let ns = state.store.create_namespace(ctx.org_id, name).await?;
+    record(state, ctx, "namespace.create", "namespace", &ns.name, json!({"id": ns.id})).await;
+    Ok(ns)
 }
 
 /// List namespaces
@@ -142,10 +149,16 @@ pub async fn get(state: State, ctx: OrgContext, name: web::Path<String>) -> ApiR
     ))]
 pub async fn delete(state: State, ctx: OrgContext, name: web::Path<String>) -> ApiResult<HttpResponse> {
     let ns = state.store.namespace_by_name(ctx.org_id, &name).await?;
+    delete_namespace(&state, &ctx, &ns).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes a namespace with everything in it, disconnects its nodes and records it.
+pub(crate) async fn delete_namespace(state: &AppState, ctx: &OrgContext, ns: &Namespace) -> ApiResult<()> {
     let node_keys: Vec<NodePublic> =
-        state.store.delete_namespace(&ns).await?.iter().filter_map(|k| NodePublic::parse(k).ok()).collect();
+        state.store.delete_namespace(ns).await?.iter().filter_map(|k| NodePublic::parse(k).ok()).collect();
     let nodes = node_keys.len();
     state.tailnet.publish(Event::NamespaceRemoved { namespace_id: ns.id, node_keys }).await;
-    record(&state, &ctx, "namespace.delete", "namespace", &ns.name, json!({"id": ns.id, "nodes": nodes})).await;
-    Ok(HttpResponse::NoContent().finish())
+    record(state, ctx, "namespace.delete", "namespace", &ns.name, json!({"id": ns.id, "nodes": nodes})).await;
+    Ok(())
 }

@@ -165,9 +165,22 @@ pub async fn update(
     body: ApiJson<UpdateNode>,
 ) -> ApiResult<web::Json<NodeView>> {
     let (ns, node) = find(&state, &ctx, &path.0, &path.1).await?;
-    let UpdateNode { name, tags } = body.0;
+    let node = update_node(&state, &ctx, &ns, node, body.0).await?;
+    Ok(web::Json(view(&state, node, &ns.name)))
+}
+
+/// Renames and/or retags a node (name free in the namespace, tags allowed by its policy),
+/// publishes the change and records it. Nothing to change leaves the node untouched.
+pub(crate) async fn update_node(
+    state: &AppState,
+    ctx: &OrgContext,
+    ns: &Namespace,
+    node: Node,
+    update: UpdateNode,
+) -> ApiResult<Node> {
+    let UpdateNode { name, tags } = update;
     if name.is_none() && tags.is_none() {
-        return Ok(web::Json(view(&state, node, &ns.name)));
+        return Ok(node);
     }
     if let Some(name) = &name {
         if !state.store.node_name_free(ns.id, name, node.id).await? {
@@ -175,7 +188,7 @@ pub async fn update(
         }
     }
     if let Some(tags) = &tags {
-        let policy = effective_policy(&state, ctx.org_id, ns.id).await?;
+        let policy = effective_policy(state, ctx.org_id, ns.id).await?;
         crate::policy::validate_tags_for_key(policy.as_ref(), &tags.to_strings())
             .map_err(|e| ApiError::Invalid(e.to_string()))?;
     }
@@ -183,8 +196,8 @@ pub async fn update(
     let change = NodeChange { given_name: name, tags, ..Default::default() };
     let node = state.store.update_node(&node, change).await?;
     state.tailnet.publish(Event::NodeChanged { namespace_id: ns.id, node_id: node.id }).await;
-    record(&state, &ctx, "node.update", "node", &node.id.to_string(), detail).await;
-    Ok(web::Json(view(&state, node, &ns.name)))
+    record(state, ctx, "node.update", "node", &node.id.to_string(), detail).await;
+    Ok(node)
 }
 
 /// Expire a node's key
@@ -201,11 +214,17 @@ pub async fn update(
     ))]
 pub async fn expire(state: State, ctx: OrgContext, path: web::Path<(String, String)>) -> ApiResult<web::Json<NodeView>> {
     let (ns, node) = find(&state, &ctx, &path.0, &path.1).await?;
-    let change = NodeChange { key_expiry: Some(Some(crate::store::now())), ..Default::default() };
-    let node = state.store.update_node(&node, change).await?;
-    state.tailnet.publish(Event::NodeChanged { namespace_id: ns.id, node_id: node.id }).await;
-    record(&state, &ctx, "node.expire", "node", &node.id.to_string(), json!({"namespace": ns.name})).await;
+    let node = expire_node(&state, &ctx, &ns, &node).await?;
     Ok(web::Json(view(&state, node, &ns.name)))
+}
+
+/// Expires a node's key now, publishes the change and records it.
+pub(crate) async fn expire_node(state: &AppState, ctx: &OrgContext, ns: &Namespace, node: &Node) -> ApiResult<Node> {
+    let change = NodeChange { key_expiry: Some(Some(crate::store::now())), ..Default::default() };
+    let node = state.store.update_node(node, change).await?;
+    state.tailnet.publish(Event::NodeChanged { namespace_id: ns.id, node_id: node.id }).await;
+    record(state, ctx, "node.expire", "node", &node.id.to_string(), json!({"namespace": ns.name})).await;
+    Ok(node)
 }
 
 /// Delete a node
@@ -220,6 +239,12 @@ pub async fn expire(state: State, ctx: OrgContext, path: web::Path<(String, Stri
     ))]
 pub async fn delete(state: State, ctx: OrgContext, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
     let (ns, node) = find(&state, &ctx, &path.0, &path.1).await?;
+    delete_node(&state, &ctx, &ns, &node).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes a node, disconnects it and records it.
+pub(crate) async fn delete_node(state: &AppState, ctx: &OrgContext, ns: &Namespace, node: &Node) -> ApiResult<()> {
     if !state.store.delete_node(node.id).await? {
         // Deleted concurrently by someone else: same answer as if it never existed.
         return Err(ApiError::NotFound("node not found".into()));
@@ -227,6 +252,6 @@ pub async fn delete(state: State, ctx: OrgContext, path: web::Path<(String, Stri
     // Stored node keys were written from a parsed key, so this only falls back on corruption.
     let node_key = NodePublic::parse(&node.node_key).unwrap_or(NodePublic::ZERO);
     state.tailnet.publish(Event::NodeRemoved { namespace_id: ns.id, node_id: node.id, node_key }).await;
-    record(&state, &ctx, "node.delete", "node", &node.id.to_string(), json!({"namespace": ns.name, "name": node.given_name})).await;
-    Ok(HttpResponse::NoContent().finish())
+    record(state, ctx, "node.delete", "node", &node.id.to_string(), json!({"namespace": ns.name, "name": node.given_name})).await;
+    Ok(())
 }

@@ -14,7 +14,7 @@ use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{error, health, keys, namespaces, nodes, policy};
+use super::{error, headscale, health, keys, namespaces, nodes, policy};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,7 +23,8 @@ use super::{error, health, keys, namespaces, nodes, policy};
         description = "Management API of tenscale, a multi-tenant Tailscale-compatible coordination server. \
             Every `/v1` request carries `Authorization: Bearer <org API key>` and sees only its own \
             organization: another organization's objects answer 404. Errors are RFC 7807 \
-            `application/problem+json`."
+            `application/problem+json`. `/api/v1` is a Headscale-compatible surface (a Headscale \
+            user is a namespace) with the same authentication and Headscale's JSON and gRPC-gateway errors."
     ),
     paths(
         namespaces::create, namespaces::list, namespaces::get, namespaces::delete,
@@ -31,8 +32,13 @@ use super::{error, health, keys, namespaces, nodes, policy};
         nodes::list, nodes::get, nodes::update, nodes::delete, nodes::expire,
         policy::get, policy::put, policy::validate, policy::get_namespace, policy::put_namespace, policy::delete_namespace,
         health::healthz, health::readyz, health::metrics,
+        headscale::users::list, headscale::users::create, headscale::users::delete, headscale::users::rename,
+        headscale::preauthkeys::list, headscale::preauthkeys::create, headscale::preauthkeys::expire,
+        headscale::nodes::list, headscale::nodes::get, headscale::nodes::delete, headscale::nodes::expire,
+        headscale::nodes::rename, headscale::nodes::set_tags,
+        headscale::policy::get, headscale::policy::put,
     ),
-    components(schemas(error::Problem)),
+    components(schemas(error::Problem, headscale::RpcStatus)),
     modifiers(&CommonResponses),
     security(("bearer" = [])),
     tags(
@@ -41,6 +47,8 @@ use super::{error, health, keys, namespaces, nodes, policy};
         (name = "nodes", description = "Machines registered in a namespace"),
         (name = "policy", description = "The organization's ACL policy (HuJSON)"),
         (name = "operations", description = "Probes and metrics; no authentication"),
+        (name = "headscale", description = "Headscale-compatible API (v0.26–v0.28 JSON): users are namespaces; \
+            errors are gRPC-gateway statuses `{code, message, details}`"),
     )
 )]
 pub struct ApiDoc;
@@ -68,16 +76,12 @@ impl Modify for CommonResponses {
                     .build(),
             ),
         );
-        let retry_after = HeaderBuilder::new()
-            .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
-            .description(Some("Seconds to wait before retrying"))
-            .build();
         components.responses.insert(
             "RateLimited".into(),
             RefOr::T(
                 ResponseBuilder::new()
                     .description("Rate limit exceeded (per client address and per API key)")
-                    .header("Retry-After", retry_after)
+                    .header("Retry-After", retry_after_header())
                     .content("application/problem+json", problem())
                     .build(),
             ),
@@ -91,24 +95,46 @@ impl Modify for CommonResponses {
                     .build(),
             ),
         );
+        // The same three for the Headscale surface, in its gRPC-gateway error shape.
+        let status = || ContentBuilder::new().schema(Some(Ref::from_schema_name("RpcStatus"))).build();
+        for (name, response) in [
+            ("RpcUnauthorized", ResponseBuilder::new().description("Missing, malformed, unknown or revoked API key (code 16)")),
+            ("RpcRateLimited", ResponseBuilder::new().description("Rate limit exceeded (code 8)").header("Retry-After", retry_after_header())),
+            ("RpcUnsupportedMediaType", ResponseBuilder::new().description("The body is not application/json (code 3)")),
+        ] {
+            components.responses.insert(name.into(), RefOr::T(response.content("application/json", status()).build()));
+        }
         for (path, item) in doc.paths.paths.iter_mut() {
-            if !path.starts_with("/v1/") {
+            let prefix = if path.starts_with("/v1/") {
+                ""
+            } else if path.starts_with("/api/v1/") {
+                "Rpc"
+            } else {
                 continue;
-            }
+            };
             let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
             for op in ops.into_iter().flatten() {
-                add_common(op);
+                add_common(op, prefix);
             }
         }
     }
 }
 
-fn add_common(op: &mut Operation) {
+fn retry_after_header() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+        .description(Some("Seconds to wait before retrying"))
+        .build()
+}
+
+/// Adds the common responses; `prefix` picks the error shape ("" problem+json, "Rpc" gRPC-gateway).
+fn add_common(op: &mut Operation, prefix: &str) {
     let responses = &mut op.responses.responses;
-    responses.insert("401".into(), RefOr::Ref(Ref::from_response_name("Unauthorized")));
-    responses.insert("429".into(), RefOr::Ref(Ref::from_response_name("RateLimited")));
+    responses.insert("401".into(), RefOr::Ref(Ref::from_response_name(format!("{prefix}Unauthorized"))));
+    responses.insert("429".into(), RefOr::Ref(Ref::from_response_name(format!("{prefix}RateLimited"))));
     if op.request_body.is_some() {
-        responses.entry("415".into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name("UnsupportedMediaType")));
+        let name = format!("{prefix}UnsupportedMediaType");
+        responses.entry("415".into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
     }
 }
 

@@ -16,6 +16,7 @@ use super::{record, State};
 use crate::app::AppState;
 use crate::policy::{hujson, Policy};
 use crate::store::policies::PolicyScope;
+use crate::store::PolicyDoc;
 use crate::tailnet::Event;
 
 const HUJSON: &str = "application/hujson";
@@ -67,11 +68,7 @@ pub async fn effective_policy(state: &AppState, org_id: i64, namespace_id: i64) 
         (status = 404, description = "No policy set (every node of a namespace may reach every other)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(state: State, ctx: OrgContext) -> ApiResult<HttpResponse> {
-    let doc = state
-        .store
-        .policy(ctx.org_id, PolicyScope::Org)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no policy set for this organization".into()))?;
+    let doc = org_policy(&state, &ctx).await?;
     Ok(HttpResponse::Ok().content_type(HUJSON).body(doc.document))
 }
 
@@ -92,12 +89,28 @@ pub async fn get(state: State, ctx: OrgContext) -> ApiResult<HttpResponse> {
     ))]
 pub async fn put(state: State, ctx: OrgContext, req: HttpRequest, payload: web::Payload) -> ApiResult<HttpResponse> {
     let text = read_document(&req, payload).await?;
-    let policy = check(&text)?;
-    run_tests_on_org(&state, ctx.org_id, &policy).await?;
-    state.store.put_policy(ctx.org_id, PolicyScope::Org, &text).await?;
-    state.tailnet.publish(Event::PolicyChanged { org_id: ctx.org_id, namespace_id: None }).await;
-    record(&state, &ctx, "policy.update", "policy", "org", json!({"bytes": text.len()})).await;
+    set_org_policy(&state, &ctx, &text).await?;
     Ok(HttpResponse::Ok().content_type(HUJSON).body(text))
+}
+
+/// Checks the organization's policy (syntax, meaning, its `tests` in every namespace it
+/// governs), saves it verbatim, publishes the change and records it.
+pub(crate) async fn set_org_policy(state: &AppState, ctx: &OrgContext, text: &str) -> ApiResult<PolicyDoc> {
+    let policy = check(text)?;
+    run_tests_on_org(state, ctx.org_id, &policy).await?;
+    let doc = state.store.put_policy(ctx.org_id, PolicyScope::Org, text).await?;
+    state.tailnet.publish(Event::PolicyChanged { org_id: ctx.org_id, namespace_id: None }).await;
+    record(state, ctx, "policy.update", "policy", "org", json!({"bytes": text.len()})).await;
+    Ok(doc)
+}
+
+/// The organization's stored policy; 404 when none is set.
+pub(crate) async fn org_policy(state: &AppState, ctx: &OrgContext) -> ApiResult<PolicyDoc> {
+    state
+        .store
+        .policy(ctx.org_id, PolicyScope::Org)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no policy set for this organization".into()))
 }
 
 /// Validate a policy

@@ -53,6 +53,15 @@ impl Store {
             .ok_or(StoreError::NotFound("namespace"))
     }
 
+    /// The org's namespace with this id; another org's is `NotFound`, like a missing one.
+    pub async fn namespace_in_org(&self, org_id: i64, id: i64) -> StoreResult<Namespace> {
+        namespace::Entity::find_by_id(id)
+            .filter(namespace::Column::OrgId.eq(org_id))
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound("namespace"))
+    }
+
     pub async fn namespace_by_id(&self, id: i64) -> StoreResult<Namespace> {
         namespace::Entity::find_by_id(id).one(&self.db).await?.ok_or(StoreError::NotFound("namespace"))
     }

@@ -7,7 +7,7 @@ use sea_orm::{
 
 use super::entities::node;
 use super::preauth_keys::KeyRefusal;
-use super::{now, Node, PreauthKey, Store, StoreError, StoreResult};
+use super::{now, Namespace, Node, PreauthKey, Store, StoreError, StoreResult};
 use crate::domain::{NodeName, Tags};
 use crate::keys::{DiscoPublic, MachinePublic, NodePublic};
 use crate::tailnet::addresses;
@@ -94,6 +94,17 @@ impl Store {
             .one(&self.db)
             .await?
             .ok_or(StoreError::NotFound("node"))
+    }
+
+    /// The node with this id and its namespace, if the namespace belongs to the org;
+    /// another org's node is `NotFound`, like a missing one.
+    pub async fn node_in_org(&self, org_id: i64, id: i64) -> StoreResult<(Namespace, Node)> {
+        let node = node::Entity::find_by_id(id).one(&self.db).await?.ok_or(StoreError::NotFound("node"))?;
+        let ns = self.namespace_in_org(org_id, node.namespace_id).await.map_err(|err| match err {
+            StoreError::NotFound(_) => StoreError::NotFound("node"),
+            other => other,
+        })?;
+        Ok((ns, node))
     }
 
     pub async fn node_by_id(&self, id: i64) -> StoreResult<Node> {

@@ -1,0 +1,123 @@
+//! The Headscale-compatible REST surface, `/api/v1`, so tools written for Headscale's API
+//! (headscale-ui, the Terraform providers, scripts) manage tenscale.
+//!
+//! Mapping: a Headscale *user* is a namespace of the caller's organization. Authentication
+//! is the same org API key as `/v1` (`Authorization: Bearer tskey-api-…`, same rate
+//! limits), every query is scoped to that organization, and another organization's users,
+//! keys and nodes answer 404 exactly like missing ones. Request and response bodies follow
+//! Headscale v0.26–v0.28 ([`wire`]); errors are gRPC-gateway statuses ([`error`]).
+//!
+//! Handlers here only translate: every change goes through the same functions as the `/v1`
+//! handlers ([`super::namespaces::create_namespace`], [`super::keys::create_key`],
+//! [`super::nodes::update_node`], [`super::policy::set_org_policy`], …), so validation,
+//! tailnet events and audit records are identical on both surfaces.
+//!
+//! Bodies are read leniently (unknown fields are ignored, as gRPC-gateway does with the
+//! fields it binds from the path): clients send `nodeId` or `user` in bodies whose values
+//! are also in the path. Not offered: renaming a user (namespaces keep their names; 501),
+//! API-key management, routes, node registration and moving nodes between users.
+
+mod error;
+pub mod nodes;
+pub mod policy;
+pub mod preauthkeys;
+pub mod users;
+pub mod wire;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, FromRequest, HttpRequest};
+use serde::de::DeserializeOwned;
+
+pub use error::{HsError, HsResult, RpcStatus};
+
+use super::auth::{self, OrgContext};
+use super::body::ApiJson;
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::store::{Namespace, StoreError};
+
+/// Registers `/api/v1` and its routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .wrap(from_fn(guard))
+            .configure(extractor_configs)
+            .configure(users::routes)
+            .configure(preauthkeys::routes)
+            .configure(nodes::routes)
+            .configure(policy::routes)
+            .default_service(web::to(not_found)),
+    );
+}
+
+/// `/v1`'s authentication and rate limits, with failures in this surface's shape.
+async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    auth::authenticate(&req).await.map_err(HsError::from)?;
+    next.call(req).await
+}
+
+/// gRPC-gateway statuses for actix's own extractor failures.
+fn extractor_configs(cfg: &mut web::ServiceConfig) {
+    use actix_web::web::{PathConfig, QueryConfig};
+    cfg.app_data(QueryConfig::default().error_handler(|err, _| HsError::from(ApiError::BadRequest(err.to_string())).into()))
+        .app_data(PathConfig::default().error_handler(|err, _| HsError::from(ApiError::NotFound(err.to_string())).into()));
+}
+
+async fn not_found() -> HsResult<()> {
+    Err(ApiError::NotFound("Not Found".into()).into())
+}
+
+async fn method_not_allowed() -> HsResult<()> {
+    Err(ApiError::MethodNotAllowed.into())
+}
+
+/// A JSON body read like `/v1`'s ([`ApiJson`]: size limit, media type, serde's message),
+/// failing in this surface's shape.
+#[derive(Debug)]
+pub struct HsJson<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for HsJson<T> {
+    type Error = HsError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, HsError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = ApiJson::<T>::from_request(req, payload);
+        Box::pin(async move { body.await.map(|ApiJson(value)| HsJson(value)).map_err(HsError::from) })
+    }
+}
+
+/// A uint64 id from a path or query (Headscale ids are uint64; ours fit in i64). Text that
+/// is not one is refused as gRPC-gateway refuses it: 400, invalid argument.
+fn parse_id(text: &str, what: &str) -> HsResult<i64> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| i64::try_from(id).ok())
+        .ok_or_else(|| ApiError::Invalid(format!("{what}: {text:?} is not a uint64 id")).into())
+}
+
+/// A uint64 field of a body: protobuf JSON allows both `"7"` and `7`.
+fn id_field(value: Option<&serde_json::Value>, what: &str) -> HsResult<i64> {
+    match value {
+        None | Some(serde_json::Value::Null) => Err(ApiError::Invalid(format!("{what} is required")).into()),
+        Some(serde_json::Value::String(text)) => parse_id(text, what),
+        Some(serde_json::Value::Number(n)) => parse_id(&n.to_string(), what),
+        Some(other) => Err(ApiError::Invalid(format!("{what}: {other} is not a uint64 id")).into()),
+    }
+}
+
+/// The caller's namespace with this id, as the Headscale user it stands for.
+async fn user_by_id(state: &AppState, ctx: &OrgContext, id: i64) -> HsResult<Namespace> {
+    state.store.namespace_in_org(ctx.org_id, id).await.map_err(|err| match err {
+        StoreError::NotFound(_) => ApiError::NotFound(format!("user {id} not found")).into(),
+        other => other.into(),
+    })
+}

@@ -1,0 +1,177 @@
+//! `/api/v1/node`: the organization's nodes, across its namespaces.
+
+use actix_web::web;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::error::{HsResult, RpcStatus};
+use super::wire::{Empty, HsNode, ListNodesResponse, NodeResponse, SetTagsRequest};
+use super::{parse_id, HsJson};
+use crate::api::auth::OrgContext;
+use crate::api::nodes::{delete_node, expire_node, update_node, UpdateNode};
+use crate::api::State;
+use crate::app::AppState;
+use crate::domain::NodeName;
+use crate::store::{Namespace, Node};
+
+/// `ListNodesRequest`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NodeFilter {
+    /// Only the nodes of the user (namespace) with this name.
+    pub user: Option<String>,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/node")
+            .route(web::get().to(list))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/node/{id}")
+            .route(web::get().to(get))
+            .route(web::delete().to(delete))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/node/{id}/expire")
+            .route(web::post().to(expire))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/node/{id}/rename/{new_name}")
+            .route(web::post().to(rename))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/node/{id}/tags")
+            .route(web::post().to(set_tags))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+/// The caller's node `id` with its namespace; 404 unless the node is the caller's.
+async fn find(state: &AppState, ctx: &OrgContext, id: &str) -> HsResult<(Namespace, Node)> {
+    Ok(state.store.node_in_org(ctx.org_id, parse_id(id, "node_id")?).await?)
+}
+
+/// `{"node": …}`, the node as Headscale shows it.
+async fn respond(state: &AppState, ns: &Namespace, node: &Node) -> HsResult<web::Json<NodeResponse>> {
+    let keys = state.store.list_preauth_keys(ns.id).await?;
+    Ok(web::Json(NodeResponse { node: HsNode::new(node, ns, &keys, state.tailnet.is_online(node.id)) }))
+}
+
+/// List nodes (Headscale)
+///
+/// Every node of the organization (or of one user), by id.
+#[utoipa::path(get, path = "/api/v1/node", tag = "headscale", params(NodeFilter),
+    responses(
+        (status = 200, description = "The nodes", body = ListNodesResponse),
+        (status = 404, description = "No user with this name in this organization", body = RpcStatus),
+    ))]
+pub async fn list(state: State, ctx: OrgContext, filter: web::Query<NodeFilter>) -> HsResult<web::Json<ListNodesResponse>> {
+    let namespaces = match filter.user.as_deref().filter(|s| !s.is_empty()) {
+        Some(name) => vec![state.store.namespace_by_name(ctx.org_id, name).await?],
+        None => state.store.namespaces_of_org(ctx.org_id).await?,
+    };
+    let mut nodes = Vec::new();
+    for ns in &namespaces {
+        let keys = state.store.list_preauth_keys(ns.id).await?;
+        for node in state.store.nodes_in_namespace(ns.id).await? {
+            nodes.push(HsNode::new(&node, ns, &keys, state.tailnet.is_online(node.id)));
+        }
+    }
+    nodes.sort_by_key(|n| n.id.parse::<i64>().unwrap_or_default());
+    Ok(web::Json(ListNodesResponse { nodes }))
+}
+
+/// Get a node (Headscale)
+#[utoipa::path(get, path = "/api/v1/node/{node_id}", tag = "headscale",
+    params(("node_id" = String, Path, description = "Node id", example = "3")),
+    responses(
+        (status = 200, description = "The node", body = NodeResponse),
+        (status = 400, description = "`node_id` is not a uint64", body = RpcStatus),
+        (status = 404, description = "No such node in this organization", body = RpcStatus),
+    ))]
+pub async fn get(state: State, ctx: OrgContext, id: web::Path<String>) -> HsResult<web::Json<NodeResponse>> {
+    let (ns, node) = find(&state, &ctx, &id).await?;
+    respond(&state, &ns, &node).await
+}
+
+/// Delete a node (Headscale)
+///
+/// As `DELETE /v1/namespaces/{name}/nodes/{id}`: the node is disconnected.
+#[utoipa::path(delete, path = "/api/v1/node/{node_id}", tag = "headscale",
+    params(("node_id" = String, Path, description = "Node id", example = "3")),
+    responses(
+        (status = 200, description = "Deleted", body = Empty),
+        (status = 400, description = "`node_id` is not a uint64", body = RpcStatus),
+        (status = 404, description = "No such node in this organization", body = RpcStatus),
+    ))]
+pub async fn delete(state: State, ctx: OrgContext, id: web::Path<String>) -> HsResult<web::Json<Empty>> {
+    let (ns, node) = find(&state, &ctx, &id).await?;
+    delete_node(&state, &ctx, &ns, &node).await?;
+    Ok(web::Json(Empty {}))
+}
+
+/// Expire a node (Headscale)
+///
+/// As `POST /v1/namespaces/{name}/nodes/{id}/expire`: its key expires now.
+#[utoipa::path(post, path = "/api/v1/node/{node_id}/expire", tag = "headscale",
+    params(("node_id" = String, Path, description = "Node id", example = "3")),
+    responses(
+        (status = 200, description = "The node, now expired", body = NodeResponse),
+        (status = 400, description = "`node_id` is not a uint64", body = RpcStatus),
+        (status = 404, description = "No such node in this organization", body = RpcStatus),
+    ))]
+pub async fn expire(state: State, ctx: OrgContext, id: web::Path<String>) -> HsResult<web::Json<NodeResponse>> {
+    let (ns, node) = find(&state, &ctx, &id).await?;
+    let node = expire_node(&state, &ctx, &ns, &node).await?;
+    respond(&state, &ns, &node).await
+}
+
+/// Rename a node (Headscale)
+///
+/// Sets its name in the namespace (`givenName`), as `PATCH /v1/namespaces/{name}/nodes/{id}`.
+#[utoipa::path(post, path = "/api/v1/node/{node_id}/rename/{new_name}", tag = "headscale",
+    params(
+        ("node_id" = String, Path, description = "Node id", example = "3"),
+        ("new_name" = String, Path, description = "1-63 lowercase letters, digits or '-'", example = "build-box"),
+    ),
+    responses(
+        (status = 200, description = "The renamed node", body = NodeResponse),
+        (status = 400, description = "Invalid name or id", body = RpcStatus),
+        (status = 404, description = "No such node in this organization", body = RpcStatus),
+        (status = 409, description = "Another node of the user has this name", body = RpcStatus),
+    ))]
+pub async fn rename(state: State, ctx: OrgContext, path: web::Path<(String, String)>) -> HsResult<web::Json<NodeResponse>> {
+    let (ns, node) = find(&state, &ctx, &path.0).await?;
+    let update = UpdateNode { name: Some(NodeName::parse(&path.1)?), tags: None };
+    let node = update_node(&state, &ctx, &ns, node, update).await?;
+    respond(&state, &ns, &node).await
+}
+
+/// Set a node's tags (Headscale)
+///
+/// Replaces its tag set, as `PATCH /v1/namespaces/{name}/nodes/{id}` with `tags`: each
+/// `tag:` + `[a-z0-9-]+`, declared in the policy's `tagOwners` when a policy is set.
+#[utoipa::path(post, path = "/api/v1/node/{node_id}/tags", tag = "headscale",
+    params(("node_id" = String, Path, description = "Node id", example = "3")),
+    request_body(content = SetTagsRequest, example = json!({"tags": ["tag:ci"]})),
+    responses(
+        (status = 200, description = "The retagged node", body = NodeResponse),
+        (status = 400, description = "Bad tag, or a tag not in tagOwners", body = RpcStatus),
+        (status = 404, description = "No such node in this organization", body = RpcStatus),
+    ))]
+pub async fn set_tags(
+    state: State,
+    ctx: OrgContext,
+    id: web::Path<String>,
+    body: HsJson<SetTagsRequest>,
+) -> HsResult<web::Json<NodeResponse>> {
+    let (ns, node) = find(&state, &ctx, &id).await?;
+    let update = UpdateNode { name: None, tags: Some(body.0.tags) };
+    let node = update_node(&state, &ctx, &ns, node, update).await?;
+    respond(&state, &ns, &node).await
+}
