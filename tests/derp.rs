@@ -3,6 +3,7 @@
 //! namespace only, and disconnection when a node is deleted or expires. Each scenario runs on
 //! SQLite and on PostgreSQL.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -194,17 +195,6 @@ async fn a_rotated_away_key_is_cut_off(backend: Backend) {
     closed_within(&mut current, Duration::from_secs(1)).await;
     assert!(matches!(derp_as(&t.server, new_secret).await, Err(DerpError::Refused)));
     derp_as(&t.server, newest_secret).await.expect("the newest key is admitted");
-}
-
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[actix_rt::test] async fn $scenario() { super::$scenario(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[actix_rt::test] async fn $scenario() { super::$scenario(super::Backend::Postgres).await })*
-        }
-    };
 }
 
 on_both_backends!(

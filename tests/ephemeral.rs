@@ -2,6 +2,7 @@
 //! removed from their peers' netmaps; kept while they come back in time; other nodes are never
 //! collected. The timeout is 1 s here. Each scenario runs on SQLite and on PostgreSQL.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -101,17 +102,6 @@ async fn an_ephemeral_node_that_never_streams_is_deleted(backend: Backend) {
     map_until(&mut watch, |m| announces(m, &eph.node_key)).await;
     map_until_within(&mut watch, Duration::from_secs(5), |m| removes(m, eph_id)).await;
     assert!(server.state().store.node_by_node_key(&eph.node_key).await.unwrap().is_none());
-}
-
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[actix_rt::test] async fn $scenario() { super::$scenario(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[actix_rt::test] async fn $scenario() { super::$scenario(super::Backend::Postgres).await })*
-        }
-    };
 }
 
 on_both_backends!(

@@ -3,6 +3,20 @@
 //! with its events on the local Redis; plus a simulated node speaking our protocol client.
 #![allow(dead_code)]
 
+/// Runs each scenario `fn(Backend)` as two tests, `sqlite::<name>` and `postgres::<name>`.
+/// The caller must have `Backend` in scope (`use support::Backend`).
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[actix_rt::test] async fn $scenario() { super::$scenario(super::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[actix_rt::test] async fn $scenario() { super::$scenario(super::Backend::Postgres).await })*
+        }
+    };
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 
