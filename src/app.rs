@@ -219,6 +219,8 @@ async fn serve_control(takeover: Takeover, state: &AppState) {
         let _ = io.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
         return;
     };
+    // The connection may live for days: keep nothing of the head but the one header.
+    drop(head);
     if io
         .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n\r\n")
         .await
@@ -238,7 +240,8 @@ async fn serve_control(takeover: Takeover, state: &AppState) {
 }
 
 async fn serve_derp(takeover: Takeover, state: &AppState) {
-    let Takeover { mut io, shutdown, peer, .. } = takeover;
+    let Takeover { head, mut io, shutdown, peer, .. } = takeover;
+    drop(head); // a DERP connection may live for days
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: DERP\r\nConnection: Upgrade\r\nDerp-Version: 2\r\nDerp-Public-Key: {}\r\n\r\n",
         state.derp.public_key().hex()

@@ -15,6 +15,7 @@ use tokio::time::timeout;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::*;
+use crate::control::framing::MapMessage;
 use crate::control::h2server::{accept_ts2021, ControlError, ControlHandler, MapReply, ServeError, ServeOptions};
 use crate::control::tailcfg::{Node, RegisterAuth};
 use crate::keys::NodePublic;
@@ -83,7 +84,7 @@ impl ControlHandler for TestHandler {
                 rx.recv().await.map(|m| (m, (rx, guard)))
             });
             Ok(MapReply::Stream(
-                stream::once(async { self_node() }).chain(rest).boxed(),
+                stream::once(async { self_node() }).chain(rest).map(MapMessage::from).boxed(),
             ))
         } else if req.omit_peers {
             Ok(MapReply::Empty)

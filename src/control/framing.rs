@@ -7,6 +7,8 @@
 //! ```
 //! Keep-alives are framed the same way. (DERP lengths are big-endian; this one is not.)
 
+use std::cell::RefCell;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::control::tailcfg::MapResponse;
@@ -30,31 +32,67 @@ pub enum FramingError {
     Truncated,
 }
 
-/// Encodes map messages, reusing one zstd compression context.
-pub struct MapEncoder {
-    compressor: zstd::bulk::Compressor<'static>,
+thread_local! {
+    /// One zstd context per thread, not per stream: a context sized for a full map weighs
+    /// 60-200 KiB, and every message is an independent frame, so nothing is lost by sharing.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
 }
 
-impl MapEncoder {
-    pub fn new() -> Result<Self, FramingError> {
-        Ok(Self {
-            compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL)?,
-        })
+/// One framed message: length prefix + zstd(JSON of `msg`).
+pub fn encode(msg: &MapResponse) -> Result<Bytes, FramingError> {
+    encode_json(&serde_json::to_vec(msg)?)
+}
+
+/// Frames JSON that is already serialized.
+pub fn encode_json(json: &[u8]) -> Result<Bytes, FramingError> {
+    let compressed = COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match slot.as_mut() {
+            Some(compressor) => compressor,
+            None => slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+        };
+        compressor.compress(json)
+    })?;
+    let len = u32::try_from(compressed.len()).map_err(|_| FramingError::TooLarge(compressed.len()))?;
+    let mut out = Vec::with_capacity(4 + compressed.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&compressed);
+    Ok(Bytes::from(out))
+}
+
+/// A map message on its way to one session: built for that session alone, or framed once
+/// and shared (the same bytes) by every session that gets an identical message.
+#[derive(Debug, Clone)]
+pub enum MapMessage {
+    Response(Box<MapResponse>),
+    Framed(Bytes),
+}
+
+impl MapMessage {
+    /// The bytes that go on the wire (length prefix + zstd frame).
+    pub fn framed(&self) -> Result<Bytes, FramingError> {
+        match self {
+            Self::Response(msg) => encode(msg),
+            Self::Framed(bytes) => Ok(bytes.clone()),
+        }
     }
 
-    /// One framed message: length prefix + zstd(JSON of `msg`).
-    pub fn encode(&mut self, msg: &MapResponse) -> Result<Bytes, FramingError> {
-        self.encode_json(&serde_json::to_vec(msg)?)
+    /// The message as a client would read it (decodes shared frames).
+    pub fn into_response(self) -> Result<MapResponse, FramingError> {
+        match self {
+            Self::Response(msg) => Ok(*msg),
+            Self::Framed(bytes) => {
+                let mut decoder = MapDecoder::new();
+                decoder.push(&bytes);
+                decoder.next_message()?.ok_or(FramingError::Truncated)
+            }
+        }
     }
+}
 
-    /// Frames JSON that is already serialized (e.g. shared by many sessions).
-    pub fn encode_json(&mut self, json: &[u8]) -> Result<Bytes, FramingError> {
-        let compressed = self.compressor.compress(json)?;
-        let len = u32::try_from(compressed.len()).map_err(|_| FramingError::TooLarge(compressed.len()))?;
-        let mut out = Vec::with_capacity(4 + compressed.len());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&compressed);
-        Ok(Bytes::from(out))
+impl From<MapResponse> for MapMessage {
+    fn from(msg: MapResponse) -> Self {
+        Self::Response(Box::new(msg))
     }
 }
 
@@ -131,8 +169,7 @@ mod tests {
 
     #[test]
     fn keep_alive_has_a_little_endian_length_and_a_zstd_frame() {
-        let mut enc = MapEncoder::new().unwrap();
-        let framed = enc.encode(&MapResponse::keep_alive()).unwrap();
+        let framed = encode(&MapResponse::keep_alive()).unwrap();
         let len = u32::from_le_bytes(framed[..4].try_into().unwrap()) as usize;
         assert_eq!(len, framed.len() - 4);
         assert_eq!(&framed[4..8], &[0x28, 0xb5, 0x2f, 0xfd], "zstd magic");
@@ -141,10 +178,9 @@ mod tests {
 
     #[test]
     fn messages_split_anywhere_decode_in_order() {
-        let mut enc = MapEncoder::new().unwrap();
         let mut body = Vec::new();
-        body.extend_from_slice(&enc.encode(&first_response()).unwrap());
-        body.extend_from_slice(&enc.encode(&MapResponse::keep_alive()).unwrap());
+        body.extend_from_slice(&encode(&first_response()).unwrap());
+        body.extend_from_slice(&encode(&MapResponse::keep_alive()).unwrap());
         let mut dec = MapDecoder::new();
         let mut got = Vec::new();
         for byte in body {
@@ -194,10 +230,21 @@ mod tests {
 
     #[test]
     fn valid_frame_with_invalid_json_is_a_json_error() {
-        let mut enc = MapEncoder::new().unwrap();
         let mut dec = MapDecoder::new();
-        dec.push(&enc.encode_json(b"{not json").unwrap());
+        dec.push(&encode_json(b"{not json").unwrap());
         assert!(matches!(dec.next_message(), Err(FramingError::Json(_))));
+    }
+
+    #[test]
+    fn a_shared_frame_is_the_bytes_of_its_response() {
+        let framed = MapMessage::Framed(encode(&first_response()).unwrap());
+        assert_eq!(framed.framed().unwrap(), encode(&first_response()).unwrap());
+        assert_eq!(framed.into_response().unwrap(), first_response());
+        let owned = MapMessage::from(MapResponse::keep_alive());
+        assert_eq!(owned.clone().into_response().unwrap(), MapResponse::keep_alive());
+        let mut dec = MapDecoder::new();
+        dec.push(&owned.framed().unwrap());
+        assert_eq!(dec.next_message().unwrap(), Some(MapResponse::keep_alive()));
     }
 
     #[test]

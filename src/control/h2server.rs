@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep, timeout, Instant};
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::control::framing::MapEncoder;
+use crate::control::framing::MapMessage;
 use crate::control::noise::{accept, decode_handshake_header, error_message, NoiseError};
 use crate::control::noise_stream::NoiseStream;
 use crate::control::tailcfg::{MapRequest, MapResponse, RegisterRequest, RegisterResponse};
@@ -43,9 +43,10 @@ pub enum MapReply {
     Empty,
     /// Exactly one message, then the body ends.
     Once(MapResponse),
-    /// A long poll: each item is framed and flushed at once; keep-alives fill silences; the
-    /// body ends when the stream ends. The stream is dropped when the client goes away.
-    Stream(BoxStream<'static, MapResponse>),
+    /// A long poll: each item is framed (unless it already is) and flushed at once;
+    /// keep-alives fill silences; the body ends when the stream ends. The stream is dropped
+    /// when the client goes away.
+    Stream(BoxStream<'static, MapMessage>),
 }
 
 /// A handler's refusal, mapped to an HTTP status in one place ([`ControlError::status`]).
@@ -325,14 +326,13 @@ async fn write_reply(respond: &mut SendResponse<Bytes>, reply: Reply, opts: &Ser
         }
         Reply::Map(other) => other,
     };
-    let mut encoder = MapEncoder::new().map_err(|_| h2::Error::from(Reason::INTERNAL_ERROR))?;
     let mut send = respond.send_response(response(StatusCode::OK, "application/json"), false)?;
     match map_reply {
         MapReply::Once(msg) => {
-            send_message(&mut send, &mut encoder, &msg).await?;
+            send_message(&mut send, &MapMessage::from(msg)).await?;
             send.send_data(Bytes::new(), true)
         }
-        MapReply::Stream(messages) => stream_messages(send, encoder, messages, opts).await,
+        MapReply::Stream(messages) => stream_messages(send, messages, opts).await,
         MapReply::Empty => Ok(()),
     }
 }
@@ -340,8 +340,7 @@ async fn write_reply(respond: &mut SendResponse<Bytes>, reply: Reply, opts: &Ser
 /// Pumps a long poll: messages as they come, keep-alives in silences, end with the stream.
 async fn stream_messages(
     mut send: SendStream<Bytes>,
-    mut encoder: MapEncoder,
-    mut messages: BoxStream<'static, MapResponse>,
+    mut messages: BoxStream<'static, MapMessage>,
     opts: &ServeOptions,
 ) -> Result<(), h2::Error> {
     let keepalive = sleep(keepalive_wait(opts));
@@ -352,7 +351,7 @@ async fn stream_messages(
                 Some(msg) => msg,
                 None => return send.send_data(Bytes::new(), true),
             },
-            _ = &mut keepalive => MapResponse::keep_alive(),
+            _ = &mut keepalive => MapMessage::from(MapResponse::keep_alive()),
             // The client cancelled the stream or the connection died: drop `messages`.
             reset = std::future::poll_fn(|cx| send.poll_reset(cx)) => {
                 return match reset {
@@ -361,7 +360,7 @@ async fn stream_messages(
                 };
             }
         };
-        send_message(&mut send, &mut encoder, &msg).await?;
+        send_message(&mut send, &msg).await?;
         keepalive.as_mut().reset(Instant::now() + keepalive_wait(opts));
     }
 }
@@ -376,12 +375,8 @@ fn keepalive_wait(opts: &ServeOptions) -> Duration {
     opts.keepalive_interval + Duration::from_millis(extra)
 }
 
-async fn send_message(
-    send: &mut SendStream<Bytes>,
-    encoder: &mut MapEncoder,
-    msg: &MapResponse,
-) -> Result<(), h2::Error> {
-    let framed = encoder.encode(msg).map_err(|err| {
+async fn send_message(send: &mut SendStream<Bytes>, msg: &MapMessage) -> Result<(), h2::Error> {
+    let framed = msg.framed().map_err(|err| {
         tracing::warn!(%err, "cannot encode map response");
         send.send_reset(Reason::INTERNAL_ERROR);
         h2::Error::from(Reason::INTERNAL_ERROR)

@@ -42,7 +42,11 @@ pub const MAX_EARLY_PAYLOAD: usize = 10 << 20;
 
 /// How much encrypted output may sit unwritten before `poll_write` pushes back.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
-const READ_CHUNK: usize = 16 * 1024;
+/// Bytes asked of `io` per read (a stack buffer: idle connections hold no read buffer).
+const READ_CHUNK: usize = 8 * 1024;
+/// An emptied buffer keeps at most this much capacity. A map stream sits idle nearly all
+/// its life; thousands of them must not each keep the high-water mark of their last burst.
+const IDLE_CAPACITY: usize = 1024;
 
 /// An encrypted, framed byte stream over `T`.
 pub struct NoiseStream<T> {
@@ -55,7 +59,6 @@ pub struct NoiseStream<T> {
     plain: BytesMut,
     /// Framed ciphertext (and any queued raw bytes) not yet written to `io`.
     wbuf: BytesMut,
-    scratch: Vec<u8>,
     read_eof: bool,
     /// Set once a fatal error was seen; the stream is dead after that.
     broken: bool,
@@ -71,7 +74,6 @@ impl<T> NoiseStream<T> {
             rbuf: BytesMut::new(),
             plain: BytesMut::new(),
             wbuf: BytesMut::new(),
-            scratch: vec![0u8; READ_CHUNK],
             read_eof: false,
             broken: false,
         }
@@ -140,6 +142,7 @@ impl<T> NoiseStream<T> {
         }
         self.rbuf.advance(3);
         let mut buf = self.rbuf.split_to(len).to_vec();
+        release_if_idle(&mut self.rbuf);
         self.recv.decrypt(&mut buf)?;
         self.plain.extend_from_slice(&buf);
         Ok(true)
@@ -171,13 +174,13 @@ impl<T: AsyncRead + Unpin> NoiseStream<T> {
                 let err = NoiseError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated noise frame"));
                 return Poll::Ready(Err(self.fail(err)));
             }
-            let mut read = ReadBuf::new(&mut self.scratch);
+            let mut chunk = [0u8; READ_CHUNK];
+            let mut read = ReadBuf::new(&mut chunk);
             ready!(Pin::new(&mut self.io).poll_read(cx, &mut read))?;
-            let filled = read.filled().len();
-            if filled == 0 {
+            if read.filled().is_empty() {
                 self.read_eof = true;
             } else {
-                self.rbuf.extend_from_slice(&self.scratch[..filled]);
+                self.rbuf.extend_from_slice(read.filled());
             }
         }
     }
@@ -223,12 +226,20 @@ impl<T: AsyncWrite + Unpin> NoiseStream<T> {
             }
             self.wbuf.advance(n);
         }
+        release_if_idle(&mut self.wbuf);
         Poll::Ready(Ok(()))
     }
 
     /// Writes every queued byte and flushes `io`.
     pub async fn flush_queued(&mut self) -> io::Result<()> {
         tokio::io::AsyncWriteExt::flush(self).await
+    }
+}
+
+/// Gives an emptied buffer's memory back when it grew past [`IDLE_CAPACITY`].
+fn release_if_idle(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > IDLE_CAPACITY {
+        *buf = BytesMut::new();
     }
 }
 
@@ -253,6 +264,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for NoiseStream<T> {
         let n = this.plain.len().min(out.remaining());
         out.put_slice(&this.plain[..n]);
         this.plain.advance(n);
+        release_if_idle(&mut this.plain);
         Poll::Ready(Ok(()))
     }
 }

@@ -249,7 +249,7 @@ async fn map(
     let guard = session.guard;
     let stream = tokio_stream_from(session.rx).map(move |msg| {
         let _alive = &guard;
-        *msg
+        msg
     });
     Ok(MapReply::Stream(stream.boxed()))
 }

@@ -43,6 +43,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Replay<T> {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
+            if !this.prefix.has_remaining() {
+                // The prefix is a slice of the sniffing buffer: let that go for the
+                // connection's remaining (possibly days-long) life.
+                this.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)

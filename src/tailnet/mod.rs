@@ -25,6 +25,7 @@ pub use events::{Bus, Event};
 use namespace::{Command, NamespaceTask};
 
 use crate::config::Settings;
+use crate::control::framing::MapMessage;
 use crate::control::mapper::{self, NamespaceView};
 use crate::control::tailcfg::{DerpMap, MapResponse};
 use crate::derp::server::DerpServer;
@@ -179,6 +180,11 @@ impl Tailnet {
                 }
             }
         }
+    }
+
+    /// Whether `node_id` holds a map stream on this instance.
+    pub fn streams_here(&self, node_id: i64) -> bool {
+        self.local_session(node_id).is_some()
     }
 
     fn local_session(&self, node_id: i64) -> Option<LocalSession> {
@@ -340,7 +346,7 @@ impl Tailnet {
 /// A live map stream: the messages for one node, and a guard that ends the session when the
 /// stream is dropped (the client went away or a newer stream replaced it).
 pub struct MapSession {
-    pub rx: mpsc::Receiver<Box<MapResponse>>,
+    pub rx: mpsc::Receiver<MapMessage>,
     pub guard: SessionGuard,
 }
 

@@ -9,21 +9,23 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::control::framing::{self, MapMessage};
 use crate::control::mapper::{wire_node, wire_self_node, NamespaceView};
 use crate::control::tailcfg::{self, DerpMap, FilterRule, MapResponse, SshPolicy};
 use crate::policy::{compile_namespace, CompiledNamespace, Policy, PolicyNode};
 use crate::store::{Node, Store};
 
 /// Messages a session channel can hold before the session is considered stuck and closed
-/// (the client then re-polls and gets a fresh full map). Messages are boxed: the channel
-/// allocates its slots in blocks, and a block of unboxed `MapResponse`s weighs ~20 KiB.
+/// (the client then re-polls and gets a fresh full map). Messages are small ([`MapMessage`]
+/// boxes or shares its payload): the channel allocates its slots in blocks.
 pub const SESSION_QUEUE: usize = 64;
 
 pub enum Command {
     /// A map stream opened for `node` (already stored with its latest disco key etc.).
-    Subscribe { node: Node, session: u64, tx: mpsc::Sender<Box<MapResponse>> },
+    Subscribe { node: Node, session: u64, tx: mpsc::Sender<MapMessage> },
     Unsubscribe { node_id: i64, session: u64 },
     /// Reload the node from the store (created or changed).
     Reload { node_id: i64 },
@@ -43,11 +45,20 @@ enum Effective {
 
 struct Session {
     id: u64,
-    tx: mpsc::Sender<Box<MapResponse>>,
-    /// The peers last sent, by id: the shared wire form that was sent.
-    peers: BTreeMap<i64, Arc<tailcfg::Node>>,
+    tx: mpsc::Sender<MapMessage>,
+    peers: SentPeers,
     filter: Vec<FilterRule>,
     ssh: Option<SshPolicy>,
+}
+
+/// The peers a session was last sent, as the shared wire forms that were sent.
+enum SentPeers {
+    /// Every other node of the namespace as in [`NamespaceTask::synced`]. Under allow-all
+    /// every session gets every change, so all of them are in this state and a 1,000-node
+    /// namespace keeps one peer table, not one per session.
+    InSync,
+    /// A table of its own, for sessions whose view a policy narrows.
+    Own(BTreeMap<i64, Arc<tailcfg::Node>>),
 }
 
 pub struct NamespaceTask {
@@ -62,6 +73,9 @@ pub struct NamespaceTask {
     sessions: HashMap<i64, Session>,
     /// Each node's current wire form as a peer; replaced (new `Arc`) only when it differs.
     wire: HashMap<i64, Arc<tailcfg::Node>>,
+    /// `wire` as of the end of the last fan-out: what every [`SentPeers::InSync`] session
+    /// holds (minus itself).
+    synced: HashMap<i64, Arc<tailcfg::Node>>,
     /// Membership, tags or policy changed since the last compilation.
     needs_compile: bool,
 }
@@ -89,12 +103,14 @@ impl NamespaceTask {
             compiled: None,
             sessions: HashMap::new(),
             wire: HashMap::new(),
+            synced: HashMap::new(),
             needs_compile: true,
         };
         let ids: Vec<i64> = task.nodes.keys().copied().collect();
         for id in ids {
             task.rewire(id);
         }
+        task.synced = task.wire.clone();
         task.load_policy().await;
         task.ensure_compiled();
         Ok(task)
@@ -151,10 +167,12 @@ impl NamespaceTask {
                 self.needs_compile |= batch.membership;
                 self.ensure_compiled();
                 let (first, peers) = self.full_map(node_id);
-                let peers = peers.into_iter().map(|p| (p.id, p)).collect();
+                // Own until the end of this batch's fan-out, which may have changed `wire`
+                // after this full map was built.
+                let peers = SentPeers::Own(peers.into_iter().map(|p| (p.id, p)).collect());
                 let mut state = Session { id: session, tx, peers, filter: vec![], ssh: None };
                 remember_policy(&mut state, &first);
-                if state.tx.try_send(Box::new(first)).is_ok() {
+                if state.tx.try_send(MapMessage::from(first)).is_ok() {
                     // A new stream replaces the old one; dropping the old sender ends it.
                     self.sessions.insert(node_id, state);
                 }
@@ -329,23 +347,30 @@ impl NamespaceTask {
     }
 
     /// Sends every session the difference between what it has and what it should have.
-    fn fan_out(&mut self, mut batch: Batch) {
+    fn fan_out(&mut self, batch: Batch) {
         if batch.is_empty() {
             return;
         }
+        let allow_all = self.compiled.is_none();
+        if !allow_all {
+            self.give_sessions_own_tables();
+        }
+        let mut frames = SharedFrames::default();
         let session_ids: Vec<i64> = self.sessions.keys().copied().collect();
         let mut stuck = Vec::new();
         for node_id in session_ids {
             let Some(delta) = self.delta_for(node_id, &batch) else { continue };
             let Some(session) = self.sessions.get_mut(&node_id) else { continue };
-            for peer in delta.changed {
-                session.peers.insert(peer.id, peer);
+            if let SentPeers::Own(peers) = &mut session.peers {
+                for peer in &delta.changed {
+                    peers.insert(peer.id, peer.clone());
+                }
+                for id in &delta.removed {
+                    peers.remove(id);
+                }
             }
-            for id in &delta.removed {
-                session.peers.remove(id);
-            }
-            remember_policy(session, &delta.msg);
-            if session.tx.try_send(Box::new(delta.msg)).is_err() {
+            delta.remember_policy(session);
+            if session.tx.try_send(frames.message(delta)).is_err() {
                 stuck.push(node_id);
             }
         }
@@ -353,29 +378,63 @@ impl NamespaceTask {
             tracing::warn!(node_id, "map session cannot keep up; closing it");
             self.sessions.remove(&node_id);
         }
-        batch.changed.clear();
+        for id in &batch.changed {
+            match self.wire.get(id) {
+                Some(now) => self.synced.insert(*id, now.clone()),
+                None => self.synced.remove(id),
+            };
+        }
+        if allow_all {
+            // Every session now holds every other node's current wire form.
+            for session in self.sessions.values_mut() {
+                session.peers = SentPeers::InSync;
+            }
+        }
+    }
+
+    /// A policy narrows views from here on: in-sync sessions get a copy of the shared table.
+    fn give_sessions_own_tables(&mut self) {
+        for (node_id, session) in &mut self.sessions {
+            if matches!(session.peers, SentPeers::InSync) {
+                let own = self.synced.iter().filter(|(id, _)| *id != node_id).map(|(id, p)| (*id, p.clone())).collect();
+                session.peers = SentPeers::Own(own);
+            }
+        }
+    }
+
+    /// What session `node_id` was last sent for peer `id`.
+    fn sent<'a>(&'a self, session: &'a Session, node_id: i64, id: i64) -> Option<&'a Arc<tailcfg::Node>> {
+        match &session.peers {
+            SentPeers::InSync if id == node_id => None,
+            SentPeers::InSync => self.synced.get(&id),
+            SentPeers::Own(peers) => peers.get(&id),
+        }
+    }
+
+    fn sent_ids(&self, session: &Session, node_id: i64) -> Vec<i64> {
+        match &session.peers {
+            SentPeers::InSync => self.synced.keys().copied().filter(|id| *id != node_id).collect(),
+            SentPeers::Own(peers) => peers.keys().copied().collect(),
+        }
     }
 
     fn delta_for(&self, node_id: i64, batch: &Batch) -> Option<Delta> {
         let session = self.sessions.get(&node_id)?;
-        let mut msg = MapResponse::default();
-        let mut any = false;
+        let mut delta = Delta::default();
         if batch.changed.contains(&node_id) {
             if let Some(me) = self.nodes.get(&node_id) {
-                msg.node = Some(wire_self_node(me, &self.view));
-                any = true;
+                delta.self_node = Some(wire_self_node(me, &self.view));
             }
         }
         // Under allow-all everyone sees everyone and the filter never changes, so only the
         // nodes the batch names can differ; a compiled policy may move visibility for anyone.
         let full_check = batch.policy || (batch.membership && self.compiled.is_some());
-        let (mut changed, mut removed) = (Vec::new(), Vec::new());
         let mut consider = |id: i64, visible: bool| {
             let current = if visible { self.wire.get(&id) } else { None };
-            match (current, session.peers.get(&id)) {
+            match (current, self.sent(session, node_id, id)) {
                 (Some(now), Some(sent)) if Arc::ptr_eq(now, sent) => {}
-                (Some(now), _) => changed.push(now.clone()),
-                (None, Some(_)) => removed.push(id),
+                (Some(now), _) => delta.changed.push(now.clone()),
+                (None, Some(_)) => delta.removed.push(id),
                 (None, None) => {}
             }
         };
@@ -384,7 +443,7 @@ impl NamespaceTask {
             for &id in &visible {
                 consider(id, true);
             }
-            for &id in session.peers.keys() {
+            for id in self.sent_ids(session, node_id) {
                 if visible.binary_search(&id).is_err() {
                     consider(id, false);
                 }
@@ -394,37 +453,96 @@ impl NamespaceTask {
                 consider(id, self.can_see(node_id, id));
             }
         }
-        if !changed.is_empty() {
-            msg.peers_changed = Some(changed.iter().map(|p| (**p).clone()).collect());
-            any = true;
-        }
-        if !removed.is_empty() {
-            msg.peers_removed = Some(removed.clone());
-            any = true;
-        }
         if full_check {
             let (filter, ssh) = self.filter_for(node_id);
             if filter != session.filter {
-                let mut filters = BTreeMap::new();
-                filters.insert("base".to_string(), Some(filter));
-                msg.packet_filters = Some(filters);
-                any = true;
+                delta.filter = Some(filter);
             }
             let ssh = ssh.unwrap_or_default();
             if Some(&ssh) != session.ssh.as_ref() {
-                msg.ssh_policy = Some(ssh);
-                any = true;
+                delta.ssh = Some(ssh);
             }
         }
-        any.then_some(Delta { msg, changed, removed })
+        (!delta.is_empty()).then_some(delta)
     }
 }
 
-/// One session's update, with the shared peers it names for the session to remember.
+/// One session's update. The peers are the shared wire forms, for the session to remember.
+#[derive(Default)]
 struct Delta {
-    msg: MapResponse,
+    self_node: Option<tailcfg::Node>,
     changed: Vec<Arc<tailcfg::Node>>,
     removed: Vec<i64>,
+    filter: Option<Vec<FilterRule>>,
+    ssh: Option<SshPolicy>,
+}
+
+impl Delta {
+    fn is_empty(&self) -> bool {
+        self.self_node.is_none()
+            && self.changed.is_empty()
+            && self.removed.is_empty()
+            && self.filter.is_none()
+            && self.ssh.is_none()
+    }
+
+    /// Only peer changes: the same for every session that gets the same peers.
+    fn is_peers_only(&self) -> bool {
+        self.self_node.is_none() && self.filter.is_none() && self.ssh.is_none()
+    }
+
+    fn remember_policy(&self, session: &mut Session) {
+        if let Some(filter) = &self.filter {
+            session.filter = filter.clone();
+        }
+        if let Some(ssh) = &self.ssh {
+            session.ssh = Some(ssh.clone());
+        }
+    }
+
+    fn into_response(self) -> MapResponse {
+        let mut msg = MapResponse { node: self.self_node, ..Default::default() };
+        if !self.changed.is_empty() {
+            msg.peers_changed = Some(self.changed.iter().map(|p| (**p).clone()).collect());
+        }
+        if !self.removed.is_empty() {
+            msg.peers_removed = Some(self.removed);
+        }
+        if let Some(filter) = self.filter {
+            msg.packet_filters = Some(BTreeMap::from([("base".to_string(), Some(filter))]));
+        }
+        msg.ssh_policy = self.ssh;
+        msg
+    }
+}
+
+/// Peer-only deltas of one fan-out, each serialized and compressed once: when a node joins
+/// a namespace of k sessions, k-1 of them get the very same bytes.
+#[derive(Default)]
+struct SharedFrames {
+    /// Keyed by the wire forms (their addresses: one `Arc` per distinct form) and removals.
+    framed: HashMap<(Vec<usize>, Vec<i64>), Bytes>,
+}
+
+impl SharedFrames {
+    fn message(&mut self, delta: Delta) -> MapMessage {
+        if !delta.is_peers_only() {
+            return MapMessage::from(delta.into_response());
+        }
+        let key = (delta.changed.iter().map(|p| Arc::as_ptr(p) as usize).collect(), delta.removed.clone());
+        if let Some(bytes) = self.framed.get(&key) {
+            return MapMessage::Framed(bytes.clone());
+        }
+        let msg = delta.into_response();
+        match framing::encode(&msg) {
+            Ok(bytes) => {
+                self.framed.insert(key, bytes.clone());
+                MapMessage::Framed(bytes)
+            }
+            // Left to the session, which reports it and resets its stream.
+            Err(_) => MapMessage::from(msg),
+        }
+    }
 }
 
 /// What a batch of commands changed.

@@ -3,21 +3,22 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
-use tenscale::control::tailcfg::MapResponse;
+use tenscale::control::framing::MapMessage;
 use tokio::sync::mpsc::Receiver;
 
 use crate::common::{json, spawn, Backend};
 use crate::on_both_backends;
 
 on_both_backends!(mutations_reach_map_sessions);
+on_both_backends!(identical_deltas_are_shared_and_policies_narrow_them);
 
 /// The next map message that mentions `needle`, within a few seconds.
-async fn next_mentioning(rx: &mut Receiver<Box<MapResponse>>, needle: &str) -> String {
+async fn next_mentioning(rx: &mut Receiver<MapMessage>, needle: &str) -> String {
     let wait = async {
         loop {
-            let message = rx.recv().await.expect("session open");
+            let message = rx.recv().await.expect("session open").into_response().expect("decodable message");
             let text = serde_json::to_string(&message).unwrap();
             if text.contains(needle) {
                 return text;
@@ -58,5 +59,74 @@ async fn mutations_reach_map_sessions(backend: Backend) {
     })
     .await;
     assert!(ended.is_ok(), "the map stream ends when its namespace is deleted");
+    t.finish().await;
+}
+
+/// The next message whose decoded text mentions `needle`, as it arrived.
+async fn next_raw_mentioning(rx: &mut Receiver<MapMessage>, needle: &str) -> (MapMessage, String) {
+    let wait = async {
+        loop {
+            let message = rx.recv().await.expect("session open");
+            let text = serde_json::to_string(&message.clone().into_response().expect("decodable")).unwrap();
+            if text.contains(needle) {
+                return (message, text);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait).await.unwrap_or_else(|_| panic!("no map message with {needle}"))
+}
+
+/// Under allow-all, one join reaches every session as the same framed bytes. A saved policy
+/// then narrows views (sessions that shared one peer table get their own) and deleting it
+/// widens them again.
+async fn identical_deltas_are_shared_and_policies_narrow_them(backend: Backend) {
+    let t = spawn(backend, &[]).await;
+    let org = t.org("acme").await;
+    json(t.post("/v1/namespaces", &org.key, json!({"name": "alice"})).await, StatusCode::CREATED).await;
+    let key = json(t.post("/v1/namespaces/alice/keys", &org.key, json!({"reusable": true})).await, StatusCode::CREATED).await;
+    let ns = t.app.state.store.namespace_by_name(org.id, "alice").await.unwrap();
+    let secret = key["key"].as_str().unwrap();
+    let tailnet = &t.app.state.tailnet;
+    let a = t.register_node(ns.id, secret, "node-a").await;
+    let b = t.register_node(ns.id, secret, "node-b").await;
+    let mut sa = tailnet.subscribe(a.clone()).await.unwrap();
+    next_mentioning(&mut sa.rx, "node-a").await;
+    let mut sb = tailnet.subscribe(b.clone()).await.unwrap();
+    next_mentioning(&mut sa.rx, "node-b").await;
+
+    let c = t.register_node(ns.id, secret, "node-c").await;
+    let mut sc = tailnet.subscribe(c.clone()).await.unwrap();
+    let (to_a, _) = next_raw_mentioning(&mut sa.rx, "node-c").await;
+    let (to_b, _) = next_raw_mentioning(&mut sb.rx, "node-c").await;
+    match (&to_a, &to_b) {
+        (MapMessage::Framed(x), MapMessage::Framed(y)) => {
+            assert_eq!(x, y, "a and b get the same bytes");
+            assert_eq!(x.as_ptr(), y.as_ptr(), "encoded once, shared");
+        }
+        other => panic!("peer-only deltas should be shared frames, got {other:?}"),
+    }
+    let (_, first_c) = next_raw_mentioning(&mut sc.rx, "node-a").await;
+    assert!(first_c.contains("node-b") && first_c.contains("DERPMap"), "c's first message is its full map");
+
+    // Only a and b may talk: c drops out of their maps, and they out of c's.
+    let policy = json!({"acls": [{"action": "accept", "src": [format!("{}/32", a.ipv4), format!("{}/32", b.ipv4)],
+        "dst": [format!("{}:*", a.ipv4), format!("{}:*", b.ipv4)]}]});
+    let put = t.req(Method::PUT, "/v1/namespaces/alice/policy", &org.key).json(&policy).send().await.unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    for rx in [&mut sa.rx, &mut sb.rx] {
+        let (_, removed) = next_raw_mentioning(rx, "PeersRemoved").await;
+        let removed: serde_json::Value = serde_json::from_str(&removed).unwrap();
+        assert_eq!(removed["PeersRemoved"], json!([c.id]));
+    }
+    let (_, removed) = next_raw_mentioning(&mut sc.rx, "PeersRemoved").await;
+    let removed: serde_json::Value = serde_json::from_str(&removed).unwrap();
+    let mut gone: Vec<i64> = serde_json::from_value(removed["PeersRemoved"].clone()).unwrap();
+    gone.sort_unstable();
+    assert_eq!(gone, vec![a.id.min(b.id), a.id.max(b.id)]);
+
+    // Back to allow-all: c reappears for a.
+    assert_eq!(t.delete("/v1/namespaces/alice/policy", &org.key).await.status(), StatusCode::NO_CONTENT);
+    let (_, back) = next_raw_mentioning(&mut sa.rx, "node-c").await;
+    assert!(back.contains("PeersChanged"), "c comes back as a changed peer: {back}");
     t.finish().await;
 }
