@@ -242,7 +242,10 @@ where
     if let Err(err) = tcp.set_nodelay(true) {
         debug!(%peer, %err, "front: set_nodelay failed");
     }
-    let route = match tokio::time::timeout(ctx.header_timeout, sniff(tcp, ctx)).await {
+    // This future lives in a task for the whole connection and weighs the largest state of
+    // any await point: the TLS handshake and the HTTP/1 dispatcher are boxed so that a
+    // taken-over connection (nearly all of them: control and DERP) does not carry them.
+    let route = match tokio::time::timeout(ctx.header_timeout, Box::pin(sniff(tcp, ctx))).await {
         Ok(Ok(route)) => route,
         Ok(Err(err)) => {
             debug!(%peer, %err, "front: closed before a full head");
@@ -267,7 +270,7 @@ where
             .await;
         }
         Route::Http(io) => {
-            if let Err(err) = http(io, peer).await {
+            if let Err(err) = Box::pin(http(io, peer)).await {
                 debug!(%peer, ?err, "front: http connection error");
             }
         }
