@@ -89,7 +89,7 @@ impl ControlHandler for TestHandler {
         } else if req.omit_peers {
             Ok(MapReply::Empty)
         } else {
-            Ok(MapReply::Once(self_node()))
+            Ok(MapReply::Once(Box::new(self_node())))
         };
         Box::pin(async move { reply })
     }

@@ -36,13 +36,13 @@ pub trait ControlHandler: Send + Sync + 'static {
     fn map(&self, machine: MachinePublic, req: MapRequest) -> BoxFuture<'static, Result<MapReply, ControlError>>;
 }
 
-/// How to answer a `/machine/map` request.
-#[allow(clippy::large_enum_variant)] // built once per request and moved, never stored in bulk
+/// How to answer a `/machine/map` request. Small on purpose: it is part of the state of
+/// every stream's task for as long as the stream lives.
 pub enum MapReply {
     /// 200 with an empty body (lite update).
     Empty,
     /// Exactly one message, then the body ends.
-    Once(MapResponse),
+    Once(Box<MapResponse>),
     /// A long poll: each item is framed (unless it already is) and flushed at once;
     /// keep-alives fill silences; the body ends when the stream ends. The stream is dropped
     /// when the client goes away.
@@ -248,7 +248,6 @@ async fn handle_stream(
 }
 
 /// What a routed request answers before any byte goes out.
-#[allow(clippy::large_enum_variant)]
 enum Reply {
     Json(Bytes),
     Map(MapReply),
@@ -329,7 +328,7 @@ async fn write_reply(respond: &mut SendResponse<Bytes>, reply: Reply, opts: &Ser
     let mut send = respond.send_response(response(StatusCode::OK, "application/json"), false)?;
     match map_reply {
         MapReply::Once(msg) => {
-            send_message(&mut send, &MapMessage::from(msg)).await?;
+            send_message(&mut send, &MapMessage::Response(msg)).await?;
             send.send_data(Bytes::new(), true)
         }
         MapReply::Stream(messages) => stream_messages(send, messages, opts).await,

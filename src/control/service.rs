@@ -243,7 +243,7 @@ async fn map(
         if req.omit_peers {
             return Ok(MapReply::Empty);
         }
-        return tailnet.full_map(node).await.map(MapReply::Once).map_err(internal);
+        return tailnet.full_map(node).await.map(|map| MapReply::Once(Box::new(map))).map_err(internal);
     }
     let session = tailnet.subscribe(node).await.map_err(internal)?;
     let guard = session.guard;

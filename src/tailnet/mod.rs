@@ -247,7 +247,7 @@ impl Tailnet {
         let (tx, rx) = mpsc::channel(namespace::SESSION_QUEUE);
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
         let (namespace_id, node_id) = (node.namespace_id, node.id);
-        self.task(namespace_id).await?.send(Command::Subscribe { node, session, tx })?;
+        self.task(namespace_id).await?.send(Command::Subscribe { node: Box::new(node), session, tx })?;
         if let Ok(mut local) = self.local_sessions.lock() {
             local.insert(node_id, LocalSession { session, namespace_id });
         }
@@ -258,7 +258,7 @@ impl Tailnet {
     /// One full map, for non-streaming requests.
     pub async fn full_map(&self, node: Node) -> anyhow::Result<MapResponse> {
         let (reply, rx) = oneshot::channel();
-        self.task(node.namespace_id).await?.send(Command::FullMap { node, reply })?;
+        self.task(node.namespace_id).await?.send(Command::FullMap { node: Box::new(node), reply })?;
         Ok(rx.await?)
     }
 

@@ -23,9 +23,11 @@ use crate::store::{Node, Store};
 /// boxes or shares its payload): the channel allocates its slots in blocks.
 pub const SESSION_QUEUE: usize = 64;
 
+/// Nodes are boxed: the channel allocates its slots in blocks of 32 commands and keeps them,
+/// so the largest variant sets every namespace's standing cost.
 pub enum Command {
     /// A map stream opened for `node` (already stored with its latest disco key etc.).
-    Subscribe { node: Node, session: u64, tx: mpsc::Sender<MapMessage> },
+    Subscribe { node: Box<Node>, session: u64, tx: mpsc::Sender<MapMessage> },
     Unsubscribe { node_id: i64, session: u64 },
     /// Reload the node from the store (created or changed).
     Reload { node_id: i64 },
@@ -33,7 +35,7 @@ pub enum Command {
     PolicyChanged,
     Presence { node_id: i64, online: bool },
     /// One full map for a non-streaming request.
-    FullMap { node: Node, reply: oneshot::Sender<MapResponse> },
+    FullMap { node: Box<Node>, reply: oneshot::Sender<MapResponse> },
 }
 
 /// The policy in force: none stored means allow-all; one that no longer parses fails closed.
@@ -162,7 +164,7 @@ impl NamespaceTask {
                 let node_id = node.id;
                 self.online.insert(node_id, true);
                 batch.note_node(node_id, self.nodes.get(&node_id), Some(&node));
-                self.nodes.insert(node_id, node);
+                self.nodes.insert(node_id, *node);
                 self.rewire(node_id);
                 self.needs_compile |= batch.membership;
                 self.ensure_compiled();
@@ -209,7 +211,7 @@ impl NamespaceTask {
                 let node_id = node.id;
                 batch.note_node(node_id, self.nodes.get(&node_id), Some(&node));
                 self.needs_compile |= batch.membership;
-                self.nodes.insert(node_id, node);
+                self.nodes.insert(node_id, *node);
                 self.rewire(node_id);
                 self.ensure_compiled();
                 let _ = reply.send(self.full_map(node_id).0);
