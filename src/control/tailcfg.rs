@@ -12,6 +12,7 @@ pub mod node;
 pub mod time;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -208,10 +209,12 @@ pub struct MapResponse {
     #[serde(rename = "DERPMap", default, skip_serializing_if = "Option::is_none")]
     pub derp_map: Option<DerpMap>,
     /// Full peer set, sorted by ID. `Some(vec![])` is treated by clients as absent.
+    /// Peers are shared (`Arc`): the server builds each node's wire form once and puts the
+    /// same one into every map that names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peers: Option<Vec<Node>>,
+    pub peers: Option<Vec<Arc<Node>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peers_changed: Option<Vec<Node>>,
+    pub peers_changed: Option<Vec<Arc<Node>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peers_removed: Option<Vec<NodeId>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

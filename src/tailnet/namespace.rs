@@ -328,14 +328,13 @@ impl NamespaceTask {
         let Some(me) = self.nodes.get(&node_id) else { return (MapResponse::default(), Vec::new()) };
         let shared: Vec<Arc<tailcfg::Node>> =
             self.visible_peers(node_id).into_iter().filter_map(|id| self.wire.get(&id).cloned()).collect();
-        let peers: Vec<tailcfg::Node> = shared.iter().map(|p| (**p).clone()).collect();
         let (filter, ssh) = self.filter_for(node_id);
         let mut filters = BTreeMap::new();
         filters.insert("base".to_string(), Some(filter));
         let map = MapResponse {
             node: Some(wire_self_node(me, &self.view)),
             derp_map: Some((*self.derp_map).clone()),
-            peers: Some(peers),
+            peers: Some(shared.clone()),
             dns_config: Some(self.view.dns_config()),
             domain: self.view.dns_suffix.clone(),
             collect_services: Some(false),
@@ -505,7 +504,7 @@ impl Delta {
     fn into_response(self) -> MapResponse {
         let mut msg = MapResponse { node: self.self_node, ..Default::default() };
         if !self.changed.is_empty() {
-            msg.peers_changed = Some(self.changed.iter().map(|p| (**p).clone()).collect());
+            msg.peers_changed = Some(self.changed);
         }
         if !self.removed.is_empty() {
             msg.peers_removed = Some(self.removed);
