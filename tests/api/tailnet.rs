@@ -14,18 +14,9 @@ use crate::on_both_backends;
 on_both_backends!(mutations_reach_map_sessions);
 on_both_backends!(identical_deltas_are_shared_and_policies_narrow_them);
 
-/// The next map message that mentions `needle`, within a few seconds.
+/// The text of the next map message that mentions `needle`, within a few seconds.
 async fn next_mentioning(rx: &mut Receiver<MapMessage>, needle: &str) -> String {
-    let wait = async {
-        loop {
-            let message = rx.recv().await.expect("session open").into_response().expect("decodable message");
-            let text = serde_json::to_string(&message).unwrap();
-            if text.contains(needle) {
-                return text;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), wait).await.unwrap_or_else(|_| panic!("no map message with {needle}"))
+    next_raw_mentioning(rx, needle).await.1
 }
 
 async fn mutations_reach_map_sessions(backend: Backend) {
