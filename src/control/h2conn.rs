@@ -1,0 +1,782 @@
+//! One HTTP/2 server connection inside the Noise channel, driven by a single task: it reads
+//! frames, decodes request headers, runs the handlers, pumps map streams under flow control,
+//! sends keep-alives and pings. Nothing else runs per connection.
+//!
+//! Why our own and not a general HTTP/2 crate: a control connection lives for days and is idle
+//! almost always; a general implementation keeps ~29 KiB of codec buffers and tables per
+//! connection for its whole life. Here a buffer exists only while a frame is read or written,
+//! so an idle connection costs its state and nothing more.
+//!
+//! What a control client needs and gets (RFC 9113): prior-knowledge preface, SETTINGS with
+//! ACK, PING, GOAWAY, RST_STREAM, WINDOW_UPDATE flow control in both directions,
+//! HEADERS/CONTINUATION with HPACK ([`super::hpack`]), concurrent streams. No server push, no
+//! priorities (accepted and ignored), no trailers on responses.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, StreamExt};
+use rand::Rng;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{sleep_until, timeout, Instant};
+
+use super::framing::MapMessage;
+use super::h2frame::{self as frame, ConnectionError, ErrorCode, Frame, FrameReader, Setting};
+use super::h2server::{ControlError, ControlHandler, MapReply, ServeError, ServeOptions};
+use super::hpack;
+use super::noise_stream::NoiseStream;
+use super::tailcfg::MapResponse;
+use crate::keys::MachinePublic;
+
+/// SETTINGS_HEADER_TABLE_SIZE we leave at its default, so clients may index from the start.
+const HEADER_TABLE_SIZE: usize = 4096;
+/// Largest request header block (HEADERS + CONTINUATION) we assemble.
+const MAX_HEADER_BLOCK: usize = 16 * 1024;
+/// Largest decoded header list (RFC 7541 sizes: name + value + 32 each) we accept.
+const MAX_HEADER_LIST: usize = 64 * 1024;
+/// Longest single header string.
+const MAX_HEADER_STRING: usize = 8 * 1024;
+/// Receive-window credit is handed back in batches of at least this much.
+const WINDOW_UPDATE_BATCH: i64 = 16 * 1024;
+/// Output buffers larger than this are released after a write instead of kept for the next.
+const KEEP_OUTPUT_CAPACITY: usize = 1024;
+
+/// Serves HTTP/2 (prior knowledge) on an established Noise stream until the client goes away.
+pub(super) async fn serve<T>(
+    io: NoiseStream<T>,
+    machine: MachinePublic,
+    handler: Arc<dyn ControlHandler>,
+    opts: ServeOptions,
+) -> Result<(), ServeError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut conn = Connection::new(io, machine, handler, opts);
+    frame::put_settings(&mut conn.out, conn.opts.max_concurrent_streams, MAX_HEADER_LIST as u32);
+    let handshake = conn.opts.handshake_timeout;
+    timeout(handshake, async {
+        conn.flush().await?;
+        conn.read_preface().await
+    })
+    .await
+    .map_err(|_| ServeError::HandshakeTimeout)??;
+    let result = conn.run().await;
+    if let Err(ServeError::Protocol(err)) = &result {
+        frame::put_goaway(&mut conn.out, conn.last_stream, err.code, err.reason);
+        let _ = timeout(handshake, conn.flush()).await;
+    }
+    result
+}
+
+struct Connection<T> {
+    io: NoiseStream<T>,
+    reader: FrameReader,
+    decoder: hpack::Decoder,
+    /// Frames waiting to be written; written whole after every event.
+    out: Vec<u8>,
+    machine: MachinePublic,
+    handler: Arc<dyn ControlHandler>,
+    opts: ServeOptions,
+    peer: PeerSettings,
+    /// Connection-level send window (what the client lets us send).
+    send_window: i64,
+    /// Connection-level receive window (what we let the client send).
+    recv_window: i64,
+    /// Highest stream id the client opened; new ones must be above it.
+    last_stream: u32,
+    streams: Vec<Stream>,
+    /// A HEADERS frame without END_HEADERS, waiting for its CONTINUATIONs.
+    assembling: Option<HeaderBlock>,
+    ping: PingState,
+}
+
+struct PeerSettings {
+    initial_window: i64,
+    max_frame: usize,
+}
+
+struct HeaderBlock {
+    stream: u32,
+    block: Vec<u8>,
+    end_stream: bool,
+}
+
+struct Stream {
+    id: u32,
+    send_window: i64,
+    recv_window: i64,
+    phase: Phase,
+}
+
+enum Phase {
+    /// Headers seen, body arriving. A refused request still reads (and drops) its body so
+    /// that the answer comes after the request, as the client expects.
+    Receiving {
+        route: Result<Route, ControlError>,
+        body: Vec<u8>,
+    },
+    /// The handler runs.
+    Routing(BoxFuture<'static, Result<Reply, ControlError>>),
+    /// Headers are out; DATA follows.
+    Responding(Outbound),
+}
+
+struct Outbound {
+    /// Body bytes not yet sent (flow control or frame size held them back).
+    pending: Bytes,
+    /// More messages to come (a long poll); `None` once the body ends after `pending`.
+    messages: Option<BoxStream<'static, MapMessage>>,
+    /// When the next keep-alive is due on a long poll.
+    keepalive_at: Instant,
+}
+
+#[derive(Clone, Copy)]
+enum Route {
+    Register,
+    Map,
+}
+
+/// What a routed request answers.
+enum Reply {
+    Json(Bytes),
+    Map(MapReply),
+}
+
+/// Liveness checking: one PING outstanding at most.
+struct PingState {
+    next_at: Option<Instant>,
+    outstanding: Option<([u8; 8], Instant)>,
+}
+
+/// What woke the connection.
+enum Wake {
+    Frame(Result<Frame, ConnectionError>),
+    Closed,
+    Routed(u32, Result<Reply, ControlError>),
+    Message(u32, Option<MapMessage>),
+    Timer,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
+    fn new(io: NoiseStream<T>, machine: MachinePublic, handler: Arc<dyn ControlHandler>, opts: ServeOptions) -> Self {
+        let ping = PingState {
+            next_at: opts.ping_interval.map(|every| Instant::now() + every),
+            outstanding: None,
+        };
+        Self {
+            io,
+            reader: FrameReader::new(),
+            decoder: hpack::Decoder::new(HEADER_TABLE_SIZE),
+            out: Vec::new(),
+            machine,
+            handler,
+            opts,
+            peer: PeerSettings {
+                initial_window: frame::DEFAULT_WINDOW,
+                max_frame: frame::DEFAULT_MAX_FRAME,
+            },
+            send_window: frame::DEFAULT_WINDOW,
+            recv_window: frame::DEFAULT_WINDOW,
+            last_stream: 0,
+            streams: Vec::new(),
+            assembling: None,
+            ping,
+        }
+    }
+
+    async fn read_preface(&mut self) -> Result<(), ServeError> {
+        let mut preface = [0; frame::PREFACE.len()];
+        self.io.read_exact(&mut preface).await?;
+        if &preface != frame::PREFACE {
+            return Err(ConnectionError::protocol("not an HTTP/2 preface").into());
+        }
+        match poll_fn(|cx| self.reader.poll_frame(&mut self.io, cx)).await? {
+            Some(Ok(Frame::Settings { ack: false, params })) => self.apply_settings(&params).map_err(Into::into),
+            Some(Ok(_)) => Err(ConnectionError::protocol("first frame is not SETTINGS").into()),
+            Some(Err(err)) => Err(err.into()),
+            None => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()),
+        }
+    }
+
+    async fn run(&mut self) -> Result<(), ServeError> {
+        loop {
+            self.flush().await?;
+            let deadline = self.next_deadline();
+            let wake = tokio::select! {
+                read = poll_fn(|cx| self.reader.poll_frame(&mut self.io, cx)) => match read? {
+                    Some(frame) => Wake::Frame(frame),
+                    None => Wake::Closed,
+                },
+                wake = poll_fn(|cx| poll_streams(&mut self.streams, cx)) => wake,
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Wake::Timer,
+            };
+            match wake {
+                Wake::Frame(frame) => {
+                    if !self.on_frame(frame?)? {
+                        return Ok(());
+                    }
+                }
+                Wake::Closed => return Ok(()),
+                Wake::Routed(id, result) => self.respond(id, result),
+                Wake::Message(id, message) => self.on_message(id, message),
+                Wake::Timer => self.on_timer()?,
+            }
+            self.pump();
+        }
+    }
+
+    /// Writes whatever frames are queued.
+    async fn flush(&mut self) -> Result<(), ServeError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.io.write_all(&self.out).await?;
+        self.io.flush().await?;
+        if self.out.capacity() > KEEP_OUTPUT_CAPACITY {
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Handles one frame; `Ok(false)` when the client said GOAWAY.
+    fn on_frame(&mut self, frame: Frame) -> Result<bool, ConnectionError> {
+        if self.assembling.is_some() && !matches!(frame, Frame::Continuation { .. }) {
+            return Err(ConnectionError::protocol("header block interrupted before END_HEADERS"));
+        }
+        match frame {
+            Frame::Data {
+                stream,
+                data,
+                flow_len,
+                end_stream,
+            } => self.on_data(stream, data, flow_len, end_stream)?,
+            Frame::Headers {
+                stream,
+                fragment,
+                end_stream,
+                end_headers,
+            } => {
+                let block = HeaderBlock {
+                    stream,
+                    block: fragment,
+                    end_stream,
+                };
+                if end_headers {
+                    self.on_header_block(block)?;
+                } else {
+                    self.assembling = Some(block);
+                }
+            }
+            Frame::Continuation {
+                stream,
+                fragment,
+                end_headers,
+            } => self.on_continuation(stream, fragment, end_headers)?,
+            Frame::RstStream { stream, .. } => self.streams.retain(|s| s.id != stream),
+            Frame::Settings { ack: false, params } => {
+                self.apply_settings(&params)?;
+                frame::put_settings_ack(&mut self.out);
+            }
+            Frame::Settings { ack: true, .. } | Frame::Priority { .. } | Frame::Unknown => {}
+            Frame::Ping { ack: false, payload } => frame::put_ping(&mut self.out, true, payload),
+            Frame::Ping { ack: true, payload } => {
+                if self.ping.outstanding.is_some_and(|(sent, _)| sent == payload) {
+                    self.ping.outstanding = None;
+                }
+            }
+            Frame::GoAway { .. } => return Ok(false),
+            Frame::WindowUpdate { stream, increment } => self.on_window_update(stream, increment)?,
+            Frame::PushPromise => return Err(ConnectionError::protocol("clients cannot push")),
+        }
+        Ok(true)
+    }
+
+    fn apply_settings(&mut self, params: &[Setting]) -> Result<(), ConnectionError> {
+        for setting in params {
+            match *setting {
+                Setting::InitialWindowSize(size) => {
+                    // §6.9.2: the change applies to every open stream's window.
+                    let delta = i64::from(size) - self.peer.initial_window;
+                    self.peer.initial_window = i64::from(size);
+                    for stream in &mut self.streams {
+                        stream.send_window += delta;
+                        if stream.send_window > frame::MAX_WINDOW {
+                            return Err(ConnectionError {
+                                code: ErrorCode::FlowControl,
+                                reason: "INITIAL_WINDOW_SIZE overflows a stream window",
+                            });
+                        }
+                    }
+                }
+                Setting::MaxFrameSize(size) => self.peer.max_frame = size as usize,
+                // We never index response headers, never push and never open streams, so the
+                // peer's table size, push and concurrency limits do not constrain us.
+                Setting::HeaderTableSize(_)
+                | Setting::EnablePush(_)
+                | Setting::MaxConcurrentStreams(_)
+                | Setting::MaxHeaderListSize(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn on_data(&mut self, id: u32, data: Vec<u8>, flow_len: u32, end_stream: bool) -> Result<(), ConnectionError> {
+        self.consume_connection_window(flow_len)?;
+        let max_body = self.opts.max_body_bytes;
+        let Some(stream) = self.streams.iter_mut().find(|s| s.id == id) else {
+            if id > self.last_stream {
+                return Err(ConnectionError::protocol("DATA on a stream that was never opened"));
+            }
+            // A stream we already answered or reset: its late DATA only counts for the window.
+            return Ok(());
+        };
+        let Phase::Receiving { route, body } = &mut stream.phase else {
+            return Ok(());
+        };
+        stream.recv_window -= i64::from(flow_len);
+        if stream.recv_window < 0 {
+            return Err(ConnectionError {
+                code: ErrorCode::FlowControl,
+                reason: "stream window exceeded",
+            });
+        }
+        if route.is_ok() {
+            if body.len() + data.len() > max_body {
+                *route = Err(ControlError::PayloadTooLarge);
+                *body = Vec::new();
+            } else {
+                body.extend_from_slice(&data);
+            }
+        }
+        if end_stream {
+            self.finish_request(id);
+        } else if frame::DEFAULT_WINDOW - stream.recv_window >= WINDOW_UPDATE_BATCH {
+            let credit = frame::DEFAULT_WINDOW - stream.recv_window;
+            stream.recv_window = frame::DEFAULT_WINDOW;
+            frame::put_window_update(&mut self.out, id, credit as u32);
+        }
+        Ok(())
+    }
+
+    /// Counts received DATA against our connection window and hands credit back in batches:
+    /// bodies are consumed at once, so the window only guards against a peer that ignores it.
+    fn consume_connection_window(&mut self, flow_len: u32) -> Result<(), ConnectionError> {
+        self.recv_window -= i64::from(flow_len);
+        if self.recv_window < 0 {
+            return Err(ConnectionError {
+                code: ErrorCode::FlowControl,
+                reason: "connection window exceeded",
+            });
+        }
+        let credit = frame::DEFAULT_WINDOW - self.recv_window;
+        if credit >= WINDOW_UPDATE_BATCH {
+            self.recv_window = frame::DEFAULT_WINDOW;
+            frame::put_window_update(&mut self.out, 0, credit as u32);
+        }
+        Ok(())
+    }
+
+    fn on_continuation(&mut self, id: u32, fragment: Vec<u8>, end_headers: bool) -> Result<(), ConnectionError> {
+        let Some(mut pending) = self.assembling.take() else {
+            return Err(ConnectionError::protocol("CONTINUATION without HEADERS"));
+        };
+        if pending.stream != id {
+            return Err(ConnectionError::protocol("CONTINUATION on another stream"));
+        }
+        if pending.block.len() + fragment.len() > MAX_HEADER_BLOCK {
+            return Err(ConnectionError::protocol("header block larger than 16 KiB"));
+        }
+        pending.block.extend_from_slice(&fragment);
+        if end_headers {
+            self.on_header_block(pending)
+        } else {
+            self.assembling = Some(pending);
+            Ok(())
+        }
+    }
+
+    fn on_header_block(
+        &mut self,
+        HeaderBlock {
+            stream: id,
+            block,
+            end_stream,
+        }: HeaderBlock,
+    ) -> Result<(), ConnectionError> {
+        // Decode first, whatever happens to the stream: every block changes the HPACK state.
+        let head = self.decode_request_head(&block)?;
+        if let Some(stream) = self.streams.iter().find(|s| s.id == id) {
+            // Trailers: only valid to end a body still arriving.
+            if !end_stream || !matches!(stream.phase, Phase::Receiving { .. }) {
+                return Err(ConnectionError::protocol(
+                    "HEADERS on an open stream without END_STREAM",
+                ));
+            }
+            self.finish_request(id);
+            return Ok(());
+        }
+        if id % 2 == 0 || id <= self.last_stream {
+            return Err(ConnectionError::protocol(
+                "client stream ids must be odd and increasing",
+            ));
+        }
+        self.last_stream = id;
+        if self.streams.len() >= self.opts.max_concurrent_streams as usize {
+            frame::put_rst_stream(&mut self.out, id, ErrorCode::RefusedStream);
+            return Ok(());
+        }
+        self.streams.push(Stream {
+            id,
+            send_window: self.peer.initial_window,
+            recv_window: frame::DEFAULT_WINDOW,
+            phase: Phase::Receiving {
+                route: head.route(),
+                body: Vec::new(),
+            },
+        });
+        if end_stream {
+            self.finish_request(id);
+        }
+        Ok(())
+    }
+
+    fn decode_request_head(&mut self, block: &[u8]) -> Result<RequestHead, ConnectionError> {
+        let mut head = RequestHead::default();
+        let mut list_size = 0;
+        let mut emit = |name: &[u8], value: &[u8]| {
+            list_size += name.len() + value.len() + 32;
+            if list_size > MAX_HEADER_LIST {
+                return Err(hpack::HpackError::Rejected("header list larger than 64 KiB"));
+            }
+            head.observe(name, value);
+            Ok(())
+        };
+        self.decoder
+            .decode(block, MAX_HEADER_STRING, &mut emit)
+            .map_err(|err| {
+                tracing::debug!(machine = %self.machine, %err, "undecodable header block");
+                ConnectionError {
+                    code: ErrorCode::Compression,
+                    reason: "undecodable header block",
+                }
+            })?;
+        Ok(head)
+    }
+
+    /// The request is complete: start its handler, or answer its refusal.
+    fn finish_request(&mut self, id: u32) {
+        let Some(stream) = self.streams.iter_mut().find(|s| s.id == id) else {
+            return;
+        };
+        let Phase::Receiving { route, body } =
+            std::mem::replace(&mut stream.phase, Phase::Responding(Outbound::done()))
+        else {
+            return;
+        };
+        match route {
+            Ok(route) => stream.phase = Phase::Routing(dispatch(route, body, self.machine, self.handler.clone())),
+            Err(err) => self.respond(id, Err(err)),
+        }
+    }
+
+    /// Sends the response headers and queues the body.
+    fn respond(&mut self, id: u32, result: Result<Reply, ControlError>) {
+        let Some(index) = self.streams.iter().position(|s| s.id == id) else {
+            return;
+        };
+        let (status, content_type, outbound) = match result {
+            Ok(Reply::Json(json)) => (200, "application/json", Outbound::body(json)),
+            Ok(Reply::Map(MapReply::Empty)) => (200, "application/json", Outbound::done()),
+            Ok(Reply::Map(MapReply::Once(msg))) => match MapMessage::Response(msg).framed() {
+                Ok(framed) => (200, "application/json", Outbound::body(framed)),
+                Err(err) => return self.reset_after_encoding_failure(index, &err),
+            },
+            Ok(Reply::Map(MapReply::Stream(messages))) => {
+                let keepalive_at = Instant::now() + keepalive_wait(&self.opts);
+                (
+                    200,
+                    "application/json",
+                    Outbound {
+                        pending: Bytes::new(),
+                        messages: Some(messages),
+                        keepalive_at,
+                    },
+                )
+            }
+            Err(err) => {
+                tracing::debug!(machine = %self.machine, %err, "control request refused");
+                (
+                    err.status().as_u16(),
+                    "text/plain; charset=utf-8",
+                    Outbound::body(Bytes::from(err.to_string())),
+                )
+            }
+        };
+        let mut block = Vec::with_capacity(64);
+        hpack::encode_status(status, &mut block);
+        hpack::encode_literal("content-type", content_type.as_bytes(), &mut block);
+        let ends_now = outbound.is_done();
+        frame::put_headers(&mut self.out, id, &block, ends_now);
+        if ends_now {
+            self.streams.swap_remove(index);
+        } else {
+            self.streams[index].phase = Phase::Responding(outbound);
+        }
+    }
+
+    fn reset_after_encoding_failure(&mut self, index: usize, err: &dyn std::fmt::Display) {
+        tracing::warn!(%err, "cannot encode map response");
+        let stream = self.streams.swap_remove(index);
+        frame::put_rst_stream(&mut self.out, stream.id, ErrorCode::Internal);
+    }
+
+    fn on_message(&mut self, id: u32, message: Option<MapMessage>) {
+        let wait = keepalive_wait(&self.opts);
+        let Some(index) = self.streams.iter().position(|s| s.id == id) else {
+            return;
+        };
+        let Phase::Responding(outbound) = &mut self.streams[index].phase else {
+            return;
+        };
+        let Some(message) = message else {
+            outbound.messages = None;
+            return;
+        };
+        match message.framed() {
+            Ok(framed) => {
+                outbound.pending = framed;
+                outbound.keepalive_at = Instant::now() + wait;
+            }
+            Err(err) => self.reset_after_encoding_failure(index, &err),
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let keepalives = self.streams.iter().filter_map(|s| match &s.phase {
+            Phase::Responding(o) if o.awaits_message() => Some(o.keepalive_at),
+            _ => None,
+        });
+        let ping = match self.ping.outstanding {
+            Some((_, sent)) => Some(sent + self.opts.ping_timeout),
+            None => self.ping.next_at,
+        };
+        keepalives.chain(ping).min()
+    }
+
+    fn on_timer(&mut self) -> Result<(), ServeError> {
+        let now = Instant::now();
+        for stream in &mut self.streams {
+            if let Phase::Responding(o) = &mut stream.phase {
+                if o.awaits_message() && o.keepalive_at <= now {
+                    o.pending = keep_alive_frame();
+                    o.keepalive_at = now + keepalive_wait(&self.opts);
+                }
+            }
+        }
+        if let Some((_, sent)) = self.ping.outstanding {
+            if sent + self.opts.ping_timeout <= now {
+                return Err(ServeError::PingTimeout);
+            }
+        } else if let (Some(at), Some(every)) = (self.ping.next_at, self.opts.ping_interval) {
+            if at <= now {
+                let payload: [u8; 8] = rand::thread_rng().gen();
+                frame::put_ping(&mut self.out, false, payload);
+                self.ping.outstanding = Some((payload, now));
+                self.ping.next_at = Some(now + every);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_window_update(&mut self, id: u32, increment: u32) -> Result<(), ConnectionError> {
+        if id == 0 {
+            if increment == 0 {
+                return Err(ConnectionError::protocol("connection WINDOW_UPDATE of 0"));
+            }
+            self.send_window += i64::from(increment);
+            if self.send_window > frame::MAX_WINDOW {
+                return Err(ConnectionError {
+                    code: ErrorCode::FlowControl,
+                    reason: "connection window above 2^31-1",
+                });
+            }
+            return Ok(());
+        }
+        let Some(index) = self.streams.iter().position(|s| s.id == id) else {
+            return Ok(());
+        };
+        let stream = &mut self.streams[index];
+        stream.send_window += i64::from(increment);
+        if increment == 0 || stream.send_window > frame::MAX_WINDOW {
+            let code = if increment == 0 {
+                ErrorCode::Protocol
+            } else {
+                ErrorCode::FlowControl
+            };
+            self.streams.swap_remove(index);
+            frame::put_rst_stream(&mut self.out, id, code);
+        }
+        Ok(())
+    }
+
+    /// Moves pending body bytes into DATA frames as far as the windows allow; a stream whose
+    /// body is complete gets END_STREAM and is forgotten.
+    fn pump(&mut self) {
+        let max_frame = self.peer.max_frame as i64;
+        let mut index = 0;
+        while index < self.streams.len() {
+            let stream = &mut self.streams[index];
+            let Phase::Responding(outbound) = &mut stream.phase else {
+                index += 1;
+                continue;
+            };
+            let mut ended = false;
+            while !outbound.pending.is_empty() {
+                let allowed = self.send_window.min(stream.send_window).min(max_frame);
+                if allowed <= 0 {
+                    break;
+                }
+                let chunk = outbound
+                    .pending
+                    .split_to((allowed as usize).min(outbound.pending.len()));
+                ended = outbound.pending.is_empty() && outbound.messages.is_none();
+                frame::put_data(&mut self.out, stream.id, &chunk, ended);
+                self.send_window -= chunk.len() as i64;
+                stream.send_window -= chunk.len() as i64;
+            }
+            if outbound.is_done() {
+                // A body that was already empty still needs its END_STREAM.
+                if !ended {
+                    frame::put_data(&mut self.out, stream.id, &[], true);
+                }
+                self.streams.swap_remove(index);
+            } else {
+                index += 1;
+            }
+        }
+    }
+}
+
+/// Polls every stream's handler and long poll; ready with the first thing that happened.
+fn poll_streams(streams: &mut [Stream], cx: &mut Context<'_>) -> Poll<Wake> {
+    for stream in streams.iter_mut() {
+        match &mut stream.phase {
+            Phase::Routing(handler) => {
+                if let Poll::Ready(result) = handler.as_mut().poll(cx) {
+                    return Poll::Ready(Wake::Routed(stream.id, result));
+                }
+            }
+            Phase::Responding(outbound) if outbound.awaits_message() => {
+                if let Some(messages) = outbound.messages.as_mut() {
+                    if let Poll::Ready(next) = messages.poll_next_unpin(cx) {
+                        return Poll::Ready(Wake::Message(stream.id, next));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Poll::Pending
+}
+
+impl Outbound {
+    fn body(pending: Bytes) -> Self {
+        Self {
+            pending,
+            messages: None,
+            keepalive_at: Instant::now(),
+        }
+    }
+
+    fn done() -> Self {
+        Self::body(Bytes::new())
+    }
+
+    fn is_done(&self) -> bool {
+        self.pending.is_empty() && self.messages.is_none()
+    }
+
+    /// A long poll with nothing in flight: the next message (or keep-alive) may be produced.
+    fn awaits_message(&self) -> bool {
+        self.pending.is_empty() && self.messages.is_some()
+    }
+}
+
+/// The pseudo-headers routing needs; everything else in a request head is ignored.
+#[derive(Default)]
+struct RequestHead {
+    method: Option<String>,
+    path: Option<String>,
+}
+
+impl RequestHead {
+    fn observe(&mut self, name: &[u8], value: &[u8]) {
+        let value = || String::from_utf8_lossy(&value[..value.len().min(256)]).into_owned();
+        match name {
+            b":method" => self.method = Some(value()),
+            b":path" => self.path = Some(value()),
+            _ => {}
+        }
+    }
+
+    fn route(&self) -> Result<Route, ControlError> {
+        let (Some(method), Some(path)) = (&self.method, &self.path) else {
+            return Err(ControlError::BadRequest("request without :method or :path".into()));
+        };
+        let route = match path.split('?').next().unwrap_or_default() {
+            "/machine/register" => Route::Register,
+            "/machine/map" => Route::Map,
+            other => return Err(ControlError::NotFound(format!("no handler for {other}"))),
+        };
+        if method != "POST" {
+            return Err(ControlError::BadRequest(format!("{method} not allowed")));
+        }
+        Ok(route)
+    }
+}
+
+fn dispatch(
+    route: Route,
+    body: Vec<u8>,
+    machine: MachinePublic,
+    handler: Arc<dyn ControlHandler>,
+) -> BoxFuture<'static, Result<Reply, ControlError>> {
+    Box::pin(async move {
+        match route {
+            Route::Register => {
+                let response = handler.register(machine, parse_json(&body)?).await?;
+                let json = serde_json::to_vec(&response).map_err(|err| ControlError::Internal(err.to_string()))?;
+                Ok(Reply::Json(Bytes::from(json)))
+            }
+            Route::Map => Ok(Reply::Map(handler.map(machine, parse_json(&body)?).await?)),
+        }
+    })
+}
+
+fn parse_json<R: serde::de::DeserializeOwned>(body: &[u8]) -> Result<R, ControlError> {
+    serde_json::from_slice(body).map_err(|err| ControlError::BadRequest(format!("invalid JSON: {err}")))
+}
+
+fn keep_alive_frame() -> Bytes {
+    MapMessage::from(MapResponse::keep_alive()).framed().unwrap_or_default()
+}
+
+fn keepalive_wait(opts: &ServeOptions) -> Duration {
+    let jitter_ms = opts.keepalive_jitter.as_millis() as u64;
+    let extra = if jitter_ms == 0 {
+        0
+    } else {
+        rand::thread_rng().gen_range(0..=jitter_ms)
+    };
+    opts.keepalive_interval + Duration::from_millis(extra)
+}
+
+#[cfg(test)]
+#[path = "h2conn_tests.rs"]
+mod tests;
