@@ -18,6 +18,19 @@ pub enum KeyParseError {
     BadHex,
 }
 
+/// Longest key prefix (`discokey:`) plus 64 hex digits.
+const KEY_TEXT_MAX: usize = 16 + 64;
+
+/// Hands `<prefix><64 hex>` to `f` from a stack buffer: every map names each peer's keys, so
+/// a full map of 1,000 peers would otherwise build thousands of short-lived Strings.
+fn with_key_text<R>(prefix: &str, key: &[u8; 32], f: impl FnOnce(&str) -> R) -> R {
+    let mut buf = [0u8; KEY_TEXT_MAX];
+    let end = prefix.len() + 64;
+    buf[..prefix.len()].copy_from_slice(prefix.as_bytes());
+    hex::encode_to_slice(key, &mut buf[prefix.len()..end]).expect("64 hex digits fill 64 bytes");
+    f(std::str::from_utf8(&buf[..end]).expect("a prefix and hex digits are ASCII"))
+}
+
 macro_rules! public_key {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -56,10 +69,12 @@ macro_rules! public_key {
             }
         }
 
+        // The prefix must fit the stack buffer of `with_key_text`.
+        const _: () = assert!($prefix.len() <= KEY_TEXT_MAX - 64);
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str($prefix)?;
-                f.write_str(&hex::encode(self.0))
+                with_key_text($prefix, &self.0, |text| f.write_str(text))
             }
         }
 
@@ -78,7 +93,7 @@ macro_rules! public_key {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(self)
+                with_key_text($prefix, &self.0, |text| serializer.serialize_str(text))
             }
         }
 
@@ -140,6 +155,9 @@ mod tests {
             "nodekey:932ea131d528602f10d30253404705e16bac41947b1a9676e1f969179f72577f"
         );
         assert!(!old.is_zero());
+        // Serializing writes back exactly the client's text.
+        assert_eq!(serde_json::to_value(new).unwrap(), value["NodeKey"]);
+        assert_eq!(serde_json::to_value(old).unwrap(), value["OldNodeKey"]);
     }
 
     #[test]
