@@ -34,6 +34,10 @@ struct Cli {
     /// Joins in flight at once during the ramp.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Start at most this many joins per second during the ramp (default: as fast as
+    /// `--concurrency` allows, which saturates the machine and measures queueing).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Sequential joins after the ramp, each measured on a quiet server.
     #[arg(long, default_value_t = 50)]
     probes: usize,
@@ -71,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         namespaces: cli.namespaces,
         target,
         concurrency: cli.concurrency,
+        rate: cli.rate.filter(|r| *r > 0.0),
         probes: cli.probes,
         max_connected: cli.max_connected,
         stream: !cli.no_stream,

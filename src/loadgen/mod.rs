@@ -52,6 +52,9 @@ pub struct Options {
     pub target: TargetSpec,
     /// Joins in flight at once during the ramp.
     pub concurrency: usize,
+    /// Joins started per second at most during the ramp; `None`: as fast as `concurrency`
+    /// allows (a closed loop that saturates the machine, so its latencies are queueing).
+    pub rate: Option<f64>,
     /// Sequential joins after the ramp, each measured alone.
     pub probes: usize,
     /// Most map streams held at once; `None` = all nodes stay connected.
@@ -64,6 +67,33 @@ pub struct Options {
     pub settle: Duration,
     /// How long to wait for a fan-out to complete before counting it missing.
     pub fanout_timeout: Duration,
+}
+
+/// Spaces join starts evenly at a fixed rate (an open loop): the server sees a load that does
+/// not depend on how fast it answers, so latencies measure the server, not a queue.
+struct Pacer {
+    period: Duration,
+    next: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    fn new(per_second: f64) -> Self {
+        Self {
+            period: Duration::from_secs_f64(1.0 / per_second),
+            next: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Waits for this caller's start slot.
+    async fn wait_turn(&self) {
+        let at = {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let at = (*next).max(tokio::time::Instant::now());
+            *next = at + self.period;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
 }
 
 /// Everything measured in one run.
@@ -313,6 +343,7 @@ impl<'a> Run<'a> {
         let cap = self.options.max_connected.filter(|_| self.options.stream);
         let mut joined_namespaces: VecDeque<(usize, Option<tokio::task::JoinHandle<()>>)> = VecDeque::new();
         let mut reserved = 0usize;
+        let pacer = self.options.rate.map(|rate| Arc::new(Pacer::new(rate)));
         for ns in 0..self.options.namespaces {
             let size = self.members[ns].len();
             if let Some(cap) = cap {
@@ -339,10 +370,17 @@ impl<'a> Run<'a> {
             }
             let permit = window.clone().acquire_owned().await?;
             let joins: Vec<_> = self.members[ns].iter().map(|&index| self.join_task(index)).collect();
+            let pacer = pacer.clone();
             let handle = tokio::spawn(async move {
                 futures::stream::iter(joins)
-                    .for_each_concurrent(lanes, |join| async move {
-                        let _ = tokio::spawn(join).await;
+                    .for_each_concurrent(lanes, |join| {
+                        let pacer = pacer.clone();
+                        async move {
+                            if let Some(pacer) = pacer {
+                                pacer.wait_turn().await;
+                            }
+                            let _ = tokio::spawn(join).await;
+                        }
                     })
                     .await;
                 drop(permit);
@@ -599,10 +637,11 @@ impl fmt::Display for Report {
         writeln!(f, "server:  {}", self.target)?;
         writeln!(
             f,
-            "load:    {} nodes in {} namespaces, {} joins in flight, {}{}",
+            "load:    {} nodes in {} namespaces, {} joins in flight{}, {}{}",
             o.nodes,
             o.namespaces,
             o.concurrency,
+            o.rate.map_or(String::new(), |r| format!(", started at most {r} per second")),
             if o.stream { "map streams held" } else { "register only" },
             o.max_connected.map_or(String::new(), |c| format!(", at most {c} connected at once"))
         )?;
@@ -681,6 +720,31 @@ impl fmt::Display for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_pacer_spaces_starts_by_its_period() {
+        // 50 per second: the fifth start is due 80 ms after the first, however fast they ask.
+        let start = tokio::time::Instant::now();
+        let pacer = Arc::new(Pacer::new(50.0));
+        let turns: Vec<_> = (0..5)
+            .map(|_| {
+                let pacer = pacer.clone();
+                tokio::spawn(async move {
+                    pacer.wait_turn().await;
+                    tokio::time::Instant::now()
+                })
+            })
+            .collect();
+        let mut ends = Vec::new();
+        for turn in turns {
+            ends.push(turn.await.unwrap());
+        }
+        ends.sort();
+        for (turn, end) in ends.iter().enumerate() {
+            let due = Duration::from_millis(20) * turn as u32;
+            assert!(*end - start >= due, "start {turn} after {:?}, due at {due:?}", *end - start);
+        }
+    }
 
     #[test]
     fn percentiles_use_nearest_rank() {
