@@ -229,13 +229,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
         }
     }
 
-    /// Writes whatever frames are queued.
+    /// Writes whatever frames are queued. While a write waits nothing else on this
+    /// connection runs (not even the ping timer), so a peer that stops reading is cut off
+    /// here after `write_timeout`.
     async fn flush(&mut self) -> Result<(), ServeError> {
         if self.out.is_empty() {
             return Ok(());
         }
-        self.io.write_all(&self.out).await?;
-        self.io.flush().await?;
+        let write = async {
+            self.io.write_all(&self.out).await?;
+            self.io.flush().await
+        };
+        timeout(self.opts.write_timeout, write).await.map_err(|_| ServeError::WriteTimeout)??;
         if self.out.capacity() > KEEP_OUTPUT_CAPACITY {
             self.out = Vec::new();
         } else {

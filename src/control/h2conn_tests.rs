@@ -296,3 +296,21 @@ async fn consumed_body_bytes_are_credited_back_on_both_windows() {
         other => panic!("want the answer on stream 1, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_cut_off() {
+    let write_timeout = Duration::from_millis(300);
+    let mut peer = connect(ServeOptions { write_timeout, ..ServeOptions::default() }).await;
+    peer.open().await;
+    // Every PING asks for a 17-byte answer; we never read, so once the pipe (64 KiB each
+    // way) is full the server's writes stall.
+    let mut pings = Vec::new();
+    for _ in 0..5_000 {
+        pings.extend_from_slice(&[0, 0, 8, 6, 0, 0, 0, 0, 0]);
+        pings.extend_from_slice(b"anyone?!");
+    }
+    peer.io.write_all(&pings).await.unwrap();
+    peer.io.flush().await.unwrap();
+    let result = timeout(WAIT, peer.served).await.expect("server gave up by itself").unwrap();
+    assert!(matches!(result, Err(ServeError::WriteTimeout)), "{result:?}");
+}

@@ -93,6 +93,8 @@ pub enum ServeError {
     HandshakeTimeout,
     #[error("peer did not answer a ping in time")]
     PingTimeout,
+    #[error("peer did not take our writes in time")]
+    WriteTimeout,
 }
 
 /// Tunables of one connection.
@@ -113,6 +115,9 @@ pub struct ServeOptions {
     pub ping_interval: Option<Duration>,
     /// How long a PING may go unanswered before the connection is dropped.
     pub ping_timeout: Duration,
+    /// How long one write (a batch of frames) may wait for a peer that stopped reading.
+    /// Generous: a full map of many peers over a slow link takes a while.
+    pub write_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -126,6 +131,7 @@ impl Default for ServeOptions {
             max_concurrent_streams: 64,
             ping_interval: Some(Duration::from_secs(120)),
             ping_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(120),
         }
     }
 }
