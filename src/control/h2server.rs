@@ -172,24 +172,11 @@ where
     timeout(opts.handshake_timeout, stream.flush_queued())
         .await
         .map_err(|_| ServeError::HandshakeTimeout)??;
-    serve_connection(stream, machine, handler, opts).await
+    super::h2conn::serve(stream, machine, handler, opts).await
 }
 
 /// A throw-away challenge key: clients at 1.90 parse it but never use it.
 fn fresh_challenge() -> ChallengePublic {
     let secret = StaticSecret::random_from_rng(rand::rngs::OsRng);
     ChallengePublic::from_bytes(PublicKey::from(&secret).to_bytes())
-}
-
-/// Serves HTTP/2 (prior knowledge) on an established Noise stream until the client goes away.
-pub async fn serve_connection<T>(
-    io: NoiseStream<T>,
-    machine: MachinePublic,
-    handler: Arc<dyn ControlHandler>,
-    opts: ServeOptions,
-) -> Result<(), ServeError>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    super::h2conn::serve(io, machine, handler, opts).await
 }
