@@ -157,15 +157,15 @@ async fn expired_keys_are_refused_and_cut_off(backend: Backend) {
 
     // Expired before connecting: refused.
     let node = t.a1.stored(&t.server).await;
-    state.store.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }).await.unwrap();
-    state.tailnet.publish(Event::NodeChanged { namespace_id: t.ns_a, node_id: node.id }).await;
+    let node = state.store.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }).await.unwrap();
+    state.tailnet.publish(Event::node_changed(&node)).await;
     assert!(matches!(derp_as(&t.server, t.a1.node_secret).await, Err(DerpError::Refused)));
 
     // Expiring while connected: disconnected at once.
     let mut a2 = derp(&t.server, &t.a2).await;
     let node = t.a2.stored(&t.server).await;
-    state.store.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }).await.unwrap();
-    state.tailnet.publish(Event::NodeChanged { namespace_id: t.ns_a, node_id: node.id }).await;
+    let node = state.store.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }).await.unwrap();
+    state.tailnet.publish(Event::node_changed(&node)).await;
     closed_within(&mut a2, Duration::from_secs(1)).await;
     assert!(matches!(derp_as(&t.server, t.a2.node_secret).await, Err(DerpError::Refused)));
 }

@@ -195,7 +195,7 @@ pub(crate) async fn update_node(
     let detail = json!({"namespace": ns.name, "name": name, "tags": tags});
     let change = NodeChange { given_name: name, tags, ..Default::default() };
     let node = state.store.update_node(&node, change).await?;
-    state.tailnet.publish(Event::NodeChanged { namespace_id: ns.id, node_id: node.id }).await;
+    state.tailnet.publish(Event::node_changed(&node)).await;
     record(state, ctx, "node.update", "node", &node.id.to_string(), detail).await;
     Ok(node)
 }
@@ -222,7 +222,7 @@ pub async fn expire(state: State, ctx: OrgContext, path: web::Path<(String, Stri
 pub(crate) async fn expire_node(state: &AppState, ctx: &OrgContext, ns: &Namespace, node: &Node) -> ApiResult<Node> {
     let change = NodeChange { key_expiry: Some(Some(crate::store::now())), ..Default::default() };
     let node = state.store.update_node(node, change).await?;
-    state.tailnet.publish(Event::NodeChanged { namespace_id: ns.id, node_id: node.id }).await;
+    state.tailnet.publish(Event::node_changed(&node)).await;
     record(state, ctx, "node.expire", "node", &node.id.to_string(), json!({"namespace": ns.name})).await;
     Ok(node)
 }

@@ -105,8 +105,8 @@ impl Registration {
             self.tailnet.publish(event).await;
         } else {
             let change = NodeChange { key_expiry: Some(req.expiry.get()), ..Default::default() };
-            self.store.update_node(&node, change).await.map_err(internal)?;
-            self.tailnet.publish(Event::NodeChanged { namespace_id: node.namespace_id, node_id: node.id }).await;
+            let updated = self.store.update_node(&node, change).await.map_err(internal)?;
+            self.tailnet.publish(Event::node_changed(&updated)).await;
         }
         Ok(logged_out())
     }
@@ -138,7 +138,7 @@ impl Registration {
         } else {
             self.store.update_node(&node, change).await.map_err(internal)?
         };
-        self.tailnet.publish(Event::NodeChanged { namespace_id: updated.namespace_id, node_id: updated.id }).await;
+        self.tailnet.publish(Event::node_changed(&updated)).await;
         self.tailnet.publish(Event::NodeKeyRetired { node_key: req.old_node_key }).await;
         self.authorized(&updated, false).await
     }
@@ -196,7 +196,7 @@ impl Registration {
             Err(RegisterError::Store(err)) => return Err(internal(err)),
         };
         tracing::info!(node_id = node.id, namespace_id = node.namespace_id, "node registered");
-        self.tailnet.publish(Event::NodeChanged { namespace_id: node.namespace_id, node_id: node.id }).await;
+        self.tailnet.publish(Event::node_changed(&node)).await;
         if let Some(node_key) = retired {
             self.tailnet.publish(Event::NodeKeyRetired { node_key }).await;
         }
@@ -316,6 +316,6 @@ async fn apply_client_state(
         return Ok(node);
     }
     let updated = store.update_node(&node, change).await.map_err(internal)?;
-    tailnet.publish(Event::NodeChanged { namespace_id: updated.namespace_id, node_id: updated.id }).await;
+    tailnet.publish(Event::node_changed(&updated)).await;
     Ok(updated)
 }

@@ -17,8 +17,15 @@ pub const DEFAULT_CHANNEL: &str = "tenscale:events";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
-    /// A node was created or any of its stored fields changed.
-    NodeChanged { namespace_id: i64, node_id: i64 },
+    /// A node was created or any of its stored fields changed. When the change left its key
+    /// expired, `expired_key` names it, so every instance cuts that key's DERP connections
+    /// without reading the node back from the store (build it with [`Event::node_changed`]).
+    NodeChanged {
+        namespace_id: i64,
+        node_id: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expired_key: Option<NodePublic>,
+    },
     /// A node was deleted.
     NodeRemoved { namespace_id: i64, node_id: i64, node_key: NodePublic },
     /// A node took a new node key (rotation, re-registration); the old one is void, and
@@ -33,6 +40,18 @@ pub enum Event {
     /// An instance started and knows nobody's presence yet: every instance announces again
     /// the nodes streaming from it.
     PresenceSync,
+}
+
+impl Event {
+    /// The event for `node` as just stored.
+    pub fn node_changed(node: &crate::store::Node) -> Self {
+        let expired = node.expired_at(crate::store::now());
+        Self::NodeChanged {
+            namespace_id: node.namespace_id,
+            node_id: node.id,
+            expired_key: expired.then(|| NodePublic::parse(&node.node_key).ok()).flatten(),
+        }
+    }
 }
 
 /// Where events go.

@@ -132,25 +132,23 @@ impl Tailnet {
 
     async fn apply(&self, event: Event) {
         match event {
-            Event::NodeChanged { namespace_id, node_id } => {
+            Event::NodeChanged { namespace_id, node_id, expired_key } => {
                 self.send(namespace_id, Command::Reload { node_id });
-                if let Ok(node) = self.store.node_by_id(node_id).await {
-                    if node.expired_at(crate::store::now()) {
-                        self.cut_from_derp(&node.node_key);
-                    }
+                if let Some(key) = expired_key {
+                    self.cut_from_derp(&key);
                 }
             }
             Event::NodeRemoved { namespace_id, node_id, node_key } => {
                 self.set_presence(node_id, false);
                 self.send(namespace_id, Command::Remove { node_id });
-                self.cut_from_derp(&node_key.to_string());
+                self.cut_from_derp(&node_key);
             }
-            Event::NodeKeyRetired { node_key } => self.cut_from_derp(&node_key.to_string()),
+            Event::NodeKeyRetired { node_key } => self.cut_from_derp(&node_key),
             Event::NamespaceRemoved { namespace_id, node_keys } => {
                 // Dropping the task's sender ends it, and with it every session's stream.
                 self.namespaces.lock().map(|mut n| n.remove(&namespace_id)).ok();
                 for key in node_keys {
-                    self.cut_from_derp(&key.to_string());
+                    self.cut_from_derp(&key);
                 }
             }
             Event::PolicyChanged { org_id: _, namespace_id: Some(ns) } => self.send(ns, Command::PolicyChanged),
@@ -201,9 +199,9 @@ impl Tailnet {
         }
     }
 
-    fn cut_from_derp(&self, node_key: &str) {
-        if let (Some(derp), Ok(key)) = (self.derp.get(), NodePublic::parse(node_key)) {
-            derp.close_node(&key);
+    fn cut_from_derp(&self, node_key: &NodePublic) {
+        if let Some(derp) = self.derp.get() {
+            derp.close_node(node_key);
         }
     }
 
@@ -308,7 +306,7 @@ impl Tailnet {
                 match tailnet.store.nodes_expired_between(last, now).await {
                     Ok(nodes) => {
                         for node in nodes {
-                            let event = Event::NodeChanged { namespace_id: node.namespace_id, node_id: node.id };
+                            let event = Event::node_changed(&node);
                             tailnet.publish(event).await;
                         }
                         last = now;
