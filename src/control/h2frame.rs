@@ -173,7 +173,15 @@ impl FrameHeader {
 pub struct FrameReader {
     header: [u8; HEADER_LEN],
     header_filled: usize,
-    payload: Option<(FrameHeader, Vec<u8>)>,
+    partial: Option<PartialFrame>,
+}
+
+/// A frame whose header is read and whose payload is arriving.
+#[derive(Debug)]
+struct PartialFrame {
+    header: FrameHeader,
+    payload: Vec<u8>,
+    filled: usize,
 }
 
 impl FrameReader {
@@ -187,10 +195,18 @@ impl FrameReader {
         io: &mut R,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<Option<Result<Frame, ConnectionError>>>> {
-        while self.payload.is_none() {
-            if self.header_filled == HEADER_LEN {
-                let header = FrameHeader::parse(&self.header);
+        let partial = match &mut self.partial {
+            Some(partial) => partial,
+            None => {
+                if !ready!(poll_fill(io, cx, &mut self.header, &mut self.header_filled))? {
+                    return Poll::Ready(if self.header_filled == 0 {
+                        Ok(None)
+                    } else {
+                        Err(io::ErrorKind::UnexpectedEof.into())
+                    });
+                }
                 self.header_filled = 0;
+                let header = FrameHeader::parse(&self.header);
                 if header.len > DEFAULT_MAX_FRAME {
                     let err = ConnectionError {
                         code: ErrorCode::FrameSize,
@@ -198,40 +214,36 @@ impl FrameReader {
                     };
                     return Poll::Ready(Ok(Some(Err(err))));
                 }
-                self.payload = Some((header, Vec::with_capacity(header.len)));
-                break;
+                self.partial.insert(PartialFrame { header, payload: vec![0; header.len], filled: 0 })
             }
-            let mut buf = ReadBuf::new(&mut self.header[self.header_filled..]);
-            ready!(Pin::new(&mut *io).poll_read(cx, &mut buf))?;
-            let n = buf.filled().len();
-            if n == 0 {
-                return Poll::Ready(if self.header_filled == 0 {
-                    Ok(None)
-                } else {
-                    Err(io::ErrorKind::UnexpectedEof.into())
-                });
-            }
-            self.header_filled += n;
-        }
-        let Some((header, payload)) = self.payload.as_mut() else {
-            unreachable!("the loop above leaves a payload in place")
         };
-        while payload.len() < header.len {
-            let missing = header.len - payload.len();
-            let start = payload.len();
-            payload.resize(header.len, 0);
-            let mut buf = ReadBuf::new(&mut payload[start..]);
-            let polled = Pin::new(&mut *io).poll_read(cx, &mut buf);
-            let n = buf.filled().len();
-            payload.truncate(start + n);
-            ready!(polled)?;
-            if n == 0 && missing > 0 {
-                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
-            }
+        if !ready!(poll_fill(io, cx, &mut partial.payload, &mut partial.filled))? {
+            return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
         }
-        let (header, payload) = self.payload.take().expect("checked above");
-        Poll::Ready(Ok(Some(parse(header, payload))))
+        let frame = parse(partial.header, std::mem::take(&mut partial.payload));
+        self.partial = None;
+        Poll::Ready(Ok(Some(frame)))
     }
+}
+
+/// Reads into `buf[*filled..]` until it is full (`true`) or the stream ends (`false`),
+/// keeping the progress in `filled` across `Pending`.
+fn poll_fill<R: AsyncRead + Unpin>(
+    io: &mut R,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+    filled: &mut usize,
+) -> Poll<io::Result<bool>> {
+    while *filled < buf.len() {
+        let mut read = ReadBuf::new(&mut buf[*filled..]);
+        ready!(Pin::new(&mut *io).poll_read(cx, &mut read))?;
+        let n = read.filled().len();
+        if n == 0 {
+            return Poll::Ready(Ok(false));
+        }
+        *filled += n;
+    }
+    Poll::Ready(Ok(true))
 }
 
 fn parse(h: FrameHeader, payload: Vec<u8>) -> Result<Frame, ConnectionError> {
