@@ -13,7 +13,7 @@
 //! priorities (accepted and ignored), no trailers on responses.
 
 use std::future::poll_fn;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -768,8 +768,18 @@ fn parse_json<R: serde::de::DeserializeOwned>(body: &[u8]) -> Result<R, ControlE
     serde_json::from_slice(body).map_err(|err| ControlError::BadRequest(format!("invalid JSON: {err}")))
 }
 
+/// `{"KeepAlive":true}`, framed once per process: every idle long poll sends it about once a
+/// minute, always the same bytes.
 fn keep_alive_frame() -> Bytes {
-    MapMessage::from(MapResponse::keep_alive()).framed().unwrap_or_default()
+    static FRAME: OnceLock<Bytes> = OnceLock::new();
+    if let Some(frame) = FRAME.get() {
+        return frame.clone();
+    }
+    match MapMessage::from(MapResponse::keep_alive()).framed() {
+        Ok(frame) => FRAME.get_or_init(|| frame).clone(),
+        // Not kept: the next keep-alive tries again.
+        Err(_) => Bytes::new(),
+    }
 }
 
 fn keepalive_wait(opts: &ServeOptions) -> Duration {
