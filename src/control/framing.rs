@@ -8,6 +8,7 @@
 //! Keep-alives are framed the same way. (DERP lengths are big-endian; this one is not.)
 
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -41,6 +42,22 @@ thread_local! {
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
+/// Runs `f` with this thread's context from `slot`, creating it on first use.
+fn with_thread_context<C, R>(
+    slot: &'static LocalKey<RefCell<Option<C>>>,
+    create: impl FnOnce() -> std::io::Result<C>,
+    f: impl FnOnce(&mut C) -> std::io::Result<R>,
+) -> std::io::Result<R> {
+    slot.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let context = match slot.as_mut() {
+            Some(context) => context,
+            None => slot.insert(create()?),
+        };
+        f(context)
+    })
+}
+
 /// One framed message: length prefix + zstd(JSON of `msg`).
 pub fn encode(msg: &MapResponse) -> Result<Bytes, FramingError> {
     encode_json(&serde_json::to_vec(msg)?)
@@ -48,14 +65,11 @@ pub fn encode(msg: &MapResponse) -> Result<Bytes, FramingError> {
 
 /// Frames JSON that is already serialized.
 pub fn encode_json(json: &[u8]) -> Result<Bytes, FramingError> {
-    let compressed = COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let compressor = match slot.as_mut() {
-            Some(compressor) => compressor,
-            None => slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
-        };
-        compressor.compress(json)
-    })?;
+    let compressed = with_thread_context(
+        &COMPRESSOR,
+        || zstd::bulk::Compressor::new(ZSTD_LEVEL),
+        |compressor| compressor.compress(json),
+    )?;
     let len = u32::try_from(compressed.len()).map_err(|_| FramingError::TooLarge(compressed.len()))?;
     let mut out = Vec::with_capacity(4 + compressed.len());
     out.extend_from_slice(&len.to_le_bytes());
@@ -162,12 +176,7 @@ pub fn decompress_one_frame(data: &[u8]) -> Result<Vec<u8>, FramingError> {
 }
 
 fn decompress_sized(data: &[u8], size: usize) -> Result<Vec<u8>, FramingError> {
-    let out = DECOMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let decompressor = match slot.as_mut() {
-            Some(decompressor) => decompressor,
-            None => slot.insert(zstd::bulk::Decompressor::new()?),
-        };
+    let out = with_thread_context(&DECOMPRESSOR, zstd::bulk::Decompressor::new, |decompressor| {
         decompressor.decompress(data, size)
     })?;
     if out.len() != size {
