@@ -36,7 +36,7 @@ struct Cli {
     concurrency: usize,
     /// Start at most this many joins per second during the ramp (default: as fast as
     /// `--concurrency` allows, which saturates the machine and measures queueing).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_rate)]
     rate: Option<f64>,
     /// Sequential joins after the ramp, each measured on a quiet server.
     #[arg(long, default_value_t = 50)]
@@ -75,7 +75,7 @@ fn main() -> anyhow::Result<()> {
         namespaces: cli.namespaces,
         target,
         concurrency: cli.concurrency,
-        rate: cli.rate.filter(|r| *r > 0.0),
+        rate: cli.rate,
         probes: cli.probes,
         max_connected: cli.max_connected,
         stream: !cli.no_stream,
@@ -89,4 +89,27 @@ fn main() -> anyhow::Result<()> {
     println!("command: {}", command.join(" "));
     println!("{report}");
     Ok(())
+}
+
+/// Joins per second: a finite number from 0.001 (one every 1,000 s) to 1,000,000.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text.parse().map_err(|err| format!("{text:?} is not a number: {err}"))?;
+    if !(0.001..=1_000_000.0).contains(&rate) {
+        return Err(format!("{text} joins per second is outside 0.001..=1000000"));
+    }
+    Ok(rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_outside_the_range_or_not_numbers_are_refused() {
+        assert_eq!(parse_rate("50"), Ok(50.0));
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "1e-300", "NaN", "inf", "2e6", "abc", ""] {
+            assert!(parse_rate(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }
