@@ -168,10 +168,10 @@ impl NamespaceTask {
                 self.rewire(node_id);
                 self.needs_compile |= batch.membership;
                 self.ensure_compiled();
-                let (first, peers) = self.full_map(node_id);
+                let first = self.full_map(node_id);
                 // Own until the end of this batch's fan-out, which may have changed `wire`
                 // after this full map was built.
-                let peers = SentPeers::Own(peers.into_iter().map(|p| (p.id, p)).collect());
+                let peers = SentPeers::Own(first.peers.iter().flatten().map(|p| (p.id, p.clone())).collect());
                 let mut state = Session { id: session, tx, peers, filter: vec![], ssh: None };
                 remember_policy(&mut state, &first);
                 if state.tx.try_send(MapMessage::from(first)).is_ok() {
@@ -214,7 +214,7 @@ impl NamespaceTask {
                 self.nodes.insert(node_id, *node);
                 self.rewire(node_id);
                 self.ensure_compiled();
-                let _ = reply.send(self.full_map(node_id).0);
+                let _ = reply.send(self.full_map(node_id));
             }
         }
     }
@@ -323,18 +323,18 @@ impl NamespaceTask {
         }
     }
 
-    /// The full map for `node_id`, and the shared peers it names (for the session to keep).
-    fn full_map(&self, node_id: i64) -> (MapResponse, Vec<Arc<tailcfg::Node>>) {
-        let Some(me) = self.nodes.get(&node_id) else { return (MapResponse::default(), Vec::new()) };
-        let shared: Vec<Arc<tailcfg::Node>> =
+    /// The full map for `node_id`; its peers are the shared wire forms.
+    fn full_map(&self, node_id: i64) -> MapResponse {
+        let Some(me) = self.nodes.get(&node_id) else { return MapResponse::default() };
+        let peers: Vec<Arc<tailcfg::Node>> =
             self.visible_peers(node_id).into_iter().filter_map(|id| self.wire.get(&id).cloned()).collect();
         let (filter, ssh) = self.filter_for(node_id);
         let mut filters = BTreeMap::new();
         filters.insert("base".to_string(), Some(filter));
-        let map = MapResponse {
+        MapResponse {
             node: Some(wire_self_node(me, &self.view)),
             derp_map: Some((*self.derp_map).clone()),
-            peers: Some(shared.clone()),
+            peers: Some(peers),
             dns_config: Some(self.view.dns_config()),
             domain: self.view.dns_suffix.clone(),
             collect_services: Some(false),
@@ -343,8 +343,7 @@ impl NamespaceTask {
             user_profiles: Some(vec![self.view.user_profile()]),
             control_time: Some(chrono::Utc::now()),
             ..Default::default()
-        };
-        (map, shared)
+        }
     }
 
     /// Sends every session the difference between what it has and what it should have.
