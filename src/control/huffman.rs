@@ -1,5 +1,5 @@
 //! HPACK's static Huffman code (RFC 7541 §5.2, Appendix B): the decoder the HPACK string
-//! reader uses for literals with the H bit set, and an encoder (used by tests and cheap to keep).
+//! reader uses for literals with the H bit set, and an encoder for the tests.
 //!
 //! The code is canonical (codes of one length are consecutive, and each length continues
 //! where the shorter one stopped), so decoding needs no tree: a few per-length tables, built
@@ -226,8 +226,9 @@ pub fn decode(input: &[u8], max_len: usize, out: &mut Vec<u8>) -> Result<(), Hpa
     }
 }
 
-/// Encodes (needed by the tests, and cheap): appends the Huffman form of `input`, padded
-/// with ones to a whole byte as §5.2 requires.
+/// Appends the Huffman form of `input`, padded with ones to a whole byte as §5.2 requires.
+/// Only tests build Huffman input: the server writes its few response headers as raw literals.
+#[cfg(test)]
 pub fn encode(input: &[u8], out: &mut Vec<u8>) {
     let mut bits: u64 = 0;
     let mut len: u32 = 0; // pending bits in the low end of `bits`; < 8 between symbols
@@ -246,7 +247,8 @@ pub fn encode(input: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Length in bytes of the Huffman form of `input`, so a caller can pick the shorter form.
+/// Length in bytes of the Huffman form of `input` (tests check it against the RFC's examples).
+#[cfg(test)]
 pub fn encoded_len(input: &[u8]) -> usize {
     let bits: usize = input.iter().map(|&b| usize::from(CODES[usize::from(b)].1)).sum();
     bits.div_ceil(8)
