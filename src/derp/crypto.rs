@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn parses_the_real_client_info_json() {
-        let json = include_str!("../../../shared/captures/derp_clientinfo.json");
+        let json = include_str!("../../tests/fixtures/derp_clientinfo.json");
         let info: ClientInfo = serde_json::from_str(json).unwrap();
         assert_eq!(info, ClientInfo::v2());
         // And we write it back byte for byte.

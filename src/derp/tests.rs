@@ -143,7 +143,7 @@ async fn the_real_client_info_json_is_accepted() {
         Some(frame::Decoded::Frame(Frame::ServerKey { key })) => key,
         other => panic!("{other:?}"),
     };
-    let json = include_bytes!("../../../shared/captures/derp_clientinfo.json");
+    let json = include_bytes!("../../tests/fixtures/derp_clientinfo.json");
     let sealed = secret.seal(&key, json).unwrap();
     let info = Frame::ClientInfo { key: secret.public(), sealed: sealed.into() };
     stream.write_all(&info.to_bytes()).await.unwrap();

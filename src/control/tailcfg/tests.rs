@@ -6,7 +6,7 @@ use super::*;
 
 macro_rules! capture {
     ($name:literal) => {
-        include_str!(concat!("../../../../shared/captures/", $name))
+        include_str!(concat!("../../../tests/fixtures/", $name))
     };
 }
 
