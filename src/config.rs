@@ -197,7 +197,7 @@ impl Settings {
                 Some(c) => c,
             },
             base_domain: o.base_domain.unwrap_or_else(|| "tenscale.internal".to_string()),
-            max_key_expiry: duration_or("max_key_expiry", o.max_key_expiry, "90d")?,
+            max_key_expiry: duration_or("max_key_expiry", o.max_key_expiry, "366d")?,
             rate_limit,
             body_limit_bytes: o.body_limit_bytes.unwrap_or(256 * 1024),
             tls_cert: o.tls_cert,
@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(s.server_url, "http://127.0.0.1:9999");
         assert_eq!(s.database_url.expose(), "sqlite://tenscale.db?mode=rwc");
         assert_eq!(s.rate_limit, RateLimitSettings { per_second: 20, burst: 100 });
-        assert_eq!(s.max_key_expiry, Duration::from_secs(90 * 86_400));
+        assert_eq!(s.max_key_expiry, Duration::from_secs(366 * 86_400));
         assert_eq!(s.ephemeral_timeout, Duration::from_secs(300));
         assert_eq!(s.redis_channel, "tenscale:events");
         let c = Settings::load_from(None, &env(&[("TENSCALE_REDIS_CHANNEL", "t:1")])).unwrap();

