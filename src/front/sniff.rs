@@ -1,9 +1,12 @@
 //! Reading and classifying the first request head of a connection.
 //!
 //! Only two heads are ours to keep: `POST|GET /ts2021` with `Upgrade:
-//! tailscale-control-protocol`, and `GET /derp` with `Upgrade: DERP` (token match is
-//! case-insensitive, the header may list several tokens). Everything else — including
-//! heads httparse rejects — goes to actix-web, which answers errors itself.
+//! tailscale-control-protocol`, and `GET|POST /derp` with `Upgrade: DERP` (the Go client
+//! sends GET, tailscale-rs POST; token match is
+//! case-insensitive, the header may list several tokens). The target may be in origin form
+//! (`/ts2021`) or in absolute form (`http://host:port/ts2021`), which RFC 9112 §3.2.2 says a
+//! server MUST accept and which hyper-based clients (tailscale-rs) send. Everything else —
+//! including heads httparse rejects — goes to actix-web, which answers errors itself.
 
 use std::io;
 
@@ -107,14 +110,32 @@ fn classify(buf: &BytesMut, max_head: usize) -> io::Result<Option<First>> {
     }))
 }
 
+/// The origin form of a request target: `http://host:port/ts2021?x` → `/ts2021?x`; a target
+/// already in origin form (or `*`) is returned as it is. An absolute target without a path
+/// names the root (RFC 9112 §3.2.2).
+fn origin_form(target: &str) -> &str {
+    let Some(scheme_end) = target.find("://") else {
+        return target;
+    };
+    let scheme = &target[..scheme_end];
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return target;
+    }
+    let authority_and_rest = &target[scheme_end + 3..];
+    match authority_and_rest.find(['/', '?']) {
+        Some(i) if authority_and_rest[i..].starts_with('/') => &authority_and_rest[i..],
+        _ => "/",
+    }
+}
+
 fn upgrade_kind(req: &httparse::Request<'_, '_>) -> Option<UpgradeKind> {
     let method = req.method?;
-    let path = req.path?.split('?').next()?;
+    let path = origin_form(req.path?).split('?').next()?;
     match (method, path) {
         ("POST" | "GET", "/ts2021") if has_upgrade(req, "tailscale-control-protocol") => {
             Some(UpgradeKind::Control)
         }
-        ("GET", "/derp") if has_upgrade(req, "derp") => Some(UpgradeKind::Derp),
+        ("GET" | "POST", "/derp") if has_upgrade(req, "derp") => Some(UpgradeKind::Derp),
         _ => None,
     }
 }
@@ -130,7 +151,7 @@ fn has_upgrade(req: &httparse::Request<'_, '_>, token: &str) -> bool {
 }
 
 fn to_head(req: &httparse::Request<'_, '_>) -> RequestHead {
-    let target = req.path.unwrap_or("/");
+    let target = origin_form(req.path.unwrap_or("/"));
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
         None => (target.to_owned(), None),
@@ -186,6 +207,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn absolute_form_targets_are_taken_over_like_origin_form() {
+        let raw = b"POST http://127.0.0.1:8080/ts2021?v=130 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
+                    Upgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n\r\n";
+        let First::Takeover { kind: control, head, .. } = first(raw).await.unwrap() else {
+            panic!("not taken over")
+        };
+        assert_eq!(control, UpgradeKind::Control);
+        assert_eq!((head.path.as_str(), head.query.as_deref()), ("/ts2021", Some("v=130")));
+        let raw = b"GET HTTPS://derp.example/derp HTTP/1.1\r\nUpgrade: DERP\r\n\r\n";
+        assert_eq!(kind(&first(raw).await.unwrap()), Some(UpgradeKind::Derp));
+        // tailscale-rs: POST, absolute form, the peer's address as host.
+        let raw = b"POST http://127.0.0.1:443/derp HTTP/1.1\r\nhost: 127.0.0.1\r\nupgrade: DERP\r\nconnection: Upgrade\r\n\r\n";
+        assert_eq!(kind(&first(raw).await.unwrap()), Some(UpgradeKind::Derp));
+    }
+
+    #[test]
+    fn origin_form_of_targets() {
+        let cases = [
+            ("/ts2021", "/ts2021"),
+            ("http://h:1/ts2021", "/ts2021"),
+            ("http://h/derp?x=1", "/derp?x=1"),
+            ("http://h", "/"),
+            ("http://h?q", "/"),
+            ("*", "*"),
+            ("ftp://h/ts2021", "ftp://h/ts2021"),
+            ("/a://b", "/a://b"),
+        ];
+        for (target, want) in cases {
+            assert_eq!(origin_form(target), want, "{target}");
+        }
+    }
+
+    #[tokio::test]
     async fn derp_upgrade_among_several_tokens() {
         let raw = b"GET /derp HTTP/1.1\r\nUpgrade: foo, derp\r\n\r\n";
         assert_eq!(kind(&first(raw).await.unwrap()), Some(UpgradeKind::Derp));
@@ -196,7 +250,7 @@ mod tests {
         let cases: [&[u8]; 6] = [
             b"POST /ts2021 HTTP/1.1\r\nHost: a\r\n\r\n",
             b"GET /ts2021 HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
-            b"POST /derp HTTP/1.1\r\nUpgrade: derp\r\n\r\n",
+            b"PUT /derp HTTP/1.1\r\nUpgrade: derp\r\n\r\n",
             b"GET /derp/probe HTTP/1.1\r\nUpgrade: derp\r\n\r\n",
             b"GET /hello HTTP/1.1\r\n\r\nbody",
             b"\x16\x03\x01garbage\r\n\r\n",

@@ -312,8 +312,22 @@ async fn tls_upgrades_are_taken_over() {
     srv.handle.stop(false).await;
 }
 
+/// Absolute-form targets (RFC 9112 §3.2.2: a server MUST accept them), as hyper-based clients
+/// such as tailscale-rs send them: taken over exactly like the origin form.
+#[actix_rt::test]
+async fn absolute_form_upgrades_are_taken_over() {
+    let mut srv = start(false, quick_options());
+    let ts2021 = b"POST http://x:8080/ts2021 HTTP/1.1\r\nHost: x:8080\r\nUpgrade: tailscale-control-protocol\r\n\
+                   Connection: upgrade\r\nX-Test: yes\r\n\r\n";
+    let derp = b"GET http://x/derp HTTP/1.1\r\nHost: x\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\
+                 X-Test: yes\r\n\r\n";
+    check_takeover(&mut srv, ts2021, UpgradeKind::Control, "/ts2021").await;
+    check_takeover(&mut srv, derp, UpgradeKind::Derp, "/derp").await;
+    srv.handle.stop(false).await;
+}
+
 /// `X-Tailscale-Handshake` as a real tsnet 1.90.9 client sent it
-/// (shared/captures/handshake_vector.json).
+/// (tests/fixtures/handshake_vector.json).
 const REAL_HANDSHAKE: &str = "AIIBAGA5+Tl0Abm4bilipDyaSPXMDDdPoYj8UBXBSO44lpareGtGF9k/NdfEYg/ksZGEljZqbcLxXkZ71Bz88zAmtRLDkYv1L/BkySjmsM5AKXFZcJCp2X6xUThFDGLXO2FoFRg=";
 
 #[actix_rt::test]
