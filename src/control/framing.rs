@@ -1,11 +1,14 @@
 //! Map response body framing: the `/machine/map` HTTP/2 body is a sequence of messages,
-//! each one MapResponse JSON compressed as exactly one zstd frame (RFC 8878):
+//! each one MapResponse JSON, compressed as exactly one zstd frame (RFC 8878) when the
+//! request said `"Compress": "zstd"`, as it is:
 //! ```text
-//! +----------------------+--------------------------------------+
-//! | len (u32 LITTLE-end) | zstd frame of the JSON (len bytes)   |
-//! +----------------------+--------------------------------------+
+//! +----------------------+----------------------------------------------+
+//! | len (u32 LITTLE-end) | zstd frame of the JSON, or the JSON (len bytes) |
+//! +----------------------+----------------------------------------------+
 //! ```
 //! Keep-alives are framed the same way. (DERP lengths are big-endian; this one is not.)
+//! The Go client always asks for zstd; tailscale-rs (0.6) sends no `Compress` and reads
+//! plain JSON, which is what Tailscale's own servers answer such a request with.
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
@@ -58,6 +61,26 @@ fn with_thread_context<C, R>(
     })
 }
 
+/// How the messages of one map response are framed, as the request asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Each message is one zstd frame (`"Compress": "zstd"`).
+    Zstd,
+    /// Each message is its JSON (no `Compress`, or anything but `zstd`).
+    Plain,
+}
+
+impl Compression {
+    /// What a MapRequest's `Compress` field asks for.
+    pub fn requested(compress: &str) -> Self {
+        if compress == "zstd" {
+            Self::Zstd
+        } else {
+            Self::Plain
+        }
+    }
+}
+
 /// One framed message: length prefix + zstd(JSON of `msg`).
 pub fn encode(msg: &MapResponse) -> Result<Bytes, FramingError> {
     encode_json(&serde_json::to_vec(msg)?)
@@ -77,6 +100,15 @@ pub fn encode_json(json: &[u8]) -> Result<Bytes, FramingError> {
     Ok(Bytes::from(out))
 }
 
+/// Frames JSON as it is: length prefix + the JSON.
+pub fn encode_plain_json(json: &[u8]) -> Result<Bytes, FramingError> {
+    let len = u32::try_from(json.len()).map_err(|_| FramingError::TooLarge(json.len()))?;
+    let mut out = Vec::with_capacity(4 + json.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(json);
+    Ok(Bytes::from(out))
+}
+
 /// A map message on its way to one session: built for that session alone, or framed once
 /// and shared (the same bytes) by every session that gets an identical message.
 #[derive(Debug, Clone)]
@@ -91,6 +123,19 @@ impl MapMessage {
         match self {
             Self::Response(msg) => encode(msg),
             Self::Framed(bytes) => Ok(bytes.clone()),
+        }
+    }
+
+    /// The bytes that go on the wire for a stream framed as `compression`. A shared frame is
+    /// zstd; a plain stream (rare: clients that do not ask for zstd) gets it decompressed.
+    pub fn framed_as(&self, compression: Compression) -> Result<Bytes, FramingError> {
+        match (compression, self) {
+            (Compression::Zstd, _) => self.framed(),
+            (Compression::Plain, Self::Response(msg)) => encode_plain_json(&serde_json::to_vec(msg)?),
+            (Compression::Plain, Self::Framed(bytes)) => {
+                let frame = bytes.get(4..).ok_or(FramingError::Truncated)?;
+                encode_plain_json(&decompress_one_frame(frame)?)
+            }
         }
     }
 
@@ -201,7 +246,7 @@ mod tests {
     use super::*;
 
     fn first_response() -> MapResponse {
-        serde_json::from_str(include_str!("../../../shared/captures/map_response_first.json")).unwrap()
+        serde_json::from_str(include_str!("../../tests/fixtures/map_response_first.json")).unwrap()
     }
 
     #[test]
@@ -270,6 +315,21 @@ mod tests {
         let mut dec = MapDecoder::new();
         dec.push(&encode_json(b"{not json").unwrap());
         assert!(matches!(dec.next_message::<MapResponse>(), Err(FramingError::Json(_))));
+    }
+
+    #[test]
+    fn plain_framing_is_the_json_behind_a_length() {
+        let msg = first_response();
+        let json = serde_json::to_vec(&msg).unwrap();
+        for message in [MapMessage::from(msg.clone()), MapMessage::Framed(encode(&msg).unwrap())] {
+            let plain = message.framed_as(Compression::Plain).unwrap();
+            assert_eq!(&plain[..4], &(json.len() as u32).to_le_bytes());
+            assert_eq!(&plain[4..], &json[..]);
+            assert_eq!(message.framed_as(Compression::Zstd).unwrap(), message.framed().unwrap());
+        }
+        assert_eq!(Compression::requested("zstd"), Compression::Zstd);
+        assert_eq!(Compression::requested(""), Compression::Plain);
+        assert!(MapMessage::Framed(Bytes::from_static(b"\x01\0")).framed_as(Compression::Plain).is_err());
     }
 
     #[test]

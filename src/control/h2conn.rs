@@ -24,12 +24,12 @@ use rand::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::framing::MapMessage;
+use super::framing::{Compression, MapMessage};
 use super::h2frame::{self as frame, ConnectionError, ErrorCode, Frame, FrameReader, Setting};
 use super::h2server::{ControlError, ControlHandler, MapReply, ServeError, ServeOptions};
 use super::hpack;
 use super::noise_stream::NoiseStream;
-use super::tailcfg::MapResponse;
+use super::tailcfg::{MapRequest, MapResponse};
 use crate::keys::MachinePublic;
 
 /// SETTINGS_HEADER_TABLE_SIZE we leave at its default, so clients may index from the start.
@@ -132,6 +132,8 @@ struct Outbound {
     messages: Option<BoxStream<'static, MapMessage>>,
     /// When the next keep-alive is due on a long poll.
     keepalive_at: Instant,
+    /// How this stream's messages are framed (the request's `Compress`).
+    compression: Compression,
 }
 
 #[derive(Clone, Copy)]
@@ -143,7 +145,7 @@ enum Route {
 /// What a routed request answers.
 enum Reply {
     Json(Bytes),
-    Map(MapReply),
+    Map(MapReply, Compression),
 }
 
 /// Liveness checking: one PING outstanding at most.
@@ -497,12 +499,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
         };
         let (status, content_type, outbound) = match result {
             Ok(Reply::Json(json)) => (200, "application/json", Outbound::body(json)),
-            Ok(Reply::Map(MapReply::Empty)) => (200, "application/json", Outbound::done()),
-            Ok(Reply::Map(MapReply::Once(msg))) => match MapMessage::Response(msg).framed() {
+            Ok(Reply::Map(MapReply::Empty, _)) => (200, "application/json", Outbound::done()),
+            Ok(Reply::Map(MapReply::Once(msg), compression)) => match MapMessage::Response(msg).framed_as(compression) {
                 Ok(framed) => (200, "application/json", Outbound::body(framed)),
                 Err(err) => return self.reset_after_encoding_failure(index, &err),
             },
-            Ok(Reply::Map(MapReply::Stream(messages))) => {
+            Ok(Reply::Map(MapReply::Stream(messages), compression)) => {
                 let keepalive_at = Instant::now() + keepalive_wait(&self.opts);
                 (
                     200,
@@ -511,6 +513,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
                         pending: Bytes::new(),
                         messages: Some(messages),
                         keepalive_at,
+                        compression,
                     },
                 )
             }
@@ -553,7 +556,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
             outbound.messages = None;
             return;
         };
-        match message.framed() {
+        match message.framed_as(outbound.compression) {
             Ok(framed) => {
                 outbound.pending = framed;
                 outbound.keepalive_at = Instant::now() + wait;
@@ -579,7 +582,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
         for stream in &mut self.streams {
             if let Phase::Responding(o) = &mut stream.phase {
                 if o.awaits_message() && o.keepalive_at <= now {
-                    o.pending = keep_alive_frame();
+                    o.pending = keep_alive_frame(o.compression);
                     o.keepalive_at = now + keepalive_wait(&self.opts);
                 }
             }
@@ -696,6 +699,7 @@ impl Outbound {
             pending,
             messages: None,
             keepalive_at: Instant::now(),
+            compression: Compression::Zstd,
         }
     }
 
@@ -759,7 +763,11 @@ fn dispatch(
                 let json = serde_json::to_vec(&response).map_err(|err| ControlError::Internal(err.to_string()))?;
                 Ok(Reply::Json(Bytes::from(json)))
             }
-            Route::Map => Ok(Reply::Map(handler.map(machine, parse_json(&body)?).await?)),
+            Route::Map => {
+                let request: MapRequest = parse_json(&body)?;
+                let compression = Compression::requested(&request.compress);
+                Ok(Reply::Map(handler.map(machine, request).await?, compression))
+            }
         }
     })
 }
@@ -768,15 +776,20 @@ fn parse_json<R: serde::de::DeserializeOwned>(body: &[u8]) -> Result<R, ControlE
     serde_json::from_slice(body).map_err(|err| ControlError::BadRequest(format!("invalid JSON: {err}")))
 }
 
-/// `{"KeepAlive":true}`, framed once per process: every idle long poll sends it about once a
-/// minute, always the same bytes.
-fn keep_alive_frame() -> Bytes {
-    static FRAME: OnceLock<Bytes> = OnceLock::new();
-    if let Some(frame) = FRAME.get() {
+/// `{"KeepAlive":true}`, framed once per process and compression: every idle long poll
+/// sends it about once a minute, always the same bytes.
+fn keep_alive_frame(compression: Compression) -> Bytes {
+    static ZSTD: OnceLock<Bytes> = OnceLock::new();
+    static PLAIN: OnceLock<Bytes> = OnceLock::new();
+    let slot = match compression {
+        Compression::Zstd => &ZSTD,
+        Compression::Plain => &PLAIN,
+    };
+    if let Some(frame) = slot.get() {
         return frame.clone();
     }
-    match MapMessage::from(MapResponse::keep_alive()).framed() {
-        Ok(frame) => FRAME.get_or_init(|| frame).clone(),
+    match MapMessage::from(MapResponse::keep_alive()).framed_as(compression) {
+        Ok(frame) => slot.get_or_init(|| frame).clone(),
         // Not kept: the next keep-alive tries again.
         Err(_) => Bytes::new(),
     }
