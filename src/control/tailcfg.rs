@@ -157,7 +157,8 @@ pub struct MapRequest {
     pub disco_key: DiscoPublic,
     #[serde(default)]
     pub stream: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// tailscale-rs 0.6 spells it `HostInfo` (Go's decoder ignores case).
+    #[serde(default, alias = "HostInfo", skip_serializing_if = "Option::is_none")]
     pub hostinfo: Option<Hostinfo>,
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub map_session_handle: String,

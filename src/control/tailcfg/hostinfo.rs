@@ -1,14 +1,58 @@
 //! `Hostinfo`: what a client says about itself. The server reads a few fields and echoes the
-//! whole object to peers, so the raw JSON object is kept verbatim and fields are read through
-//! accessors (exact Go casing, as the client writes it).
+//! whole object to peers, so the raw JSON object is kept and fields are read through
+//! accessors.
+//!
+//! Keys are made Go's spelling on the way in. Go's decoder matches field names ignoring
+//! case, so a client written against Go servers may spell them otherwise: tailscale-rs 0.6
+//! sends `IpnVersion`, `Os` and `NetInfo.PreferredDerp` for `IPNVersion`, `OS` and
+//! `NetInfo.PreferredDERP`. Unknown keys stay as sent.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// A client's Hostinfo, kept as the JSON object it sent.
+/// A client's Hostinfo, kept as the JSON object it sent, with Go's key spelling.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
+// Serialized as the object itself (a newtype); deserialized through `From`, which respells.
+#[serde(from = "Map<String, Value>")]
 pub struct Hostinfo(Map<String, Value>);
+
+/// `tailcfg.Hostinfo`'s JSON names (tailscale.com v1.102.3).
+const HOSTINFO_KEYS: &[&str] = &[
+    "IPNVersion", "FrontendLogID", "BackendLogID", "OS", "OSVersion", "Container", "Env", "Distro",
+    "DistroVersion", "DistroCodeName", "App", "Desktop", "Package", "DeviceModel", "PushDeviceToken",
+    "Hostname", "ShieldsUp", "ShareeNode", "NoLogsNoSupport", "RemoteConfig", "WireIngress",
+    "IngressEnabled", "AllowsUpdate", "Machine", "GoArch", "GoArchVar", "GoVersion", "RoutableIPs",
+    "RequestTags", "WoLMACs", "Services", "NetInfo", "sshHostKeys", "Cloud", "Userspace",
+    "UserspaceRouter", "AppConnector", "ServicesHash", "PeerRelay", "ExitNodeID", "Location", "TPM",
+    "StateEncrypted",
+];
+
+/// `tailcfg.NetInfo`'s JSON names.
+const NET_INFO_KEYS: &[&str] = &[
+    "MappingVariesByDestIP", "WorkingIPv6", "OSHasIPv6", "WorkingUDP", "WorkingICMPv4", "HavePortMap",
+    "UPnP", "PMP", "PCP", "PreferredDERP", "LinkType", "DERPLatency", "FirewallMode",
+];
+
+/// `object` with every key that matches one of `known` ignoring case renamed to it.
+fn with_go_keys(object: Map<String, Value>, known: &[&str]) -> Map<String, Value> {
+    object
+        .into_iter()
+        .map(|(key, value)| match known.iter().find(|k| k.eq_ignore_ascii_case(&key)) {
+            Some(go) => ((*go).to_owned(), value),
+            None => (key, value),
+        })
+        .collect()
+}
+
+impl From<Map<String, Value>> for Hostinfo {
+    fn from(raw: Map<String, Value>) -> Self {
+        let mut raw = with_go_keys(raw, HOSTINFO_KEYS);
+        if let Some(Value::Object(net_info)) = raw.get_mut("NetInfo") {
+            *net_info = with_go_keys(std::mem::take(net_info), NET_INFO_KEYS);
+        }
+        Self(raw)
+    }
+}
 
 /// One entry of `Hostinfo.Services` (e.g. `peerapi4`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

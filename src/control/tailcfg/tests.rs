@@ -88,6 +88,23 @@ fn hostinfo_is_echoed_verbatim() {
     assert_eq!(serde_json::to_value(req.hostinfo.unwrap()).unwrap(), raw["Hostinfo"]);
 }
 
+/// A map update as tailscale-rs 0.6.1 writes it (built from its serde types in
+/// ts_control_serde: `HostInfo`, `IpnVersion`, `NetInfo.PreferredDerp`; not a capture).
+#[test]
+fn tailscale_rs_spelling_is_read_as_go_spelling() {
+    let body = r#"{"Version":130,"NodeKey":"nodekey:0000000000000000000000000000000000000000000000000000000000000001",
+        "OmitPeers":true,"HostInfo":{"IpnVersion":"0.6.1","App":"tailscale-rs","Hostname":"rs-node",
+        "NetInfo":{"PreferredDerp":900,"DerpLatency":{"900-v4":0.001}},"Custom":1}}"#;
+    let req: MapRequest = serde_json::from_str(body).unwrap();
+    let hostinfo = req.hostinfo.unwrap();
+    assert_eq!(hostinfo.hostname(), Some("rs-node"));
+    assert_eq!(hostinfo.ipn_version(), Some("0.6.1"));
+    assert_eq!(hostinfo.preferred_derp(), Some(900));
+    let echoed = serde_json::to_value(&hostinfo).unwrap();
+    assert_eq!(echoed["NetInfo"]["DERPLatency"]["900-v4"], 0.001);
+    assert_eq!(echoed["Custom"], 1, "unknown keys stay as sent");
+}
+
 #[test]
 fn hostinfo_keeps_previous_net_info_when_missing() {
     let old: MapRequest = serde_json::from_str(MAP_CAPTURES[2]).unwrap();
