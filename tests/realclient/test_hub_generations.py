@@ -6,39 +6,12 @@ production; `tailscale ping` reports the DERP path, and TCP crosses both ways: t
 the Caddy node's HTTP answer with `tailscale nc`, and the Caddy node reaches a service behind
 the hub (userspace networking forwards a tailnet port to the hub's own loopback)."""
 
-import socket
-import threading
 import unittest
 
-from harness import free_port, log, wait_for, wait_http, wait_node_online
-from hubtest import HubTest, wait_peer_hostnames, wait_ping
+from harness import log, wait_for, wait_http, wait_node_online
+from hubtest import HubTest, serve_greeting, wait_peer_hostnames, wait_ping
 
 NO_UDP = {"TS_DEBUG_NEVER_DIRECT_UDP": "1"}
-
-
-def serve_greeting(text: bytes) -> int:
-    """A loopback TCP service answering every connection with an HTTP response carrying
-    `text`; returns its port. Runs on daemon threads until the test process ends."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", free_port()))
-    sock.listen(16)
-
-    def answer(conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(10)
-            try:
-                conn.recv(4096)
-                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(text), text))
-            except OSError:
-                pass
-
-    def loop() -> None:
-        while True:
-            conn, _ = sock.accept()
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-    threading.Thread(target=loop, daemon=True).start()
-    return sock.getsockname()[1]
 
 
 class HubGenerationsTest(HubTest):
