@@ -304,6 +304,7 @@ class Server:
             "TENSCALE_STUN_ADDR": f"127.0.0.1:{self.stun_port}",
             "TENSCALE_EPHEMERAL_TIMEOUT": self.ephemeral_timeout,
         })
+        env.pop("TENSCALE_BIN", None)  # the harness's own variable, not a server setting
         env.setdefault("TENSCALE_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
         env.update(self._tls_env())
