@@ -49,7 +49,8 @@ class HubSshTest(HubTest):
         command = f"id -un; echo {MARK}"
 
         def session_ran():
-            res = browser.ssh(user.name, hub_ip, command)
+            # By its name, as the README does: `tailscale ssh` finds the peer in the netmap.
+            res = browser.ssh(user.name, "hub", command)
             if res.returncode == 0 and MARK in res.stdout:
                 return res
             raise AssertionError(f"rc={res.returncode} out={res.stdout[-200:]!r} err={res.stderr[-300:]!r}")
