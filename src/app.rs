@@ -41,6 +41,8 @@ pub struct AppState {
     pub derp: Arc<DerpServer>,
     /// Shared by every worker, so the configured limit holds whatever the worker count.
     pub rate_limits: crate::api::ratelimit::RateLimits,
+    /// The browser-key exchange: secrets key, its own rate limits, refusal counters.
+    pub browser_keys: crate::api::browser_keys::BrowserKeys,
     /// The register/map logic behind every ts2021 connection, TCP or WebSocket.
     pub control: Arc<ControlService>,
     /// The server's Noise private key.
@@ -91,6 +93,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     };
 
     let rate_limits = crate::api::ratelimit::RateLimits::new(settings.rate_limit);
+    let secrets = crate::secrets::SecretsKey::load(
+        settings.secrets_key.as_ref().map(|k| k.expose()),
+        settings.database_url.expose(),
+    )?;
+    let browser_keys = crate::api::browser_keys::BrowserKeys::new(secrets, settings.browser_key_rate_per_minute, &metrics)?;
     let server_key = ServerKey(MachinePublic::from_bytes(x25519_dalek::PublicKey::from(&noise_key).to_bytes()));
     let control = ControlService::new(store.clone(), tailnet.clone());
     let shutdown = CancellationToken::new();
@@ -101,6 +108,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         metrics,
         derp,
         rate_limits,
+        browser_keys,
         control,
         noise_key: Arc::new(noise_key),
         shutdown: shutdown.clone(),

@@ -69,6 +69,11 @@ pub struct Settings {
     pub keepalive_interval: Duration,
     /// Number of actix worker threads (0 = one per core).
     pub workers: usize,
+    /// 64 hex digits sealing stored secrets (see `secrets`); unset = a key file beside a
+    /// SQLite database, none for PostgreSQL.
+    pub secrets_key: Option<Secret>,
+    /// Browser-key exchanges allowed per minute, per namespace and per client address.
+    pub browser_key_rate_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +125,8 @@ struct Overrides {
     ephemeral_timeout: Option<String>,
     keepalive_interval: Option<String>,
     workers: Option<usize>,
+    secrets_key: Option<Secret>,
+    browser_key_rate_per_minute: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +222,11 @@ impl Settings {
             ephemeral_timeout: duration_or("ephemeral_timeout", o.ephemeral_timeout, "5m")?,
             keepalive_interval: duration_or("keepalive_interval", o.keepalive_interval, "50s")?,
             workers: o.workers.unwrap_or(0),
+            secrets_key: o.secrets_key.filter(|key| !key.expose().is_empty()),
+            browser_key_rate_per_minute: match o.browser_key_rate_per_minute.unwrap_or(30) {
+                0 => return Err(invalid("browser_key_rate_per_minute", "must be positive")),
+                n => n,
+            },
         })
     }
 
@@ -270,6 +282,10 @@ fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigEr
             "EPHEMERAL_TIMEOUT" => o.ephemeral_timeout = Some(value),
             "KEEPALIVE_INTERVAL" => o.keepalive_interval = Some(value),
             "WORKERS" => o.workers = Some(number("WORKERS", &value)?),
+            "SECRETS_KEY" => o.secrets_key = Some(Secret::new(value)),
+            "BROWSER_KEY_RATE_PER_MINUTE" => {
+                o.browser_key_rate_per_minute = Some(number("BROWSER_KEY_RATE_PER_MINUTE", &value)?)
+            }
             // Read by the log set-up, not a setting of the service.
             "LOG" => {}
             _ => tracing::warn!(variable = %name, "ignoring unknown TENSCALE_* variable"),

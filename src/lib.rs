@@ -12,6 +12,7 @@ pub mod front;
 pub mod keys;
 pub mod loadgen;
 pub mod policy;
+pub mod secrets;
 pub mod store;
 pub mod tailnet;
 pub mod telemetry;

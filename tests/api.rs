@@ -3,6 +3,8 @@
 
 mod common;
 
+#[path = "api/browser_keys.rs"]
+mod browser_keys;
 #[path = "api/docs.rs"]
 mod docs;
 #[path = "api/headscale.rs"]

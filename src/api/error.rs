@@ -43,6 +43,12 @@ pub enum ApiError {
     Invalid(String),
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// A credential other than an API key (a browser-key JWT) failed a check; says which.
+    #[error("{0}")]
+    InvalidToken(String),
+    /// Authenticated, but this is not allowed (origin, namespace).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -69,6 +75,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "malformed-request",
             ApiError::Invalid(_) => "invalid-value",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::InvalidToken(_) => "invalid-token",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::Conflict(_) => "conflict",
@@ -99,7 +107,8 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,

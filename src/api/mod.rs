@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod browser_keys;
 pub mod error;
 pub mod headscale;
 pub mod health;
@@ -38,6 +39,8 @@ pub type State = web::Data<AppState>;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
     openapi::routes(cfg);
+    // Before the `/v1` scope: its credential is a JWT, not an API key.
+    browser_keys::exchange_routes(cfg);
     cfg.service(
         web::scope("/v1")
             .wrap(from_fn(auth::guard))
@@ -47,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(nodes::routes)
             .configure(policy::routes)
             .configure(policy::namespace_routes)
+            .configure(browser_keys::settings_routes)
             .default_service(web::to(not_found)),
     );
     headscale::configure(cfg);

@@ -14,7 +14,7 @@ use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{error, headscale, health, keys, namespaces, nodes, policy};
+use super::{browser_keys, error, headscale, health, keys, namespaces, nodes, policy};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,7 @@ use super::{error, headscale, health, keys, namespaces, nodes, policy};
         keys::create, keys::list, keys::revoke,
         nodes::list, nodes::get, nodes::update, nodes::delete, nodes::expire,
         policy::get, policy::put, policy::validate, policy::get_namespace, policy::put_namespace, policy::delete_namespace,
+        browser_keys::get_settings, browser_keys::put_settings, browser_keys::exchange,
         health::healthz, health::readyz, health::metrics,
         headscale::users::list, headscale::users::create, headscale::users::delete, headscale::users::rename,
         headscale::preauthkeys::list, headscale::preauthkeys::create, headscale::preauthkeys::expire,
@@ -46,6 +47,7 @@ use super::{error, headscale, health, keys, namespaces, nodes, policy};
         (name = "pre-auth keys", description = "Keys that let a client register a node in a namespace"),
         (name = "nodes", description = "Machines registered in a namespace"),
         (name = "policy", description = "The organization's ACL policy (HuJSON)"),
+        (name = "browser keys", description = "Pages trade their app backend's short JWT for a one-hour ephemeral key"),
         (name = "operations", description = "Probes and metrics; no authentication"),
         (name = "headscale", description = "Headscale-compatible API (v0.26–v0.28 JSON): users are namespaces; \
             errors are gRPC-gateway statuses `{code, message, details}`"),

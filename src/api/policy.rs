@@ -51,6 +51,12 @@ pub fn namespace_routes(cfg: &mut web::ServiceConfig) {
 /// The policy in force in a namespace: its own override, else the org default; `None` when
 /// neither exists. A stored document was valid when saved; should a newer parser refuse it,
 /// it is treated as absent here (the tailnet fails closed on it).
+/// The organization's own policy (not a namespace's), parsed; `None` without one.
+pub async fn org_policy_parsed(state: &AppState, org_id: i64) -> ApiResult<Option<Policy>> {
+    let doc = state.store.policy(org_id, PolicyScope::Org).await?;
+    Ok(doc.and_then(|doc| Policy::parse(&doc.document).ok()))
+}
+
 pub async fn effective_policy(state: &AppState, org_id: i64, namespace_id: i64) -> ApiResult<Option<Policy>> {
     let doc = match state.store.policy(org_id, PolicyScope::Namespace(namespace_id)).await? {
         Some(doc) => Some(doc),

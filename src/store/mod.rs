@@ -6,6 +6,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod browser_keys;
 pub mod entities;
 pub mod namespaces;
 pub mod nodes;

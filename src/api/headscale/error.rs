@@ -67,7 +67,8 @@ impl HsError {
                 ApiError::MethodNotAllowed => 12,
                 ApiError::Internal(_) => 13,
                 ApiError::Unavailable(_) => 14,
-                ApiError::Unauthorized(_) => 16,
+                ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => 16,
+                ApiError::Forbidden(_) => 7,
             },
         }
     }

@@ -1,0 +1,98 @@
+//! Browser-key settings (one row per organization, found by id or by its JWT issuer) and the
+//! token ids already spent. A token id is spent by inserting it: the unique index on
+//! (org, jti) decides, so two instances racing on one token cannot both accept it.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+
+use super::entities::{browser_key_settings, spent_token_id};
+use super::{now, Store, StoreError, StoreResult};
+
+pub use browser_key_settings::Model as BrowserKeySettingsRow;
+
+/// What a row holds, apart from its keys; the API layer serializes and seals.
+#[derive(Debug, Clone)]
+pub struct NewBrowserKeySettings {
+    pub issuer: String,
+    pub audience: String,
+    pub verification_keys: String,
+    pub namespace_claim: String,
+    pub create_namespaces: bool,
+    pub tags: String,
+    pub expires_in_secs: i64,
+    pub allowed_origins: String,
+}
+
+impl Store {
+    pub async fn browser_key_settings(&self, org_id: i64) -> StoreResult<Option<BrowserKeySettingsRow>> {
+        Ok(browser_key_settings::Entity::find()
+            .filter(browser_key_settings::Column::OrgId.eq(org_id))
+            .one(&self.db)
+            .await?)
+    }
+
+    pub async fn browser_key_settings_by_issuer(&self, issuer: &str) -> StoreResult<Option<BrowserKeySettingsRow>> {
+        Ok(browser_key_settings::Entity::find()
+            .filter(browser_key_settings::Column::Issuer.eq(issuer))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// Rows whose allowed origins may include `origin` (a textual match the caller confirms).
+    pub async fn browser_key_settings_mentioning(&self, origin: &str) -> StoreResult<Vec<BrowserKeySettingsRow>> {
+        Ok(browser_key_settings::Entity::find()
+            .filter(browser_key_settings::Column::AllowedOrigins.contains(format!("\"{origin}\"")))
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Replaces the organization's settings. Another organization's issuer is a conflict.
+    pub async fn put_browser_key_settings(
+        &self,
+        org_id: i64,
+        new: NewBrowserKeySettings,
+    ) -> StoreResult<BrowserKeySettingsRow> {
+        let conflict = |err| StoreError::conflict_or_db(err, "another organization already uses this issuer");
+        let existing = self.browser_key_settings(org_id).await?;
+        let update = existing.is_some();
+        let mut row = match existing {
+            Some(row) => browser_key_settings::ActiveModel::from(row),
+            None => browser_key_settings::ActiveModel { org_id: Set(org_id), ..Default::default() },
+        };
+        row.issuer = Set(new.issuer);
+        row.audience = Set(new.audience);
+        row.verification_keys = Set(new.verification_keys);
+        row.namespace_claim = Set(new.namespace_claim);
+        row.create_namespaces = Set(new.create_namespaces);
+        row.tags = Set(new.tags);
+        row.expires_in_secs = Set(new.expires_in_secs);
+        row.allowed_origins = Set(new.allowed_origins);
+        row.updated_at = Set(now());
+        match update {
+            true => row.update(&self.db).await.map_err(conflict),
+            false => row.insert(&self.db).await.map_err(conflict),
+        }
+    }
+
+    /// Spends `jti` for the organization: true the first time, false for a replay. Ids whose
+    /// tokens have expired are forgotten on the way (a replay of those fails on `exp`).
+    pub async fn spend_token_id(&self, org_id: i64, jti: &str, expires_at: DateTime<Utc>) -> StoreResult<bool> {
+        spent_token_id::Entity::delete_many()
+            .filter(spent_token_id::Column::ExpiresAt.lt(now() - chrono::Duration::minutes(5)))
+            .exec(&self.db)
+            .await?;
+        let spent = spent_token_id::ActiveModel {
+            org_id: Set(org_id),
+            jti: Set(jti.to_string()),
+            expires_at: Set(expires_at),
+            ..Default::default()
+        };
+        match spent.insert(&self.db).await {
+            Ok(_) => Ok(true),
+            Err(err) => match StoreError::conflict_or_db(err, "replay") {
+                StoreError::Conflict(_) => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+}
