@@ -36,8 +36,28 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// An organization's browser-key settings (what `GET`/`PUT /v1/settings/browser-keys` do).
+    BrowserKeys {
+        #[command(subcommand)]
+        command: BrowserKeysCommand,
+    },
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum BrowserKeysCommand {
+    /// Print the settings (never the secrets).
+    Show {
+        #[arg(long)]
+        org: String,
+    },
+    /// Replace the settings with a JSON document shaped like the PUT body (`-` reads stdin).
+    Set {
+        #[arg(long)]
+        org: String,
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -92,6 +112,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Org { command } => org(command, &open_store(&settings).await?).await,
         Command::Apikey { command } => apikey(command, &open_store(&settings).await?).await,
+        Command::BrowserKeys { command } => browser_keys(command, &settings, &open_store(&settings).await?).await,
     }
 }
 
@@ -136,6 +157,44 @@ async fn org(command: OrgCommand, store: &Store) -> anyhow::Result<()> {
                 .map(|o| json!({"id": o.id, "name": o.name, "created_at": o.created_at}))
                 .collect();
             println!("{}", json!({ "orgs": orgs }));
+        }
+    }
+    Ok(())
+}
+
+async fn browser_keys(command: BrowserKeysCommand, settings: &Settings, store: &Store) -> anyhow::Result<()> {
+    use tenscale::api::browser_keys::settings::{BrowserKeyConfig, BrowserKeySettingsBody};
+    let secrets = tenscale::secrets::SecretsKey::load(
+        settings.secrets_key.as_ref().map(|k| k.expose()),
+        settings.database_url.expose(),
+    )?;
+    match command {
+        BrowserKeysCommand::Show { org } => {
+            let org = store.org_by_name(&org).await?;
+            let row = store
+                .browser_key_settings(org.id)
+                .await?
+                .with_context(|| format!("browser keys are not configured for {}", org.name))?;
+            let config = BrowserKeyConfig::from_row(&row, &secrets)?;
+            println!("{}", serde_json::to_string(&config.view(row.updated_at))?);
+        }
+        BrowserKeysCommand::Set { org, file } => {
+            let org = store.org_by_name(&org).await?;
+            let text = match file.to_str() {
+                Some("-") => std::io::read_to_string(std::io::stdin())?,
+                _ => std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?,
+            };
+            let body: BrowserKeySettingsBody = serde_json::from_str(&text).context("the settings document")?;
+            let config = BrowserKeyConfig::from_body(body)?;
+            let policy = store
+                .policy(org.id, tenscale::store::policies::PolicyScope::Org)
+                .await?
+                .and_then(|doc| tenscale::policy::Policy::parse(&doc.document).ok());
+            tenscale::policy::validate_tags_for_key(policy.as_ref(), &config.tags.to_strings())
+                .map_err(|e| anyhow::anyhow!("tags: {e}"))?;
+            let saved = store.put_browser_key_settings(org.id, config.to_row(&secrets)?).await?;
+            audit(store, org.id, "browser_keys.settings", "organization", org.id).await;
+            println!("{}", serde_json::to_string(&config.view(saved.updated_at))?);
         }
     }
     Ok(())
