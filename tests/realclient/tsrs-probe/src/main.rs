@@ -75,6 +75,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Built in the workspace, rustls has two providers and picks neither by itself.
+    if rustls::crypto::ring::default_provider().install_default().is_err() {
+        eprintln!("tsrs-probe: a rustls crypto provider was already installed");
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
