@@ -2,7 +2,7 @@
 # tests/services.sh: make this machine ready for tests/run.sh (root; Debian).
 #
 # Installs what is missing from Debian's packages — PostgreSQL, Redis, OpenSSH's client,
-# iproute2, util-linux, openssl, curl — then starts PostgreSQL on 127.0.0.1:5432 (user
+# iproute2, util-linux, openssl, curl, Chromium (the browser test) — then starts PostgreSQL on 127.0.0.1:5432 (user
 # `postgres`, trusted from loopback, as the tests connect) and Redis on 127.0.0.1:6379.
 # Idempotent: what is installed stays, what runs keeps running; a second call only checks.
 set -euo pipefail
@@ -32,6 +32,7 @@ install_missing() {
   have unshare || packages+=(util-linux)
   have openssl || packages+=(openssl)
   have curl || packages+=(curl)
+  have chromium || packages+=(chromium)
   ((${#packages[@]} == 0)) && return 0
   [[ $(id -u) == 0 ]] || { log "missing ${packages[*]}; run me as root to install them"; exit 1; }
   log "installing ${packages[*]}"

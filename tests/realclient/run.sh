@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # run.sh [UNITTEST ARGS...]: real-client interoperability tests (called by .ci/run).
 #
-# Installs/locates the real clients — tsnet 1.90.9 in Caddy (setup.sh) and the pinned
-# tailscale/tailscaled (clients.sh, built once from the Go module proxy) — then runs every
+# Installs/locates the real clients — tsnet 1.90.9 in Caddy (setup.sh), the pinned
+# tailscale/tailscaled (clients.sh) and browser client (browser-client.sh), both built once
+# from the Go module proxy, and playwright-core for Chromium — then runs every
 # test_*.py of this directory inside a private network namespace (./netns-run; root).
 # Exit code: unittest's (0 = all passed), 124 when the overall timeout hits.
 #
@@ -18,7 +19,12 @@ REPO=$(cd "$HERE/../.." && pwd)
 
 CADDY=$("$HERE/setup.sh")
 TAILSCALE_BIN_DIR=$("$HERE/clients.sh")
-export CADDY TAILSCALE_BIN_DIR
+TSCONNECT_DIR=$("$HERE/browser-client.sh")
+export CADDY TAILSCALE_BIN_DIR TSCONNECT_DIR
+# playwright-core (pinned by package-lock.json) drives Debian's Chromium in test_browser.py.
+if [[ ! -d $HERE/browser/node_modules/playwright-core ]]; then
+  (cd "$HERE/browser" && npm ci --no-audit --no-fund >&2)
+fi
 
 if [[ -z "${TENSCALE_BIN:-}" ]]; then
   for b in "$REPO/target/debug/tenscale" "$REPO/target/release/tenscale"; do
