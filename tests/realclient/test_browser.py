@@ -130,6 +130,11 @@ def ensure_browser_tools() -> None:
 class BrowserTest(HubTest):
     TIMEOUT = 900
 
+    def test_readme_shows_the_jwt_example_this_test_runs(self):
+        readme = (HERE.parent.parent / "README.md").read_text()
+        example = (HERE / "browser" / "mint_jwt.py").read_text()
+        self.assertIn(example[example.index("import base64"):].rstrip(), readme)
+
     def test_page_gets_a_key_joins_fetches_and_opens_ssh_on_the_hub(self):
         ensure_browser_tools()
         # Control over plain HTTP on an explicit port (tsconnect then dials ws://host:port; for
