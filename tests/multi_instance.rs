@@ -260,3 +260,34 @@ async fn ephemeral_nodes_across_instances() {
     assert!(one.state().store.node_by_node_key(&stays.node_key).await.unwrap().is_some());
     drop(stays_stream);
 }
+
+/// A browser-key token is accepted once by the deployment, whichever instances it is replayed
+/// against at the same moment: the spent `jti` is a unique row in the shared database.
+#[actix_rt::test]
+async fn a_browser_key_token_is_accepted_once_across_instances() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let secrets = [("TENSCALE_SECRETS_KEY", "7e".repeat(32))];
+    let env: Vec<(&str, &str)> = secrets.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (one, two) = TestServer::start_postgres_pair(&env).await;
+    let store = &one.state().store;
+    let org = store.create_org(&tenscale::domain::OrgName::parse("acme").unwrap()).await.unwrap();
+    let (_, api_key) = store.create_api_key(org.id, "test").await.unwrap();
+    one.namespace("acme", "alice").await;
+    let http = reqwest::Client::new();
+    let secret = "a-shared-secret-of-at-least-32-bytes!";
+    let settings = serde_json::json!({"issuer": "https://app", "audience": "tenscale",
+        "keys": [{"alg": "HS256", "secret": secret}]});
+    let put = http.put(format!("{}/v1/settings/browser-keys", one.base_url())).bearer_auth(&api_key).json(&settings);
+    assert_eq!(put.send().await.unwrap().status(), 200);
+
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({"iss": "https://app", "aud": "tenscale", "sub": "alice", "iat": now,
+        "exp": now + 300, "jti": "only-once"});
+    let token = encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()).unwrap()).unwrap();
+    let exchange = |server: &TestServer| http.post(format!("{}/v1/browser-keys", server.base_url())).bearer_auth(&token).send();
+    let (a, b) = tokio::join!(exchange(&one), exchange(&two));
+    let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 401], "one instance accepts the token, the other refuses the replay");
+    assert_eq!(exchange(&two).await.unwrap().status(), 401);
+}

@@ -60,7 +60,11 @@ impl Cleanup {
     async fn run(self) {
         match self {
             Cleanup::File(path) => {
-                let _ = std::fs::remove_file(path);
+                let _ = std::fs::remove_file(&path);
+                // The secrets key a SQLite deployment keeps beside its database.
+                let mut key = path.into_os_string();
+                key.push(".secrets-key");
+                let _ = std::fs::remove_file(key);
             }
             Cleanup::Database(name) => {
                 if let Ok(admin) = Database::connect(PG_ADMIN_URL).await {

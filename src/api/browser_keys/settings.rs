@@ -59,7 +59,7 @@ pub struct BrowserKeySettingsBody {
 }
 
 /// One verification key as given.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerificationKeyBody {
     /// Required when there is more than one key: tokens name their key in the header's `kid`.
@@ -73,6 +73,17 @@ pub struct VerificationKeyBody {
     /// RS256, ES256, EdDSA: the PEM public key.
     #[serde(default)]
     pub pem: Option<String>,
+}
+
+impl std::fmt::Debug for VerificationKeyBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerificationKeyBody")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .field("pem", &self.pem)
+            .finish()
+    }
 }
 
 /// `GET /v1/settings/browser-keys`: everything but secrets.
@@ -396,6 +407,14 @@ pub fn origin(text: &str) -> Result<String, SettingsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let body = hs(Some("k"), "do-not-print-me-do-not-print-me-!!");
+        assert!(!format!("{body:?}").contains("do-not-print"));
+        let config = BrowserKeyConfig::from_body(super::tests::body(vec![body])).unwrap();
+        assert!(!format!("{:?}", config.keys).contains("do-not-print"));
+    }
 
     #[test]
     fn origins_are_exact() {
