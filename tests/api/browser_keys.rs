@@ -316,3 +316,28 @@ fn b64u(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// Without Redis or a second instance, a spent token stays spent across a restart: the `jti`
+/// is in the database, not in memory.
+#[actix_rt::test]
+async fn a_spent_token_stays_spent_after_a_restart() {
+    let path = std::env::temp_dir().join(format!("tenscale-restart-{}.db", std::process::id()));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let env = [("TENSCALE_DATABASE_URL", url.as_str())];
+    let token = hs256(&claims("alice", "restart-1"));
+
+    let t = spawn(Backend::Sqlite, &env).await;
+    let org = t.org("acme").await;
+    json(t.post("/v1/namespaces", &org.key, json!({"name": "alice"})).await, StatusCode::CREATED).await;
+    json(put_settings(&t, &org.key, settings(json!({}))).await, StatusCode::OK).await;
+    json(exchange(&t, &token, None).await, StatusCode::CREATED).await;
+    t.finish().await;
+
+    let t = spawn(Backend::Sqlite, &env).await;
+    let p = problem(exchange(&t, &token, None).await, StatusCode::UNAUTHORIZED).await;
+    assert!(p["detail"].as_str().unwrap().contains("used before"), "{p}");
+    t.finish().await;
+    for suffix in ["", "-wal", "-shm", ".secrets-key"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
