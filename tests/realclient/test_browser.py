@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import subprocess
 import sys
 import threading
 import unittest
 from pathlib import Path
 
-from harness import HERE, free_port, log, wait_for, wait_node_gone
+from harness import HERE, free_port, from_setup_script, log, wait_for, wait_node_gone
 from hubtest import HubTest, LocalUser, serve_greeting, wait_peer_hostnames
 
 sys.path.insert(0, str(HERE / "browser"))
@@ -38,14 +37,8 @@ MARK = "ran-in-the-browser-42"
 
 
 def browser_client_dir() -> Path:
-    path = os.environ.get("TSCONNECT_DIR")
-    if not path:
-        res = subprocess.run([str(HERE / "browser-client.sh")], capture_output=True, text=True, timeout=1800)
-        if res.returncode != 0:
-            raise RuntimeError(f"browser-client.sh failed:\n{res.stderr}")
-        path = res.stdout.strip().splitlines()[-1]
-        os.environ["TSCONNECT_DIR"] = path
-    return Path(path)
+    """Where tsconnect's main.wasm and wasm_exec.js are (browser-client.sh builds them)."""
+    return Path(from_setup_script("TSCONNECT_DIR", "browser-client.sh"))
 
 
 class AppBackend:

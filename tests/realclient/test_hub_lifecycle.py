@@ -10,7 +10,7 @@
 import unittest
 
 from harness import wait_for, wait_node_gone, wait_node_online
-from hubtest import HubTest, LocalUser, wait_peer_hostnames, wait_ping
+from hubtest import HubTest, wait_peer_hostnames, wait_ping
 
 POLICY = """{
   "tagOwners": {"tag:browser": [], "tag:cli": [], "tag:hub-1": []},
@@ -72,13 +72,7 @@ class HubLifecycleTest(HubTest):
         api = self.make_org("org-restart")
         api.create_namespace("alice")
         api.put_namespace_policy("alice", POLICY)
-        user = LocalUser()
-        self.addCleanup(user.remove)
-        hub = self.daemon("hub")
-        hub_ip = self.up(hub, self.hub_key(api, "alice", "1"))
-        hub.set_ssh()
-        browser = self.daemon("browser")
-        self.up(browser, api.create_key("alice", ephemeral=False, tags=["tag:browser"]))
+        user, hub, hub_ip, browser, _ = self.ssh_pair(api, "alice", browser_ephemeral=False)
         wait_peer_hostnames(browser, {"hub"})
         before = {n["name"]: n["id"] for n in api.nodes("alice")}
 

@@ -10,7 +10,7 @@ session within seconds, with both clients left running."""
 import unittest
 
 from harness import log, wait_for
-from hubtest import BASE_DOMAIN, HubTest, LocalUser, wait_peer_hostnames
+from hubtest import BASE_DOMAIN, HubTest, wait_peer_hostnames
 from tailscaled import SSH_BANNER
 
 TAGS = '"tagOwners": {"tag:browser": [], "tag:cli": [], "tag:hub-1": []}'
@@ -31,14 +31,7 @@ class HubSshTest(HubTest):
         api.create_namespace("alice")
         api.create_namespace("mallory")
         api.put_namespace_policy("alice", WITH_SSH)
-        user = LocalUser()
-        self.addCleanup(user.remove)
-
-        hub = self.daemon("hub")
-        hub_ip = self.up(hub, self.hub_key(api, "alice", "1"))
-        hub.set_ssh()
-        browser = self.daemon("browser")
-        browser_ip = self.up(browser, api.create_key("alice", ephemeral=True, tags=["tag:browser"]))
+        user, hub, hub_ip, browser, browser_ip = self.ssh_pair(api, "alice")
         browser.set_ssh()  # so that "the hub cannot SSH into it" is the policy's doing
         wait_peer_hostnames(browser, {"hub"})
         wait_peer_hostnames(hub, {"browser"})
