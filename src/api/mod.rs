@@ -82,6 +82,12 @@ async fn record(
 ) {
     let actor = ctx.actor();
     let event = AuditRecord { org_id: Some(ctx.org_id), actor: &actor, action, object_type, object_id, detail };
+    record_event(state, event).await;
+}
+
+/// [`record`] for an event whose actor is not an API key (a browser-key JWT).
+async fn record_event(state: &AppState, event: AuditRecord<'_>) {
+    let (action, object_id) = (event.action, event.object_id);
     if let Err(err) = state.store.audit(event).await {
         tracing::error!(%err, action, object_id, "audit event not recorded");
     }

@@ -66,7 +66,7 @@ impl RateLimits {
 }
 
 /// Retry-After is whole seconds (RFC 9110); round up so a client that obeys it succeeds.
-fn limited(wait: Duration) -> ApiError {
+pub(crate) fn limited(wait: Duration) -> ApiError {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     ApiError::RateLimited { retry_after_secs: secs.max(1) }
 }

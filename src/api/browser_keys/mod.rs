@@ -90,9 +90,7 @@ impl BrowserKeys {
     }
 
     fn limited(&self, check: &str, wait: governor::NotUntil<governor::clock::QuantaInstant>) -> ApiError {
-        let wait = wait.wait_time_from(self.clock.now());
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        self.refuse(check, ApiError::RateLimited { retry_after_secs: secs.max(1) })
+        self.refuse(check, super::ratelimit::limited(wait.wait_time_from(self.clock.now())))
     }
 }
 
@@ -301,7 +299,7 @@ async fn issue_key(
     })
 }
 
-/// Like [`super::record`], with the token as the actor.
+/// An audit event whose actor is the token.
 async fn audit(
     state: &AppState,
     org_id: i64,
@@ -312,10 +310,7 @@ async fn audit(
     detail: serde_json::Value,
 ) {
     let actor = format!("browser-jwt:{}", grant.jti);
-    let event = AuditRecord { org_id: Some(org_id), actor: &actor, action, object_type, object_id, detail };
-    if let Err(err) = state.store.audit(event).await {
-        tracing::error!(%err, action, object_id, "audit event not recorded");
-    }
+    super::record_event(state, AuditRecord { org_id: Some(org_id), actor: &actor, action, object_type, object_id, detail }).await;
 }
 
 /// The preflight of a page's `fetch`: allowed when some organization allows the origin.
