@@ -28,44 +28,25 @@ fn nodes(count: i64) -> Vec<PolicyNode> {
             let user = tags.is_empty().then(|| "acme-ns@acme".to_owned());
             let v4: IpAddr = format!("100.64.{}.{}", id / 256, id % 256).parse().unwrap();
             let v6: IpAddr = format!("fd7a:115c:a1e0::{id:x}").parse().unwrap();
-            PolicyNode {
-                id,
-                addresses: vec![v4, v6],
-                tags,
-                user,
-            }
+            PolicyNode { id, addresses: vec![v4, v6], tags, user }
         })
         .collect()
 }
 
 fn policy_text(first_port: u16) -> String {
-    let tag_owners: Vec<String> = (0..TAGS)
-        .map(|t| format!("\"tag:t{t}\": [\"group:admins\"]"))
-        .collect();
+    let tag_owners: Vec<String> = (0..TAGS).map(|t| format!("\"tag:t{t}\": [\"group:admins\"]")).collect();
     let mut acls = Vec::new();
     for r in 0..100usize {
         let (src, dst) = match r % 5 {
-            0 => (
-                "\"autogroup:member\"".to_owned(),
-                format!("\"tag:t{}:{},{}\"", r % TAGS, first_port + r as u16, 443),
-            ),
-            1 => (
-                format!("\"tag:t{}\"", r % TAGS),
-                format!("\"tag:t{}:5432\"", (r + 3) % TAGS),
-            ),
-            2 => (
-                "\"group:admins\"".to_owned(),
-                "\"autogroup:tagged:22\"".to_owned(),
-            ),
+            0 => {
+                ("\"autogroup:member\"".to_owned(), format!("\"tag:t{}:{},{}\"", r % TAGS, first_port + r as u16, 443))
+            }
+            1 => (format!("\"tag:t{}\"", r % TAGS), format!("\"tag:t{}:5432\"", (r + 3) % TAGS)),
+            2 => ("\"group:admins\"".to_owned(), "\"autogroup:tagged:22\"".to_owned()),
             3 => ("\"*\"".to_owned(), format!("\"tag:t{}:80-90\"", r % TAGS)),
-            _ => (
-                "\"autogroup:member\"".to_owned(),
-                "\"autogroup:self:*\"".to_owned(),
-            ),
+            _ => ("\"autogroup:member\"".to_owned(), "\"autogroup:self:*\"".to_owned()),
         };
-        acls.push(format!(
-            "{{\"action\": \"accept\", \"src\": [{src}], \"dst\": [{dst}]}}"
-        ));
+        acls.push(format!("{{\"action\": \"accept\", \"src\": [{src}], \"dst\": [{dst}]}}"));
     }
     let ssh: Vec<String> = (0..10)
         .map(|r| {
@@ -110,11 +91,7 @@ fn main() {
     assert_eq!(same, 0, "recompiling the same input must change nothing");
     let new = compile_namespace(Some(&new_policy), &after);
     let rules: usize = new.nodes.values().map(|n| n.filter.len()).sum();
-    let bytes: usize = new
-        .nodes
-        .values()
-        .map(|n| serde_json::to_vec(&n.filter).map_or(0, |v| v.len()))
-        .sum();
+    let bytes: usize = new.nodes.values().map(|n| serde_json::to_vec(&n.filter).map_or(0, |v| v.len())).sum();
     println!(
         "{NODES} nodes x {} acls + {} ssh rules, {rounds} rounds: compile median {:.2} ms (best {:.2}), \
          compile+diff median {:.2} ms (best {:.2}); {changed} nodes changed, 0 on an identical recompile; \

@@ -97,7 +97,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         settings.secrets_key.as_ref().map(|k| k.expose()),
         settings.database_url.expose(),
     )?;
-    let browser_keys = crate::api::browser_keys::BrowserKeys::new(secrets, settings.browser_key_rate_per_minute, &metrics)?;
+    let browser_keys =
+        crate::api::browser_keys::BrowserKeys::new(secrets, settings.browser_key_rate_per_minute, &metrics)?;
     let server_key = ServerKey(MachinePublic::from_bytes(x25519_dalek::PublicKey::from(&noise_key).to_bytes()));
     let control = ControlService::new(store.clone(), tailnet.clone());
     let shutdown = CancellationToken::new();
@@ -131,7 +132,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
             .app_data(key_data.clone())
             .app_data(web::PayloadConfig::new(body_limit))
             // Before the routes of the same paths that answer non-upgrade requests.
-            .route("/ts2021", web::route().guard(guard::fn_guard(|ctx| websocket::is_websocket(ctx.head()))).to(ws_control))
+            .route(
+                "/ts2021",
+                web::route().guard(guard::fn_guard(|ctx| websocket::is_websocket(ctx.head()))).to(ws_control),
+            )
             .route("/derp", web::route().guard(guard::fn_guard(|ctx| is_derp_websocket(ctx.head()))).to(ws_derp))
             .configure(crate::api::configure)
             .configure(crate::control::http::configure)
@@ -230,7 +234,9 @@ async fn serve_control(takeover: Takeover, state: &AppState) {
     // The connection may live for days: keep nothing of the head but the one header.
     drop(head);
     if io
-        .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n\r\n")
+        .write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n\r\n",
+        )
         .await
         .is_err()
     {
@@ -280,12 +286,19 @@ async fn ws_control(req: HttpRequest, body: web::Payload, state: web::Data<AppSt
     };
     let state = state.into_inner();
     let peer = req.peer_addr();
-    websocket::accept(&req, body, "tailscale-control-protocol", state.shutdown.clone(), move |io: BrowserIo| async move {
-        let options = ServeOptions { early_payload: false, ..control_options(&state) };
-        if let Err(err) = h2server::accept_ts2021(io, &state.noise_key, &init, state.control.clone(), options).await {
-            tracing::debug!(?peer, %err, "websocket control connection ended");
-        }
-    })
+    websocket::accept(
+        &req,
+        body,
+        "tailscale-control-protocol",
+        state.shutdown.clone(),
+        move |io: BrowserIo| async move {
+            let options = ServeOptions { early_payload: false, ..control_options(&state) };
+            if let Err(err) = h2server::accept_ts2021(io, &state.noise_key, &init, state.control.clone(), options).await
+            {
+                tracing::debug!(?peer, %err, "websocket control connection ended");
+            }
+        },
+    )
 }
 
 /// DERP over WebSocket is chosen, as in the Go server, by `Upgrade: websocket` plus a

@@ -149,10 +149,7 @@ impl Settings {
     }
 
     /// Like [`Settings::load`] but with an explicit environment, for tests.
-    pub fn load_from(
-        file: Option<&std::path::Path>,
-        env: &[(String, String)],
-    ) -> Result<Self, ConfigError> {
+    pub fn load_from(file: Option<&std::path::Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
         let mut overrides = match file {
             Some(path) => read_file(path)?,
             None => Overrides::default(),
@@ -162,17 +159,10 @@ impl Settings {
     }
 
     fn from_overrides(o: Overrides) -> Result<Self, ConfigError> {
-        let listen_addr: SocketAddr = o
-            .listen_addr
-            .as_deref()
-            .unwrap_or("127.0.0.1:8080")
-            .parse()
-            .map_err(|e| invalid("listen_addr", e))?;
-        let server_url = o
-            .server_url
-            .unwrap_or_else(|| format!("http://{listen_addr}"))
-            .trim_end_matches('/')
-            .to_string();
+        let listen_addr: SocketAddr =
+            o.listen_addr.as_deref().unwrap_or("127.0.0.1:8080").parse().map_err(|e| invalid("listen_addr", e))?;
+        let server_url =
+            o.server_url.unwrap_or_else(|| format!("http://{listen_addr}")).trim_end_matches('/').to_string();
         if !(server_url.starts_with("http://") || server_url.starts_with("https://")) {
             return Err(invalid("server_url", "must start with http:// or https://"));
         }
@@ -194,9 +184,7 @@ impl Settings {
         Ok(Settings {
             listen_addr,
             server_url,
-            database_url: o
-                .database_url
-                .unwrap_or_else(|| Secret::new("sqlite://tenscale.db?mode=rwc")),
+            database_url: o.database_url.unwrap_or_else(|| Secret::new("sqlite://tenscale.db?mode=rwc")),
             redis_url: o.redis_url.filter(|url| !url.expose().is_empty()),
             redis_channel: match o.redis_channel {
                 None => crate::tailnet::events::DEFAULT_CHANNEL.to_string(),
@@ -237,14 +225,9 @@ impl Settings {
 }
 
 fn read_file(path: &std::path::Path) -> Result<Overrides, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Toml {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Toml { path: path.to_path_buf(), message: e.to_string() })
 }
 
 /// Applies every `TENSCALE_<FIELD>` variable onto `o`. Unknown `TENSCALE_*` names are
@@ -275,9 +258,10 @@ fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigEr
             "DERP_PORT" => o.derp_port = Some(number("DERP_PORT", &value)?),
             "DERP_INSECURE_FOR_TESTS" => o.derp_insecure_for_tests = Some(boolean("DERP_INSECURE_FOR_TESTS", &value)?),
             "DERP_EXTRA_REGIONS" => {
-                o.derp_extra_regions = Some(serde_json::from_str(&value).map_err(|e| {
-                    invalid("TENSCALE_DERP_EXTRA_REGIONS", format!("must be a JSON array: {e}"))
-                })?)
+                o.derp_extra_regions = Some(
+                    serde_json::from_str(&value)
+                        .map_err(|e| invalid("TENSCALE_DERP_EXTRA_REGIONS", format!("must be a JSON array: {e}")))?,
+                )
             }
             "EPHEMERAL_TIMEOUT" => o.ephemeral_timeout = Some(value),
             "KEEPALIVE_INTERVAL" => o.keepalive_interval = Some(value),
@@ -313,11 +297,7 @@ fn invalid(key: &'static str, message: impl fmt::Display) -> ConfigError {
     ConfigError::Invalid { key, message: message.to_string() }
 }
 
-fn duration_or(
-    key: &'static str,
-    value: Option<String>,
-    default: &str,
-) -> Result<Duration, ConfigError> {
+fn duration_or(key: &'static str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
     parse_duration(value.as_deref().unwrap_or(default)).map_err(|m| invalid(key, m))
 }
 
@@ -375,7 +355,10 @@ mod tests {
     fn secrets_never_print() {
         let s = Settings::load_from(
             None,
-            &env(&[("TENSCALE_DATABASE_URL", "postgres://u:hunter2@db/x"), ("TENSCALE_REDIS_URL", "redis://:pw-secret@r")]),
+            &env(&[
+                ("TENSCALE_DATABASE_URL", "postgres://u:hunter2@db/x"),
+                ("TENSCALE_REDIS_URL", "redis://:pw-secret@r"),
+            ]),
         )
         .unwrap();
         let shown = format!("{s:?}");

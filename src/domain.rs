@@ -188,7 +188,8 @@ mod tests {
         for bad in ["cli", "tag:", "tag:CLI", "tag:a b", "tag:a_b"] {
             assert!(Tag::parse(bad).is_err(), "{bad:?}");
         }
-        let tags = Tags::new(vec![Tag::parse("tag:b").unwrap(), Tag::parse("tag:a").unwrap(), Tag::parse("tag:b").unwrap()]);
+        let tags =
+            Tags::new(vec![Tag::parse("tag:b").unwrap(), Tag::parse("tag:a").unwrap(), Tag::parse("tag:b").unwrap()]);
         assert_eq!(tags.to_json(), r#"["tag:a","tag:b"]"#);
         assert_eq!(Tags::from_json(&tags.to_json()), tags);
     }

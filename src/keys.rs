@@ -150,10 +150,7 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(body).unwrap();
         let new: NodePublic = serde_json::from_value(value["NodeKey"].clone()).unwrap();
         let old: NodePublic = serde_json::from_value(value["OldNodeKey"].clone()).unwrap();
-        assert_eq!(
-            new.to_string(),
-            "nodekey:932ea131d528602f10d30253404705e16bac41947b1a9676e1f969179f72577f"
-        );
+        assert_eq!(new.to_string(), "nodekey:932ea131d528602f10d30253404705e16bac41947b1a9676e1f969179f72577f");
         assert!(!old.is_zero());
         // Serializing writes back exactly the client's text.
         assert_eq!(serde_json::to_value(new).unwrap(), value["NodeKey"]);
@@ -170,10 +167,7 @@ mod tests {
     #[test]
     fn refuses_wrong_prefix_and_bad_hex() {
         let disco = format!("discokey:{}", "ab".repeat(32));
-        assert_eq!(
-            NodePublic::parse(&disco),
-            Err(KeyParseError::WrongPrefix { expected: "nodekey:" })
-        );
+        assert_eq!(NodePublic::parse(&disco), Err(KeyParseError::WrongPrefix { expected: "nodekey:" }));
         assert_eq!(NodePublic::parse("nodekey:abc"), Err(KeyParseError::BadHex));
         assert_eq!(NodePublic::parse(&format!("nodekey:{}", "zz".repeat(32))), Err(KeyParseError::BadHex));
         assert!(NodePublic::parse(&format!("nodekey:{}", "AB".repeat(32))).is_ok());

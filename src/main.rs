@@ -214,8 +214,10 @@ async fn apikey(command: ApiKeyCommand, store: &Store) -> anyhow::Result<()> {
                 .list_api_keys(org.id)
                 .await?
                 .into_iter()
-                .map(|k| json!({"id": k.id, "prefix": k.prefix, "description": k.description,
-                                "created_at": k.created_at, "revoked_at": k.revoked_at}))
+                .map(|k| {
+                    json!({"id": k.id, "prefix": k.prefix, "description": k.description,
+                                "created_at": k.created_at, "revoked_at": k.revoked_at})
+                })
                 .collect();
             println!("{}", json!({ "api_keys": keys }));
         }

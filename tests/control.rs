@@ -7,9 +7,9 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
+use support::{join, map_until, next_map, random_key, register_request, stream_request, TestServer};
 use tenscale::control::tailcfg::{MapRequest, MapResponse};
 use tenscale::keys::NodePublic;
-use support::{join, map_until, next_map, random_key, register_request, stream_request, TestServer};
 
 #[actix_rt::test]
 async fn single_use_key_registers_once_and_peers_see_each_other() {
@@ -91,7 +91,8 @@ async fn bad_keys_are_refused_with_readable_errors() {
     let resp = client.register(&register_request(NodePublic::from_bytes(random_key()), Some(&expired))).await.unwrap();
     assert_eq!(resp.error, "pre-auth key expired");
     // A map request for a node that never registered is a 404, not a crash.
-    let err = client.map_once(&MapRequest { node_key: NodePublic::from_bytes(random_key()), ..Default::default() }).await;
+    let err =
+        client.map_once(&MapRequest { node_key: NodePublic::from_bytes(random_key()), ..Default::default() }).await;
     assert!(err.is_err());
 }
 

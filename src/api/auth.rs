@@ -60,11 +60,8 @@ pub async fn authenticate(req: &ServiceRequest) -> Result<OrgContext, ApiError> 
         state.rate_limits.check_ip(peer.ip())?;
     }
     let token = bearer_token(req.headers().get(header::AUTHORIZATION))?;
-    let key = state
-        .store
-        .authenticate_api_key(token)
-        .await?
-        .ok_or(ApiError::Unauthorized("invalid or revoked API key"))?;
+    let key =
+        state.store.authenticate_api_key(token).await?.ok_or(ApiError::Unauthorized("invalid or revoked API key"))?;
     state.rate_limits.check_key(key.id)?;
     let ctx = OrgContext { org_id: key.org_id, api_key_id: key.id };
     req.extensions_mut().insert(ctx);

@@ -58,11 +58,8 @@ pub async fn read_limited(req: &HttpRequest, mut payload: Payload) -> Result<Byt
         .map(|state| state.settings.body_limit_bytes)
         .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
     // Refuse a declared length at once, without reading a byte of it.
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }

@@ -212,7 +212,11 @@ pub(crate) async fn update_node(
         (status = 200, description = "The node, now expired", body = NodeView),
         (status = 404, description = "No such namespace or node in this organization", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn expire(state: State, ctx: OrgContext, path: web::Path<(String, String)>) -> ApiResult<web::Json<NodeView>> {
+pub async fn expire(
+    state: State,
+    ctx: OrgContext,
+    path: web::Path<(String, String)>,
+) -> ApiResult<web::Json<NodeView>> {
     let (ns, node) = find(&state, &ctx, &path.0, &path.1).await?;
     let node = expire_node(&state, &ctx, &ns, &node).await?;
     Ok(web::Json(view(&state, node, &ns.name)))
@@ -252,6 +256,14 @@ pub(crate) async fn delete_node(state: &AppState, ctx: &OrgContext, ns: &Namespa
     // Stored node keys were written from a parsed key, so this only falls back on corruption.
     let node_key = NodePublic::parse(&node.node_key).unwrap_or(NodePublic::ZERO);
     state.tailnet.publish(Event::NodeRemoved { namespace_id: ns.id, node_id: node.id, node_key }).await;
-    record(state, ctx, "node.delete", "node", &node.id.to_string(), json!({"namespace": ns.name, "name": node.given_name})).await;
+    record(
+        state,
+        ctx,
+        "node.delete",
+        "node",
+        &node.id.to_string(),
+        json!({"namespace": ns.name, "name": node.given_name}),
+    )
+    .await;
     Ok(())
 }

@@ -65,7 +65,9 @@ impl Modify for CommonResponses {
         let bearer = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
             .bearer_format("tskey-api-…")
-            .description(Some("An organization API key, created with `tenscale org create` or `tenscale apikey create`."))
+            .description(Some(
+                "An organization API key, created with `tenscale org create` or `tenscale apikey create`.",
+            ))
             .build();
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
         let problem = || ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
@@ -100,9 +102,20 @@ impl Modify for CommonResponses {
         // The same three for the Headscale surface, in its gRPC-gateway error shape.
         let status = || ContentBuilder::new().schema(Some(Ref::from_schema_name("RpcStatus"))).build();
         for (name, response) in [
-            ("RpcUnauthorized", ResponseBuilder::new().description("Missing, malformed, unknown or revoked API key (code 16)")),
-            ("RpcRateLimited", ResponseBuilder::new().description("Rate limit exceeded (code 8)").header("Retry-After", retry_after_header())),
-            ("RpcUnsupportedMediaType", ResponseBuilder::new().description("The body is not application/json (code 3)")),
+            (
+                "RpcUnauthorized",
+                ResponseBuilder::new().description("Missing, malformed, unknown or revoked API key (code 16)"),
+            ),
+            (
+                "RpcRateLimited",
+                ResponseBuilder::new()
+                    .description("Rate limit exceeded (code 8)")
+                    .header("Retry-After", retry_after_header()),
+            ),
+            (
+                "RpcUnsupportedMediaType",
+                ResponseBuilder::new().description("The body is not application/json (code 3)"),
+            ),
         ] {
             components.responses.insert(name.into(), RefOr::T(response.content("application/json", status()).build()));
         }

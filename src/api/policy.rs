@@ -133,7 +133,12 @@ pub(crate) async fn org_policy(state: &AppState, ctx: &OrgContext) -> ApiResult<
         (status = 400, description = "Invalid; `detail` names line and column or the failing test", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn validate(state: State, ctx: OrgContext, req: HttpRequest, payload: web::Payload) -> ApiResult<HttpResponse> {
+pub async fn validate(
+    state: State,
+    ctx: OrgContext,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
     let text = read_document(&req, payload).await?;
     let policy = check(&text)?;
     run_tests_on_org(&state, ctx.org_id, &policy).await?;
@@ -195,7 +200,8 @@ pub async fn put_namespace(
     run_tests_on_namespace(&state, &ns, &policy).await?;
     state.store.put_policy(ctx.org_id, PolicyScope::Namespace(ns.id), &text).await?;
     state.tailnet.publish(Event::PolicyChanged { org_id: ctx.org_id, namespace_id: Some(ns.id) }).await;
-    record(&state, &ctx, "policy.update", "policy", &format!("namespace:{}", ns.name), json!({"bytes": text.len()})).await;
+    record(&state, &ctx, "policy.update", "policy", &format!("namespace:{}", ns.name), json!({"bytes": text.len()}))
+        .await;
     Ok(HttpResponse::Ok().content_type(HUJSON).body(text))
 }
 

@@ -62,11 +62,9 @@ fn main() -> anyhow::Result<()> {
     tenscale::telemetry::init_with_default("warn");
     let cli = Cli::parse();
     let target = match (cli.url, cli.spawn) {
-        (Some(url), _) => TargetSpec::External {
-            url,
-            database_url: cli.database_url.unwrap_or_default(),
-            pid: cli.server_pid,
-        },
+        (Some(url), _) => {
+            TargetSpec::External { url, database_url: cli.database_url.unwrap_or_default(), pid: cli.server_pid }
+        }
         (None, Some(binary)) => TargetSpec::Child { binary, database_url: cli.database_url },
         (None, None) => TargetSpec::InProcess { database_url: cli.database_url },
     };

@@ -114,12 +114,7 @@ impl Client {
                 tracing::debug!(%err, "ts2021 client connection ended");
             }
         });
-        Ok(Self {
-            send,
-            authority: host.to_owned(),
-            early,
-            driver: Arc::new(driver.abort_handle()),
-        })
+        Ok(Self { send, authority: host.to_owned(), early, driver: Arc::new(driver.abort_handle()) })
     }
 
     /// Drops the connection abruptly, as a vanished client would (no GOAWAY, no RST_STREAM).
@@ -163,23 +158,15 @@ impl Client {
     ) -> Result<(StatusCode, RecvStream), ClientError> {
         let (status, recv) = self.post(path, Bytes::from(serde_json::to_vec(req)?)).await?;
         if status != StatusCode::OK {
-            return Err(ClientError::Status {
-                status,
-                body: collect_text(recv).await,
-            });
+            return Err(ClientError::Status { status, body: collect_text(recv).await });
         }
         Ok((status, recv))
     }
 
     pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, ClientError> {
-        let (status, body) = self
-            .post_collect("/machine/register", Bytes::from(serde_json::to_vec(req)?))
-            .await?;
+        let (status, body) = self.post_collect("/machine/register", Bytes::from(serde_json::to_vec(req)?)).await?;
         if status != StatusCode::OK {
-            return Err(ClientError::Status {
-                status,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            });
+            return Err(ClientError::Status { status, body: String::from_utf8_lossy(&body).into_owned() });
         }
         Ok(serde_json::from_slice(&body)?)
     }
@@ -217,9 +204,7 @@ impl Client {
         let (_, recv) = self.post_json("/machine/map", req).await?;
         let rest = collect_text(recv).await;
         if !rest.is_empty() {
-            return Err(ClientError::Http(format!(
-                "lite update answered with a body: {rest:.80}"
-            )));
+            return Err(ClientError::Http(format!("lite update answered with a body: {rest:.80}")));
         }
         Ok(())
     }
@@ -293,12 +278,7 @@ fn parse_head(head: &[u8]) -> Result<(u16, Vec<(String, String)>), ClientError> 
     let pairs = resp
         .headers
         .iter()
-        .map(|h| {
-            (
-                h.name.to_ascii_lowercase(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
+        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
         .collect();
     Ok((status, pairs))
 }
@@ -311,9 +291,7 @@ fn check_upgrade(head: &[u8]) -> Result<(), ClientError> {
         return Err(ClientError::Http(format!("upgrade refused with status {status}")));
     }
     if get("upgrade") != Some("tailscale-control-protocol") {
-        return Err(ClientError::Http(
-            "101 without Upgrade: tailscale-control-protocol".into(),
-        ));
+        return Err(ClientError::Http("101 without Upgrade: tailscale-control-protocol".into()));
     }
     let connection_upgrade =
         get("connection").is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
@@ -338,11 +316,7 @@ async fn take_bytes<T: AsyncRead + Unpin>(io: &mut T, rest: &mut Vec<u8>, n: usi
 /// Reads the 51-byte Noise response, or a whole type-3 error message.
 async fn read_noise_response<T: AsyncRead + Unpin>(io: &mut T, rest: &mut Vec<u8>) -> Result<Vec<u8>, ClientError> {
     let mut msg = take_bytes(io, rest, 3).await?;
-    let need = if msg[0] == MSG_ERROR {
-        u16::from_be_bytes([msg[1], msg[2]]) as usize
-    } else {
-        RESPONSE_LEN - 3
-    };
+    let need = if msg[0] == MSG_ERROR { u16::from_be_bytes([msg[1], msg[2]]) as usize } else { RESPONSE_LEN - 3 };
     msg.extend(take_bytes(io, rest, need).await?);
     Ok(msg)
 }
@@ -357,26 +331,15 @@ pub async fn fetch_server_key(base_url: &str) -> Result<OverTLSPublicKeyResponse
     let request = format!("GET /key?v={CLIENT_VERSION} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     tcp.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
-    (&mut tcp)
-        .take((MAX_HEAD + MAX_KEY_BODY) as u64)
-        .read_to_end(&mut raw)
-        .await?;
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| ClientError::Http("no response head".into()))?;
+    (&mut tcp).take((MAX_HEAD + MAX_KEY_BODY) as u64).read_to_end(&mut raw).await?;
+    let end =
+        raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| ClientError::Http("no response head".into()))?;
     let (status, headers) = parse_head(&raw[..end + 4])?;
     let mut body = raw[end + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"))
-    {
+    if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked")) {
         body = dechunk(&body)?;
     } else if let Some((_, len)) = headers.iter().find(|(n, _)| n == "content-length") {
-        let len: usize = len
-            .trim()
-            .parse()
-            .map_err(|_| ClientError::Http("bad Content-Length".into()))?;
+        let len: usize = len.trim().parse().map_err(|_| ClientError::Http("bad Content-Length".into()))?;
         body.truncate(len);
     }
     if status != 200 {

@@ -38,14 +38,7 @@ struct TestHandler {
 }
 
 fn self_node() -> MapResponse {
-    MapResponse {
-        node: Some(Node {
-            id: 1,
-            machine_authorized: true,
-            ..Node::default()
-        }),
-        ..MapResponse::default()
-    }
+    MapResponse { node: Some(Node { id: 1, machine_authorized: true, ..Node::default() }), ..MapResponse::default() }
 }
 
 impl ControlHandler for TestHandler {
@@ -59,10 +52,7 @@ impl ControlHandler for TestHandler {
             if expected.is_some_and(|m| m != machine) {
                 return Err(ControlError::Unauthorized("wrong machine".into()));
             }
-            let mut resp = RegisterResponse {
-                machine_authorized: true,
-                ..RegisterResponse::default()
-            };
+            let mut resp = RegisterResponse { machine_authorized: true, ..RegisterResponse::default() };
             resp.login.login_name = req.auth.map(|a| a.auth_key).unwrap_or_default();
             Ok(resp)
         })
@@ -80,12 +70,9 @@ impl ControlHandler for TestHandler {
             self.pushers.lock().unwrap().push(tx);
             self.live_streams.fetch_add(1, Ordering::SeqCst);
             let guard = Live(self.live_streams.clone());
-            let rest = stream::unfold((rx, guard), |(mut rx, guard)| async move {
-                rx.recv().await.map(|m| (m, (rx, guard)))
-            });
-            Ok(MapReply::Stream(
-                stream::once(async { self_node() }).chain(rest).map(MapMessage::from).boxed(),
-            ))
+            let rest =
+                stream::unfold((rx, guard), |(mut rx, guard)| async move { rx.recv().await.map(|m| (m, (rx, guard))) });
+            Ok(MapReply::Stream(stream::once(async { self_node() }).chain(rest).map(MapMessage::from).boxed()))
         } else if req.omit_peers {
             Ok(MapReply::Empty)
         } else {
@@ -115,11 +102,8 @@ async fn start_server(opts: ServeOptions) -> TestServer {
             tokio::spawn(async move {
                 let (head, _) = read_head(&mut tcp).await.unwrap();
                 let text = String::from_utf8_lossy(&head).into_owned();
-                let init = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("X-Tailscale-Handshake: "))
-                    .unwrap_or("")
-                    .to_owned();
+                let init =
+                    text.lines().find_map(|l| l.strip_prefix("X-Tailscale-Handshake: ")).unwrap_or("").to_owned();
                 tcp.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n\r\n")
                     .await
                     .unwrap();
@@ -154,10 +138,7 @@ async fn connect(server: &TestServer) -> Client {
     let machine = StaticSecret::from([0x24; 32]);
     *server.handler.expected_machine.lock().unwrap() =
         Some(MachinePublic::from_bytes(PublicKey::from(&machine).to_bytes()));
-    timeout(WAIT, Client::connect(&server.addr, &server.key, &machine))
-        .await
-        .unwrap()
-        .unwrap()
+    timeout(WAIT, Client::connect(&server.addr, &server.key, &machine)).await.unwrap().unwrap()
 }
 
 #[tokio::test]
@@ -167,10 +148,7 @@ async fn register_map_once_lite_and_stream_end_to_end() {
     assert!(client.early.is_some(), "server sent the early payload");
 
     let req = RegisterRequest {
-        auth: Some(RegisterAuth {
-            auth_key: "k".into(),
-            ..Default::default()
-        }),
+        auth: Some(RegisterAuth { auth_key: "k".into(), ..Default::default() }),
         ..Default::default()
     };
     let resp = client.register(&req).await.unwrap();
@@ -185,17 +163,11 @@ async fn register_map_once_lite_and_stream_end_to_end() {
     let pusher = server.handler.pushers.lock().unwrap().pop().unwrap();
     // Incompressible and larger than the default 64 KiB h2 window: exercises flow control.
     let noise: Vec<u8> = (0..150_000).map(|_| rand::random::<u8>()).collect();
-    let big = MapResponse {
-        domain: hex::encode(noise),
-        ..MapResponse::default()
-    };
+    let big = MapResponse { domain: hex::encode(noise), ..MapResponse::default() };
     pusher.send(big.clone()).unwrap();
     assert_eq!(timeout(WAIT, messages.next()).await.unwrap().unwrap().unwrap(), big);
     drop(pusher);
-    assert!(
-        timeout(WAIT, messages.next()).await.unwrap().is_none(),
-        "stream end ends the body"
-    );
+    assert!(timeout(WAIT, messages.next()).await.unwrap().is_none(), "stream end ends the body");
 }
 
 #[tokio::test]
@@ -205,40 +177,22 @@ async fn long_poll_register_and_lite_share_one_connection() {
     let mut poll = client.map_stream(&map_request(true, false)).await.unwrap();
     poll.next().await.unwrap().unwrap();
     // While the long poll is open, other requests still complete on the same connection.
-    timeout(WAIT, client.register(&RegisterRequest::default()))
-        .await
-        .unwrap()
-        .unwrap();
-    timeout(WAIT, client.map_lite(&map_request(false, true)))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(WAIT, client.register(&RegisterRequest::default())).await.unwrap().unwrap();
+    timeout(WAIT, client.map_lite(&map_request(false, true))).await.unwrap().unwrap();
     let pusher = server.handler.pushers.lock().unwrap().pop().unwrap();
-    pusher
-        .send(MapResponse {
-            seq: 7,
-            ..MapResponse::default()
-        })
-        .unwrap();
+    pusher.send(MapResponse { seq: 7, ..MapResponse::default() }).unwrap();
     assert_eq!(timeout(WAIT, poll.next()).await.unwrap().unwrap().unwrap().seq, 7);
 }
 
 #[tokio::test]
 async fn silence_on_a_long_poll_is_filled_with_keep_alives() {
-    let opts = ServeOptions {
-        keepalive_interval: Duration::from_millis(100),
-        ..fast_opts()
-    };
+    let opts = ServeOptions { keepalive_interval: Duration::from_millis(100), ..fast_opts() };
     let server = start_server(opts).await;
     let client = connect(&server).await;
     let mut poll = client.map_stream(&map_request(true, false)).await.unwrap();
     poll.next().await.unwrap().unwrap();
     for _ in 0..2 {
-        let msg = timeout(Duration::from_secs(2), poll.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let msg = timeout(Duration::from_secs(2), poll.next()).await.unwrap().unwrap().unwrap();
         assert_eq!(msg, MapResponse::keep_alive());
     }
 }
@@ -262,31 +216,16 @@ async fn client_cancel_drops_the_server_stream() {
 
 #[tokio::test]
 async fn bad_requests_get_http_statuses_not_dropped_connections() {
-    let opts = ServeOptions {
-        max_body_bytes: 4096,
-        ..fast_opts()
-    };
+    let opts = ServeOptions { max_body_bytes: 4096, ..fast_opts() };
     let server = start_server(opts).await;
     let client = connect(&server).await;
-    let (status, _) = client
-        .post_collect("/machine/set-dns", Bytes::from_static(b"{}"))
-        .await
-        .unwrap();
+    let (status, _) = client.post_collect("/machine/set-dns", Bytes::from_static(b"{}")).await.unwrap();
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = client
-        .post_collect("/machine/map", Bytes::from_static(b"{nope"))
-        .await
-        .unwrap();
+    let (status, _) = client.post_collect("/machine/map", Bytes::from_static(b"{nope")).await.unwrap();
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = client
-        .post_collect("/machine/register", Bytes::from(vec![b' '; 10_000]))
-        .await
-        .unwrap();
+    let (status, _) = client.post_collect("/machine/register", Bytes::from(vec![b' '; 10_000])).await.unwrap();
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    let unknown = MapRequest {
-        node_key: NodePublic::ZERO,
-        ..map_request(false, true)
-    };
+    let unknown = MapRequest { node_key: NodePublic::ZERO, ..map_request(false, true) };
     match client.map_lite(&unknown).await {
         Err(ClientError::Status { status, .. }) => assert_eq!(status, StatusCode::NOT_FOUND),
         other => panic!("want 404, got {other:?}", other = other.map(|_| ())),
@@ -297,11 +236,7 @@ async fn bad_requests_get_http_statuses_not_dropped_connections() {
 
 #[tokio::test]
 async fn no_early_payload_still_works() {
-    let server = start_server(ServeOptions {
-        early_payload: false,
-        ..fast_opts()
-    })
-    .await;
+    let server = start_server(ServeOptions { early_payload: false, ..fast_opts() }).await;
     let client = connect(&server).await;
     assert!(client.early.is_none());
     client.register(&RegisterRequest::default()).await.unwrap();
@@ -342,14 +277,8 @@ async fn response_and_early_payload_go_in_one_write_and_silent_peers_time_out() 
     let header = base64::engine::general_purpose::STANDARD.encode(&init);
     let (ours, mut peer) = duplex(1 << 16);
     let writes = Arc::new(Mutex::new(Vec::new()));
-    let io = Recording {
-        inner: ours,
-        writes: writes.clone(),
-    };
-    let opts = ServeOptions {
-        handshake_timeout: Duration::from_millis(300),
-        ..fast_opts()
-    };
+    let io = Recording { inner: ours, writes: writes.clone() };
+    let opts = ServeOptions { handshake_timeout: Duration::from_millis(300), ..fast_opts() };
     let handler: Arc<dyn ControlHandler> = Arc::new(TestHandler::default());
     let served = tokio::spawn(async move { accept_ts2021(io, &secret, &header, handler, opts).await });
 
@@ -384,15 +313,10 @@ async fn upgrade_without_connection_header_is_refused() {
     tokio::spawn(async move {
         let (mut tcp, _) = listener.accept().await.unwrap();
         let _ = read_head(&mut tcp).await;
-        let _ = tcp
-            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tailscale-control-protocol\r\n\r\n")
-            .await;
+        let _ = tcp.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tailscale-control-protocol\r\n\r\n").await;
     });
     let key = MachinePublic::from_bytes([5; 32]);
-    let err = Client::connect(&addr, &key, &StaticSecret::from([6; 32]))
-        .await
-        .err()
-        .unwrap();
+    let err = Client::connect(&addr, &key, &StaticSecret::from([6; 32])).await.err().unwrap();
     assert!(err.to_string().contains("Connection: upgrade"), "{err}");
 }
 

@@ -115,10 +115,7 @@ struct Stream {
 enum Phase {
     /// Headers seen, body arriving. A refused request still reads (and drops) its body so
     /// that the answer comes after the request, as the client expects.
-    Receiving {
-        route: Result<Route, ControlError>,
-        body: Vec<u8>,
-    },
+    Receiving { route: Result<Route, ControlError>, body: Vec<u8> },
     /// The handler runs.
     Routing(BoxFuture<'static, Result<Reply, ControlError>>),
     /// Headers are out; DATA follows.
@@ -165,10 +162,7 @@ enum Wake {
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
     fn new(io: NoiseStream<T>, machine: MachinePublic, handler: Arc<dyn ControlHandler>, opts: ServeOptions) -> Self {
-        let ping = PingState {
-            next_at: opts.ping_interval.map(|every| Instant::now() + every),
-            outstanding: None,
-        };
+        let ping = PingState { next_at: opts.ping_interval.map(|every| Instant::now() + every), outstanding: None };
         Self {
             io,
             reader: FrameReader::new(),
@@ -177,10 +171,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
             machine,
             handler,
             opts,
-            peer: PeerSettings {
-                initial_window: frame::DEFAULT_WINDOW,
-                max_frame: frame::DEFAULT_MAX_FRAME,
-            },
+            peer: PeerSettings { initial_window: frame::DEFAULT_WINDOW, max_frame: frame::DEFAULT_MAX_FRAME },
             send_window: frame::DEFAULT_WINDOW,
             recv_window: frame::DEFAULT_WINDOW,
             last_stream: 0,
@@ -257,34 +248,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
             return Err(ConnectionError::protocol("header block interrupted before END_HEADERS"));
         }
         match frame {
-            Frame::Data {
-                stream,
-                data,
-                flow_len,
-                end_stream,
-            } => self.on_data(stream, data, flow_len, end_stream)?,
-            Frame::Headers {
-                stream,
-                fragment,
-                end_stream,
-                end_headers,
-            } => {
-                let block = HeaderBlock {
-                    stream,
-                    block: fragment,
-                    end_stream,
-                };
+            Frame::Data { stream, data, flow_len, end_stream } => self.on_data(stream, data, flow_len, end_stream)?,
+            Frame::Headers { stream, fragment, end_stream, end_headers } => {
+                let block = HeaderBlock { stream, block: fragment, end_stream };
                 if end_headers {
                     self.on_header_block(block)?;
                 } else {
                     self.assembling = Some(block);
                 }
             }
-            Frame::Continuation {
-                stream,
-                fragment,
-                end_headers,
-            } => self.on_continuation(stream, fragment, end_headers)?,
+            Frame::Continuation { stream, fragment, end_headers } => {
+                self.on_continuation(stream, fragment, end_headers)?
+            }
             Frame::RstStream { stream, .. } => self.streams.retain(|s| s.id != stream),
             Frame::Settings { ack: false, params } => {
                 self.apply_settings(&params)?;
@@ -348,10 +323,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
         };
         stream.recv_window -= i64::from(flow_len);
         if stream.recv_window < 0 {
-            return Err(ConnectionError {
-                code: ErrorCode::FlowControl,
-                reason: "stream window exceeded",
-            });
+            return Err(ConnectionError { code: ErrorCode::FlowControl, reason: "stream window exceeded" });
         }
         if route.is_ok() {
             if body.len() + data.len() > max_body {
@@ -376,10 +348,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
     fn consume_connection_window(&mut self, flow_len: u32) -> Result<(), ConnectionError> {
         self.recv_window -= i64::from(flow_len);
         if self.recv_window < 0 {
-            return Err(ConnectionError {
-                code: ErrorCode::FlowControl,
-                reason: "connection window exceeded",
-            });
+            return Err(ConnectionError { code: ErrorCode::FlowControl, reason: "connection window exceeded" });
         }
         let credit = frame::DEFAULT_WINDOW - self.recv_window;
         if credit >= WINDOW_UPDATE_BATCH {
@@ -410,28 +379,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
 
     fn on_header_block(
         &mut self,
-        HeaderBlock {
-            stream: id,
-            block,
-            end_stream,
-        }: HeaderBlock,
+        HeaderBlock { stream: id, block, end_stream }: HeaderBlock,
     ) -> Result<(), ConnectionError> {
         // Decode first, whatever happens to the stream: every block changes the HPACK state.
         let head = self.decode_request_head(&block)?;
         if let Some(stream) = self.streams.iter().find(|s| s.id == id) {
             // Trailers: only valid to end a body still arriving.
             if !end_stream || !matches!(stream.phase, Phase::Receiving { .. }) {
-                return Err(ConnectionError::protocol(
-                    "HEADERS on an open stream without END_STREAM",
-                ));
+                return Err(ConnectionError::protocol("HEADERS on an open stream without END_STREAM"));
             }
             self.finish_request(id);
             return Ok(());
         }
         if id % 2 == 0 || id <= self.last_stream {
-            return Err(ConnectionError::protocol(
-                "client stream ids must be odd and increasing",
-            ));
+            return Err(ConnectionError::protocol("client stream ids must be odd and increasing"));
         }
         self.last_stream = id;
         if self.streams.len() >= self.opts.max_concurrent_streams as usize {
@@ -442,10 +403,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
             id,
             send_window: self.peer.initial_window,
             recv_window: frame::DEFAULT_WINDOW,
-            phase: Phase::Receiving {
-                route: head.route(),
-                body: Vec::new(),
-            },
+            phase: Phase::Receiving { route: head.route(), body: Vec::new() },
         });
         if end_stream {
             self.finish_request(id);
@@ -464,15 +422,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
             head.observe(name, value);
             Ok(())
         };
-        self.decoder
-            .decode(block, MAX_HEADER_STRING, &mut emit)
-            .map_err(|err| {
-                tracing::debug!(machine = %self.machine, %err, "undecodable header block");
-                ConnectionError {
-                    code: ErrorCode::Compression,
-                    reason: "undecodable header block",
-                }
-            })?;
+        self.decoder.decode(block, MAX_HEADER_STRING, &mut emit).map_err(|err| {
+            tracing::debug!(machine = %self.machine, %err, "undecodable header block");
+            ConnectionError { code: ErrorCode::Compression, reason: "undecodable header block" }
+        })?;
         Ok(head)
     }
 
@@ -500,30 +453,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
         let (status, content_type, outbound) = match result {
             Ok(Reply::Json(json)) => (200, "application/json", Outbound::body(json)),
             Ok(Reply::Map(MapReply::Empty, _)) => (200, "application/json", Outbound::done()),
-            Ok(Reply::Map(MapReply::Once(msg), compression)) => match MapMessage::Response(msg).framed_as(compression) {
-                Ok(framed) => (200, "application/json", Outbound::body(framed)),
-                Err(err) => return self.reset_after_encoding_failure(index, &err),
-            },
+            Ok(Reply::Map(MapReply::Once(msg), compression)) => {
+                match MapMessage::Response(msg).framed_as(compression) {
+                    Ok(framed) => (200, "application/json", Outbound::body(framed)),
+                    Err(err) => return self.reset_after_encoding_failure(index, &err),
+                }
+            }
             Ok(Reply::Map(MapReply::Stream(messages), compression)) => {
                 let keepalive_at = Instant::now() + keepalive_wait(&self.opts);
                 (
                     200,
                     "application/json",
-                    Outbound {
-                        pending: Bytes::new(),
-                        messages: Some(messages),
-                        keepalive_at,
-                        compression,
-                    },
+                    Outbound { pending: Bytes::new(), messages: Some(messages), keepalive_at, compression },
                 )
             }
             Err(err) => {
                 tracing::debug!(machine = %self.machine, %err, "control request refused");
-                (
-                    err.status().as_u16(),
-                    "text/plain; charset=utf-8",
-                    Outbound::body(Bytes::from(err.to_string())),
-                )
+                (err.status().as_u16(), "text/plain; charset=utf-8", Outbound::body(Bytes::from(err.to_string())))
             }
         };
         let mut block = Vec::with_capacity(64);
@@ -609,10 +555,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
             }
             self.send_window += i64::from(increment);
             if self.send_window > frame::MAX_WINDOW {
-                return Err(ConnectionError {
-                    code: ErrorCode::FlowControl,
-                    reason: "connection window above 2^31-1",
-                });
+                return Err(ConnectionError { code: ErrorCode::FlowControl, reason: "connection window above 2^31-1" });
             }
             return Ok(());
         }
@@ -622,11 +565,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
         let stream = &mut self.streams[index];
         stream.send_window += i64::from(increment);
         if increment == 0 || stream.send_window > frame::MAX_WINDOW {
-            let code = if increment == 0 {
-                ErrorCode::Protocol
-            } else {
-                ErrorCode::FlowControl
-            };
+            let code = if increment == 0 { ErrorCode::Protocol } else { ErrorCode::FlowControl };
             self.streams.swap_remove(index);
             frame::put_rst_stream(&mut self.out, id, code);
         }
@@ -650,9 +589,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
                 if allowed <= 0 {
                     break;
                 }
-                let chunk = outbound
-                    .pending
-                    .split_to((allowed as usize).min(outbound.pending.len()));
+                let chunk = outbound.pending.split_to((allowed as usize).min(outbound.pending.len()));
                 ended = outbound.pending.is_empty() && outbound.messages.is_none();
                 frame::put_data(&mut self.out, stream.id, &chunk, ended);
                 self.send_window -= chunk.len() as i64;
@@ -695,12 +632,7 @@ fn poll_streams(streams: &mut [Stream], cx: &mut Context<'_>) -> Poll<Wake> {
 
 impl Outbound {
     fn body(pending: Bytes) -> Self {
-        Self {
-            pending,
-            messages: None,
-            keepalive_at: Instant::now(),
-            compression: Compression::Zstd,
-        }
+        Self { pending, messages: None, keepalive_at: Instant::now(), compression: Compression::Zstd }
     }
 
     fn done() -> Self {
@@ -797,11 +729,7 @@ fn keep_alive_frame(compression: Compression) -> Bytes {
 
 fn keepalive_wait(opts: &ServeOptions) -> Duration {
     let jitter_ms = opts.keepalive_jitter.as_millis() as u64;
-    let extra = if jitter_ms == 0 {
-        0
-    } else {
-        rand::thread_rng().gen_range(0..=jitter_ms)
-    };
+    let extra = if jitter_ms == 0 { 0 } else { rand::thread_rng().gen_range(0..=jitter_ms) };
     opts.keepalive_interval + Duration::from_millis(extra)
 }
 

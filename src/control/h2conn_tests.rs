@@ -32,12 +32,7 @@ impl ControlHandler for Echo {
         _: MachinePublic,
         _: RegisterRequest,
     ) -> BoxFuture<'static, Result<RegisterResponse, ControlError>> {
-        Box::pin(async {
-            Ok(RegisterResponse {
-                machine_authorized: true,
-                ..RegisterResponse::default()
-            })
-        })
+        Box::pin(async { Ok(RegisterResponse { machine_authorized: true, ..RegisterResponse::default() }) })
     }
 
     fn map(&self, _: MachinePublic, _: MapRequest) -> BoxFuture<'static, Result<MapReply, ControlError>> {
@@ -64,11 +59,7 @@ async fn connect(opts: ServeOptions) -> Peer {
     let keys = initiator.finish(&response).unwrap();
     let mut io = NoiseStream::new(theirs, keys);
     io.read_early_payload().await.unwrap();
-    Peer {
-        io,
-        reader: FrameReader::new(),
-        served,
-    }
+    Peer { io, reader: FrameReader::new(), served }
 }
 
 impl Peer {
@@ -116,11 +107,7 @@ impl Peer {
             other => panic!("want GOAWAY {code:?}, got {other:?}"),
         }
         assert!(self.next().await.is_none(), "connection closed after GOAWAY");
-        timeout(WAIT, self.served)
-            .await
-            .expect("server task ended")
-            .unwrap()
-            .unwrap_err()
+        timeout(WAIT, self.served).await.expect("server task ended").unwrap().unwrap_err()
     }
 }
 
@@ -153,10 +140,7 @@ async fn a_wrong_preface_ends_the_connection() {
     let mut peer = connect(ServeOptions::default()).await;
     peer.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let result = timeout(WAIT, peer.served).await.unwrap().unwrap();
-    assert!(
-        matches!(result, Err(ServeError::Protocol(ref e)) if e.reason == "not an HTTP/2 preface"),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ServeError::Protocol(ref e)) if e.reason == "not an HTTP/2 preface"), "{result:?}");
 }
 
 #[tokio::test]
@@ -166,18 +150,14 @@ async fn undecodable_hpack_gets_goaway_compression_error() {
     // 0x80 is "indexed field 0", which HPACK forbids.
     peer.send(&headers_frame(1, 0x4 | 0x1, &[0x80])).await;
     let err = peer.closed_with(ErrorCode::Compression).await;
-    assert!(
-        matches!(err, ServeError::Protocol(ref e) if e.code == ErrorCode::Compression),
-        "{err:?}"
-    );
+    assert!(matches!(err, ServeError::Protocol(ref e) if e.code == ErrorCode::Compression), "{err:?}");
 }
 
 #[tokio::test]
 async fn even_or_decreasing_stream_ids_are_protocol_errors() {
     let mut peer = connect(ServeOptions::default()).await;
     peer.open().await;
-    peer.send(&headers_frame(2, 0x4 | 0x1, &request_block("POST", "/machine/map")))
-        .await;
+    peer.send(&headers_frame(2, 0x4 | 0x1, &request_block("POST", "/machine/map"))).await;
     peer.closed_with(ErrorCode::Protocol).await;
 }
 
@@ -200,9 +180,7 @@ async fn a_header_block_split_over_continuations_is_answered_and_pings_are_echoe
     let mut pong = None;
     while status.is_none() || body.is_empty() || pong.is_none() {
         match peer.next_significant().await.expect("connection stays open") {
-            Frame::Headers {
-                stream: 1, fragment, ..
-            } => {
+            Frame::Headers { stream: 1, fragment, .. } => {
                 let mut decoder = hpack::Decoder::new(4096);
                 decoder
                     .decode(&fragment, 1024, &mut |name, value| {
@@ -219,20 +197,13 @@ async fn a_header_block_split_over_continuations_is_answered_and_pings_are_echoe
         }
     }
     assert_eq!(status.as_deref(), Some("404"));
-    assert_eq!(
-        String::from_utf8(body).unwrap(),
-        "not found: no handler for /machine/nowhere"
-    );
+    assert_eq!(String::from_utf8(body).unwrap(), "not found: no handler for /machine/nowhere");
     assert_eq!(&pong.unwrap(), b"are-you?");
 }
 
 #[tokio::test]
 async fn streams_beyond_the_limit_are_refused_not_queued() {
-    let mut peer = connect(ServeOptions {
-        max_concurrent_streams: 1,
-        ..ServeOptions::default()
-    })
-    .await;
+    let mut peer = connect(ServeOptions { max_concurrent_streams: 1, ..ServeOptions::default() }).await;
     peer.open().await;
     // Stream 1 stays open (no END_STREAM: its body is still to come); stream 3 is one too many.
     let mut bytes = headers_frame(1, 0x4, &request_block("POST", "/machine/register"));
@@ -249,11 +220,7 @@ async fn streams_beyond_the_limit_are_refused_not_queued() {
     data.extend_from_slice(b"{}");
     peer.send(&data).await;
     match peer.next_significant().await {
-        Some(Frame::Headers {
-            stream: 1,
-            end_stream: false,
-            ..
-        }) => {}
+        Some(Frame::Headers { stream: 1, end_stream: false, .. }) => {}
         other => panic!("want response headers on 1, got {other:?}"),
     }
 }
@@ -262,8 +229,7 @@ async fn streams_beyond_the_limit_are_refused_not_queued() {
 async fn consumed_body_bytes_are_credited_back_on_both_windows() {
     let mut peer = connect(ServeOptions::default()).await;
     peer.open().await;
-    peer.send(&headers_frame(1, 0x4, &request_block("POST", "/machine/register")))
-        .await;
+    peer.send(&headers_frame(1, 0x4, &request_block("POST", "/machine/register"))).await;
     // Five full frames, 81,920 bytes: more than the 65,535-byte initial windows, so the
     // upload only completes if the server hands credit back as it consumes.
     let mut frame = vec![0, 0x40, 0, 0, 0, 0, 0, 0, 1];
@@ -284,13 +250,7 @@ async fn consumed_body_bytes_are_credited_back_on_both_windows() {
     // body, so only the connection window is credited before the answer.
     frame[4] = 0x1;
     peer.send(&frame).await;
-    assert_eq!(
-        peer.next_significant().await,
-        Some(Frame::WindowUpdate {
-            stream: 0,
-            increment: 16_384
-        })
-    );
+    assert_eq!(peer.next_significant().await, Some(Frame::WindowUpdate { stream: 0, increment: 16_384 }));
     match peer.next_significant().await {
         Some(Frame::Headers { stream: 1, .. }) => {}
         other => panic!("want the answer on stream 1, got {other:?}"),

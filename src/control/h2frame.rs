@@ -75,10 +75,7 @@ pub struct ConnectionError {
 
 impl ConnectionError {
     pub fn protocol(reason: &'static str) -> Self {
-        Self {
-            code: ErrorCode::Protocol,
-            reason,
-        }
+        Self { code: ErrorCode::Protocol, reason }
     }
 }
 
@@ -208,10 +205,7 @@ impl FrameReader {
                 self.header_filled = 0;
                 let header = FrameHeader::parse(&self.header);
                 if header.len > DEFAULT_MAX_FRAME {
-                    let err = ConnectionError {
-                        code: ErrorCode::FrameSize,
-                        reason: "frame larger than 16384 bytes",
-                    };
+                    let err = ConnectionError { code: ErrorCode::FrameSize, reason: "frame larger than 16384 bytes" };
                     return Poll::Ready(Ok(Some(Err(err))));
                 }
                 self.partial.insert(PartialFrame { header, payload: vec![0; header.len], filled: 0 })
@@ -252,11 +246,7 @@ fn parse(h: FrameHeader, payload: Vec<u8>) -> Result<Frame, ConnectionError> {
         HEADERS => parse_headers(h, payload),
         CONTINUATION => {
             require_stream(h)?;
-            Ok(Frame::Continuation {
-                stream: h.stream,
-                fragment: payload,
-                end_headers: h.has(FLAG_END_HEADERS),
-            })
+            Ok(Frame::Continuation { stream: h.stream, fragment: payload, end_headers: h.has(FLAG_END_HEADERS) })
         }
         PRIORITY => {
             require_stream(h)?;
@@ -266,10 +256,7 @@ fn parse(h: FrameHeader, payload: Vec<u8>) -> Result<Frame, ConnectionError> {
         RST_STREAM => {
             require_stream(h)?;
             require_len(&payload, 4, "RST_STREAM must be 4 bytes")?;
-            Ok(Frame::RstStream {
-                stream: h.stream,
-                code: be32(&payload[0..4]),
-            })
+            Ok(Frame::RstStream { stream: h.stream, code: be32(&payload[0..4]) })
         }
         SETTINGS => parse_settings(h, &payload),
         PING => {
@@ -277,30 +264,18 @@ fn parse(h: FrameHeader, payload: Vec<u8>) -> Result<Frame, ConnectionError> {
             require_len(&payload, 8, "PING must be 8 bytes")?;
             let mut data = [0; 8];
             data.copy_from_slice(&payload);
-            Ok(Frame::Ping {
-                ack: h.has(FLAG_ACK),
-                payload: data,
-            })
+            Ok(Frame::Ping { ack: h.has(FLAG_ACK), payload: data })
         }
         GOAWAY => {
             require_connection(h)?;
             if payload.len() < 8 {
-                return Err(ConnectionError {
-                    code: ErrorCode::FrameSize,
-                    reason: "GOAWAY shorter than 8 bytes",
-                });
+                return Err(ConnectionError { code: ErrorCode::FrameSize, reason: "GOAWAY shorter than 8 bytes" });
             }
-            Ok(Frame::GoAway {
-                last_stream: be32(&payload[0..4]) & 0x7fff_ffff,
-                code: be32(&payload[4..8]),
-            })
+            Ok(Frame::GoAway { last_stream: be32(&payload[0..4]) & 0x7fff_ffff, code: be32(&payload[4..8]) })
         }
         WINDOW_UPDATE => {
             require_len(&payload, 4, "WINDOW_UPDATE must be 4 bytes")?;
-            Ok(Frame::WindowUpdate {
-                stream: h.stream,
-                increment: be32(&payload) & 0x7fff_ffff,
-            })
+            Ok(Frame::WindowUpdate { stream: h.stream, increment: be32(&payload) & 0x7fff_ffff })
         }
         PUSH_PROMISE => Ok(Frame::PushPromise),
         _ => Ok(Frame::Unknown),
@@ -314,12 +289,7 @@ fn parse_data(h: FrameHeader, payload: Vec<u8>) -> Result<Frame, ConnectionError
     require_stream(h)?;
     let flow_len = payload.len() as u32;
     let data = strip_padding(h, payload, 0)?;
-    Ok(Frame::Data {
-        stream: h.stream,
-        data,
-        flow_len,
-        end_stream: h.has(FLAG_END_STREAM),
-    })
+    Ok(Frame::Data { stream: h.stream, data, flow_len, end_stream: h.has(FLAG_END_STREAM) })
 }
 
 /// ```text
@@ -340,11 +310,7 @@ fn parse_headers(h: FrameHeader, payload: Vec<u8>) -> Result<Frame, ConnectionEr
 /// Removes the pad-length byte, `skip` bytes after it and the trailing padding.
 fn strip_padding(h: FrameHeader, mut payload: Vec<u8>, skip: usize) -> Result<Vec<u8>, ConnectionError> {
     let (head, pad) = if h.has(FLAG_PADDED) {
-        let pad = usize::from(
-            *payload
-                .first()
-                .ok_or(ConnectionError::protocol("padded frame without pad length"))?,
-        );
+        let pad = usize::from(*payload.first().ok_or(ConnectionError::protocol("padded frame without pad length"))?);
         (1 + skip, pad)
     } else {
         (skip, 0)
@@ -364,16 +330,10 @@ fn parse_settings(h: FrameHeader, payload: &[u8]) -> Result<Frame, ConnectionErr
     require_connection(h)?;
     let ack = h.has(FLAG_ACK);
     if ack && !payload.is_empty() {
-        return Err(ConnectionError {
-            code: ErrorCode::FrameSize,
-            reason: "SETTINGS ack with a payload",
-        });
+        return Err(ConnectionError { code: ErrorCode::FrameSize, reason: "SETTINGS ack with a payload" });
     }
     if !payload.len().is_multiple_of(6) {
-        return Err(ConnectionError {
-            code: ErrorCode::FrameSize,
-            reason: "SETTINGS length not a multiple of 6",
-        });
+        return Err(ConnectionError { code: ErrorCode::FrameSize, reason: "SETTINGS length not a multiple of 6" });
     }
     let mut params = Vec::with_capacity(payload.len() / 6);
     for pair in payload.chunks_exact(6) {
@@ -418,10 +378,7 @@ fn require_connection(h: FrameHeader) -> Result<(), ConnectionError> {
 
 fn require_len(payload: &[u8], len: usize, reason: &'static str) -> Result<(), ConnectionError> {
     if payload.len() != len {
-        return Err(ConnectionError {
-            code: ErrorCode::FrameSize,
-            reason,
-        });
+        return Err(ConnectionError { code: ErrorCode::FrameSize, reason });
     }
     Ok(())
 }
@@ -491,13 +448,7 @@ pub fn put_headers(out: &mut Vec<u8>, stream: u32, block: &[u8], end_stream: boo
 
 /// One DATA frame; the caller keeps `data` within the peer's max frame size and windows.
 pub fn put_data(out: &mut Vec<u8>, stream: u32, data: &[u8], end_stream: bool) {
-    put_header(
-        out,
-        data.len(),
-        DATA,
-        if end_stream { FLAG_END_STREAM } else { 0 },
-        stream,
-    );
+    put_header(out, data.len(), DATA, if end_stream { FLAG_END_STREAM } else { 0 }, stream);
     out.extend_from_slice(data);
 }
 

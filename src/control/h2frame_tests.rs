@@ -33,11 +33,7 @@ impl AsyncRead for Trickle {
 }
 
 async fn read_all(bytes: Vec<u8>) -> (Vec<Result<Frame, ConnectionError>>, io::Result<()>) {
-    let mut io = Trickle {
-        bytes,
-        at: 0,
-        stall: false,
-    };
+    let mut io = Trickle { bytes, at: 0, stall: false };
     let mut reader = FrameReader::new();
     let mut frames = Vec::new();
     loop {
@@ -60,13 +56,7 @@ fn raw(len: usize, kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> 
 async fn frames_split_into_single_bytes_parse_whole() {
     let mut bytes = raw(12, 0x4, 0, 0, &[0, 4, 0, 0x40, 0, 0, 0, 5, 0, 0, 0x40, 0]);
     // HEADERS, PADDED|PRIORITY|END_HEADERS|END_STREAM: pad 2, 5 priority bytes, fragment "ab".
-    bytes.extend(raw(
-        10,
-        0x1,
-        0x8 | 0x20 | 0x4 | 0x1,
-        3,
-        &[2, 0, 0, 0, 0, 16, b'a', b'b', 0, 0],
-    ));
+    bytes.extend(raw(10, 0x1, 0x8 | 0x20 | 0x4 | 0x1, 3, &[2, 0, 0, 0, 0, 16, b'a', b'b', 0, 0]));
     // DATA, PADDED: pad 1, "xyz", one pad byte; the flow length counts all 5.
     bytes.extend(raw(5, 0x0, 0x8, 3, &[1, b'x', b'y', b'z', 0]));
     bytes.extend(raw(4, 0x8, 0, 0, &[0x80, 0, 0x10, 0]));
@@ -79,23 +69,10 @@ async fn frames_split_into_single_bytes_parse_whole() {
                 ack: false,
                 params: vec![Setting::InitialWindowSize(0x0040_0000), Setting::MaxFrameSize(0x4000)],
             }),
-            Ok(Frame::Headers {
-                stream: 3,
-                fragment: b"ab".to_vec(),
-                end_stream: true,
-                end_headers: true
-            }),
-            Ok(Frame::Data {
-                stream: 3,
-                data: b"xyz".to_vec(),
-                flow_len: 5,
-                end_stream: false
-            }),
+            Ok(Frame::Headers { stream: 3, fragment: b"ab".to_vec(), end_stream: true, end_headers: true }),
+            Ok(Frame::Data { stream: 3, data: b"xyz".to_vec(), flow_len: 5, end_stream: false }),
             // The reserved bit is masked off.
-            Ok(Frame::WindowUpdate {
-                stream: 0,
-                increment: 0x1000
-            }),
+            Ok(Frame::WindowUpdate { stream: 0, increment: 0x1000 }),
         ]
     );
 }
@@ -105,13 +82,7 @@ async fn a_frame_cut_short_is_an_unexpected_eof_and_a_clean_end_is_none() {
     let mut bytes = raw(8, 0x6, 0, 0, b"12345678");
     bytes.extend(raw(8, 0x6, 0, 0, b"123"));
     let (frames, end) = read_all(bytes).await;
-    assert_eq!(
-        frames,
-        vec![Ok(Frame::Ping {
-            ack: false,
-            payload: *b"12345678"
-        })]
-    );
+    assert_eq!(frames, vec![Ok(Frame::Ping { ack: false, payload: *b"12345678" })]);
     assert_eq!(end.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     let (_, end) = read_all(raw(8, 0x6, 0, 0, b"12345678")[..5].to_vec()).await;
     assert_eq!(end.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
@@ -125,12 +96,7 @@ async fn an_oversized_frame_is_refused_before_its_payload_is_read() {
 }
 
 fn parse_one(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Result<Frame, ConnectionError> {
-    let header = FrameHeader {
-        len: payload.len(),
-        kind,
-        flags,
-        stream,
-    };
+    let header = FrameHeader { len: payload.len(), kind, flags, stream };
     parse(header, payload.to_vec())
 }
 
@@ -141,75 +107,19 @@ type Malformed = (u8, u8, u32, &'static [u8], ErrorCode, &'static str);
 fn malformed_frames_name_their_fault() {
     let cases: &[Malformed] = &[
         (0x0, 0, 0, b"x", ErrorCode::Protocol, "stream frame on stream 0"),
-        (
-            0x0,
-            0x8,
-            1,
-            &[5, 1, 2],
-            ErrorCode::Protocol,
-            "padding longer than the frame",
-        ),
+        (0x0, 0x8, 1, &[5, 1, 2], ErrorCode::Protocol, "padding longer than the frame"),
         (0x0, 0x8, 1, &[], ErrorCode::Protocol, "padded frame without pad length"),
-        (
-            0x1,
-            0x20,
-            1,
-            &[0, 0, 0],
-            ErrorCode::Protocol,
-            "padding longer than the frame",
-        ),
+        (0x1, 0x20, 1, &[0, 0, 0], ErrorCode::Protocol, "padding longer than the frame"),
         (0x4, 0, 1, &[], ErrorCode::Protocol, "connection frame on a stream"),
-        (
-            0x4,
-            0x1,
-            0,
-            &[0, 1, 0, 0, 0, 0],
-            ErrorCode::FrameSize,
-            "SETTINGS ack with a payload",
-        ),
-        (
-            0x4,
-            0,
-            0,
-            &[0, 1, 0],
-            ErrorCode::FrameSize,
-            "SETTINGS length not a multiple of 6",
-        ),
-        (
-            0x4,
-            0,
-            0,
-            &[0, 2, 0, 0, 0, 2],
-            ErrorCode::Protocol,
-            "ENABLE_PUSH must be 0 or 1",
-        ),
-        (
-            0x4,
-            0,
-            0,
-            &[0, 4, 0x80, 0, 0, 0],
-            ErrorCode::FlowControl,
-            "INITIAL_WINDOW_SIZE above 2^31-1",
-        ),
-        (
-            0x4,
-            0,
-            0,
-            &[0, 5, 0, 0, 0x3f, 0xff],
-            ErrorCode::Protocol,
-            "MAX_FRAME_SIZE outside 16384..16777215",
-        ),
+        (0x4, 0x1, 0, &[0, 1, 0, 0, 0, 0], ErrorCode::FrameSize, "SETTINGS ack with a payload"),
+        (0x4, 0, 0, &[0, 1, 0], ErrorCode::FrameSize, "SETTINGS length not a multiple of 6"),
+        (0x4, 0, 0, &[0, 2, 0, 0, 0, 2], ErrorCode::Protocol, "ENABLE_PUSH must be 0 or 1"),
+        (0x4, 0, 0, &[0, 4, 0x80, 0, 0, 0], ErrorCode::FlowControl, "INITIAL_WINDOW_SIZE above 2^31-1"),
+        (0x4, 0, 0, &[0, 5, 0, 0, 0x3f, 0xff], ErrorCode::Protocol, "MAX_FRAME_SIZE outside 16384..16777215"),
         (0x6, 0, 0, b"1234567", ErrorCode::FrameSize, "PING must be 8 bytes"),
         (0x3, 0, 1, b"123", ErrorCode::FrameSize, "RST_STREAM must be 4 bytes"),
         (0x7, 0, 0, b"1234", ErrorCode::FrameSize, "GOAWAY shorter than 8 bytes"),
-        (
-            0x8,
-            0,
-            0,
-            b"12345",
-            ErrorCode::FrameSize,
-            "WINDOW_UPDATE must be 4 bytes",
-        ),
+        (0x8, 0, 0, b"12345", ErrorCode::FrameSize, "WINDOW_UPDATE must be 4 bytes"),
     ];
     for &(kind, flags, stream, payload, code, reason) in cases {
         assert_eq!(
@@ -224,10 +134,7 @@ fn malformed_frames_name_their_fault() {
 fn unknown_settings_and_frame_types_are_skipped() {
     assert_eq!(
         parse_one(0x4, 0, 0, &[0x0a, 0x0a, 1, 2, 3, 4, 0, 3, 0, 0, 0, 7]),
-        Ok(Frame::Settings {
-            ack: false,
-            params: vec![Setting::MaxConcurrentStreams(7)]
-        })
+        Ok(Frame::Settings { ack: false, params: vec![Setting::MaxConcurrentStreams(7)] })
     );
     assert_eq!(parse_one(0xfa, 0xff, 9, b"anything"), Ok(Frame::Unknown));
     assert_eq!(parse_one(0x5, 0x4, 1, &[0, 0, 0, 2]), Ok(Frame::PushPromise));

@@ -154,10 +154,7 @@ where
         Ok(done) => done,
         Err(err) => {
             // Like the Go server: tell the peer about malformed messages, then close.
-            if matches!(
-                err,
-                NoiseError::BadLength(..) | NoiseError::BadType(_) | NoiseError::BadLengthField(_)
-            ) {
+            if matches!(err, NoiseError::BadLength(..) | NoiseError::BadType(_) | NoiseError::BadLengthField(_)) {
                 let _ = timeout(opts.handshake_timeout, io.write_all(&error_message(&err.to_string()))).await;
             }
             return Err(err.into());
@@ -169,9 +166,7 @@ where
     if opts.early_payload {
         stream.queue_early_payload(&fresh_challenge())?;
     }
-    timeout(opts.handshake_timeout, stream.flush_queued())
-        .await
-        .map_err(|_| ServeError::HandshakeTimeout)??;
+    timeout(opts.handshake_timeout, stream.flush_queued()).await.map_err(|_| ServeError::HandshakeTimeout)??;
     super::h2conn::serve(stream, machine, handler, opts).await
 }
 

@@ -122,10 +122,7 @@ impl Entry {
         let mut bytes = Vec::with_capacity(name.len() + value.len());
         bytes.extend_from_slice(name);
         bytes.extend_from_slice(value);
-        Self {
-            bytes: bytes.into_boxed_slice(),
-            name_len: name.len(),
-        }
+        Self { bytes: bytes.into_boxed_slice(), name_len: name.len() }
     }
 
     fn name(&self) -> &[u8] {
@@ -154,11 +151,7 @@ struct DynamicTable {
 
 impl DynamicTable {
     fn new(max_size: usize) -> Self {
-        Self {
-            entries: VecDeque::new(),
-            size: 0,
-            max_size,
-        }
+        Self { entries: VecDeque::new(), size: 0, max_size }
     }
 
     fn set_max_size(&mut self, max_size: usize) {
@@ -381,10 +374,7 @@ impl Decoder {
         let new_max = usize::try_from(requested)
             .ok()
             .filter(|&size| size <= self.settings_limit)
-            .ok_or(HpackError::TableSizeTooLarge {
-                requested,
-                limit: self.settings_limit,
-            })?;
+            .ok_or(HpackError::TableSizeTooLarge { requested, limit: self.settings_limit })?;
         self.table.set_max_size(new_max);
         Ok(())
     }
@@ -436,10 +426,7 @@ impl Decoder {
 ///   new name:      0x00 | 0 | name len (7+) | name | 0 | value len (7+) | value
 /// ```
 pub fn encode_literal(name: &str, value: &[u8], out: &mut Vec<u8>) {
-    debug_assert!(
-        !name.bytes().any(|b| b.is_ascii_uppercase()),
-        "HTTP/2 header names must be lowercase: {name}"
-    );
+    debug_assert!(!name.bytes().any(|b| b.is_ascii_uppercase()), "HTTP/2 header names must be lowercase: {name}");
     match static_name_index(name.as_bytes()) {
         Some(index) => encode_integer(index, 4, 0x00, out),
         None => {
@@ -464,18 +451,12 @@ pub fn encode_status(status: u16, out: &mut Vec<u8>) {
 
 /// The first static table index whose name is `name` (1-based).
 fn static_name_index(name: &[u8]) -> Option<usize> {
-    STATIC_TABLE
-        .iter()
-        .position(|&(n, _)| n == name)
-        .map(|position| position + 1)
+    STATIC_TABLE.iter().position(|&(n, _)| n == name).map(|position| position + 1)
 }
 
 /// The static table index holding exactly `name: value` (1-based).
 fn static_field_index(name: &[u8], value: &[u8]) -> Option<usize> {
-    STATIC_TABLE
-        .iter()
-        .position(|&(n, v)| n == name && v == value)
-        .map(|position| position + 1)
+    STATIC_TABLE.iter().position(|&(n, v)| n == name && v == value).map(|position| position + 1)
 }
 
 /// Writes `value` in decimal into `buf`, returning the digits.

@@ -28,12 +28,7 @@ fn decode(decoder: &mut Decoder, block: &[u8]) -> Result<Fields, HpackError> {
 
 /// The dynamic table, newest entry first (the order of the RFC's "Dynamic Table" dumps).
 fn dynamic_table(decoder: &Decoder) -> Fields {
-    decoder
-        .table
-        .entries
-        .iter()
-        .map(|e| (text(e.name()), text(e.value())))
-        .collect()
+    decoder.table.entries.iter().map(|e| (text(e.name()), text(e.value()))).collect()
 }
 
 /// Decodes `block` and checks the emitted fields, then the table's entries and size.
@@ -82,46 +77,19 @@ fn c1_3_42_starting_at_an_octet_boundary() {
 #[test]
 fn integers_round_trip_at_every_prefix_width() {
     for prefix_bits in 1..=8 {
-        for value in [
-            0,
-            1,
-            30,
-            31,
-            126,
-            127,
-            128,
-            254,
-            255,
-            256,
-            16_383,
-            1 << 20,
-            u32::MAX as usize,
-        ] {
+        for value in [0, 1, 30, 31, 126, 127, 128, 254, 255, 256, 16_383, 1 << 20, u32::MAX as usize] {
             let bytes = encoded_integer(value, prefix_bits);
-            assert_eq!(
-                integer(&bytes, prefix_bits),
-                Ok(value as u64),
-                "{value} in {prefix_bits} bits"
-            );
+            assert_eq!(integer(&bytes, prefix_bits), Ok(value as u64), "{value} in {prefix_bits} bits");
         }
     }
 }
 
 #[test]
 fn integers_beyond_32_bits_or_5_continuation_bytes_are_rejected() {
-    assert_eq!(
-        integer(&[0x1f, 0xff, 0xff, 0xff, 0xff, 0x0f], 5),
-        Err(HpackError::IntegerOverflow)
-    );
-    assert_eq!(
-        integer(&encoded_integer(1 << 32, 7), 7),
-        Err(HpackError::IntegerOverflow)
-    );
+    assert_eq!(integer(&[0x1f, 0xff, 0xff, 0xff, 0xff, 0x0f], 5), Err(HpackError::IntegerOverflow));
+    assert_eq!(integer(&encoded_integer(1 << 32, 7), 7), Err(HpackError::IntegerOverflow));
     // Small value, but zero-padded into six continuation bytes.
-    assert_eq!(
-        integer(&[0x1f, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00], 5),
-        Err(HpackError::IntegerOverflow)
-    );
+    assert_eq!(integer(&[0x1f, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00], 5), Err(HpackError::IntegerOverflow));
     // Five continuation bytes are fine while the value fits.
     assert_eq!(integer(&[0x1f, 0x80, 0x80, 0x80, 0x80, 0x00], 5), Ok(31));
 }
@@ -149,25 +117,13 @@ fn c2_1_literal_with_indexing() {
 #[test]
 fn c2_2_literal_without_indexing() {
     let mut d = Decoder::new(4096);
-    check_step(
-        &mut d,
-        "040c 2f73 616d 706c 652f 7061 7468",
-        &[(":path", "/sample/path")],
-        &[],
-        0,
-    );
+    check_step(&mut d, "040c 2f73 616d 706c 652f 7061 7468", &[(":path", "/sample/path")], &[], 0);
 }
 
 #[test]
 fn c2_3_literal_never_indexed() {
     let mut d = Decoder::new(4096);
-    check_step(
-        &mut d,
-        "1008 7061 7373 776f 7264 0673 6563 7265 74",
-        &[("password", "secret")],
-        &[],
-        0,
-    );
+    check_step(&mut d, "1008 7061 7373 776f 7264 0673 6563 7265 74", &[("password", "secret")], &[], 0);
 }
 
 #[test]
@@ -178,12 +134,8 @@ fn c2_4_indexed() {
 
 // --- C.3 / C.4: requests, one decoder across three blocks --------------------------------
 
-const REQUEST_1: &[(&str, &str)] = &[
-    (":method", "GET"),
-    (":scheme", "http"),
-    (":path", "/"),
-    (":authority", "www.example.com"),
-];
+const REQUEST_1: &[(&str, &str)] =
+    &[(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com")];
 const REQUEST_2: &[(&str, &str)] = &[
     (":method", "GET"),
     (":scheme", "http"),
@@ -200,29 +152,14 @@ const REQUEST_3: &[(&str, &str)] = &[
 ];
 const REQUEST_TABLE_1: &[(&str, &str)] = &[(":authority", "www.example.com")];
 const REQUEST_TABLE_2: &[(&str, &str)] = &[("cache-control", "no-cache"), (":authority", "www.example.com")];
-const REQUEST_TABLE_3: &[(&str, &str)] = &[
-    ("custom-key", "custom-value"),
-    ("cache-control", "no-cache"),
-    (":authority", "www.example.com"),
-];
+const REQUEST_TABLE_3: &[(&str, &str)] =
+    &[("custom-key", "custom-value"), ("cache-control", "no-cache"), (":authority", "www.example.com")];
 
 #[test]
 fn c3_requests_without_huffman() {
     let mut d = Decoder::new(4096);
-    check_step(
-        &mut d,
-        "8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d",
-        REQUEST_1,
-        REQUEST_TABLE_1,
-        57,
-    );
-    check_step(
-        &mut d,
-        "8286 84be 5808 6e6f 2d63 6163 6865",
-        REQUEST_2,
-        REQUEST_TABLE_2,
-        110,
-    );
+    check_step(&mut d, "8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d", REQUEST_1, REQUEST_TABLE_1, 57);
+    check_step(&mut d, "8286 84be 5808 6e6f 2d63 6163 6865", REQUEST_2, REQUEST_TABLE_2, 110);
     check_step(
         &mut d,
         "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65",
@@ -235,21 +172,9 @@ fn c3_requests_without_huffman() {
 #[test]
 fn c4_requests_with_huffman() {
     let mut d = Decoder::new(4096);
-    check_step(
-        &mut d,
-        "8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff",
-        REQUEST_1,
-        REQUEST_TABLE_1,
-        57,
-    );
+    check_step(&mut d, "8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff", REQUEST_1, REQUEST_TABLE_1, 57);
     check_step(&mut d, "8286 84be 5886 a8eb 1064 9cbf", REQUEST_2, REQUEST_TABLE_2, 110);
-    check_step(
-        &mut d,
-        "8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf",
-        REQUEST_3,
-        REQUEST_TABLE_3,
-        164,
-    );
+    check_step(&mut d, "8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf", REQUEST_3, REQUEST_TABLE_3, 164);
 }
 
 // --- C.5 / C.6: responses with a 256-byte table, evicting ---------------------------------
@@ -266,36 +191,16 @@ fn check_response_sequence(blocks: [&str; 3]) {
     check_step(
         &mut d,
         blocks[0],
-        &[
-            (":status", "302"),
-            ("cache-control", "private"),
-            ("date", DATE_21),
-            ("location", LOCATION),
-        ],
-        &[
-            ("location", LOCATION),
-            ("date", DATE_21),
-            ("cache-control", "private"),
-            (":status", "302"),
-        ],
+        &[(":status", "302"), ("cache-control", "private"), ("date", DATE_21), ("location", LOCATION)],
+        &[("location", LOCATION), ("date", DATE_21), ("cache-control", "private"), (":status", "302")],
         222,
     );
     // `:status: 302` is evicted to make room for `:status: 307`.
     check_step(
         &mut d,
         blocks[1],
-        &[
-            (":status", "307"),
-            ("cache-control", "private"),
-            ("date", DATE_21),
-            ("location", LOCATION),
-        ],
-        &[
-            (":status", "307"),
-            ("location", LOCATION),
-            ("date", DATE_21),
-            ("cache-control", "private"),
-        ],
+        &[(":status", "307"), ("cache-control", "private"), ("date", DATE_21), ("location", LOCATION)],
+        &[(":status", "307"), ("location", LOCATION), ("date", DATE_21), ("cache-control", "private")],
         222,
     );
     // Several evictions while this one block is decoded.
@@ -357,10 +262,7 @@ fn a_name_can_come_from_the_entry_its_insertion_evicts() {
     decode(&mut d, &hex("400a 6375 7374 6f6d 2d6b 6579 0276 31")).unwrap(); // custom-key: v1
     assert_eq!(d.table_size(), 44);
     // 0x7e = incremental indexing, name index 62 (custom-key), value "v2".
-    assert_eq!(
-        decode(&mut d, &hex("7e02 7632")).unwrap(),
-        fields(&[("custom-key", "v2")])
-    );
+    assert_eq!(decode(&mut d, &hex("7e02 7632")).unwrap(), fields(&[("custom-key", "v2")]));
     assert_eq!(dynamic_table(&d), fields(&[("custom-key", "v2")]));
     assert_eq!(d.table_size(), 44);
 }
@@ -384,10 +286,7 @@ fn size_updates_at_the_start_are_applied_and_evict() {
     decode(&mut d, &hex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d")).unwrap();
     assert_eq!(d.table_size(), 57);
     // Two updates in a row (0, then 4096 = 0x3f e1 1f), then a field.
-    assert_eq!(
-        decode(&mut d, &hex("20 3fe1 1f 82")).unwrap(),
-        fields(&[(":method", "GET")])
-    );
+    assert_eq!(decode(&mut d, &hex("20 3fe1 1f 82")).unwrap(), fields(&[(":method", "GET")]));
     assert_eq!(d.table_size(), 0);
     assert_eq!(decode(&mut d, &hex("be")), Err(HpackError::BadIndex(62)));
 }
@@ -408,10 +307,7 @@ fn size_update_above_the_advertised_maximum_is_rejected() {
     let mut d = Decoder::new(4096);
     assert_eq!(
         decode(&mut d, &hex("3fe2 1f")), // 4097
-        Err(HpackError::TableSizeTooLarge {
-            requested: 4097,
-            limit: 4096
-        })
+        Err(HpackError::TableSizeTooLarge { requested: 4097, limit: 4096 })
     );
     decode(&mut d, &hex("3fe1 1f")).unwrap(); // exactly 4096 is fine
 }
@@ -513,15 +409,7 @@ fn literal_bytes(name: &str, value: &[u8]) -> Vec<u8> {
 
 #[test]
 fn statuses_in_the_static_table_are_one_byte() {
-    let expected = [
-        (200, 0x88),
-        (204, 0x89),
-        (206, 0x8a),
-        (304, 0x8b),
-        (400, 0x8c),
-        (404, 0x8d),
-        (500, 0x8e),
-    ];
+    let expected = [(200, 0x88), (204, 0x89), (206, 0x8a), (304, 0x8b), (400, 0x8c), (404, 0x8d), (500, 0x8e)];
     for (status, byte) in expected {
         assert_eq!(status_bytes(status), [byte], "{status}");
     }

@@ -131,10 +131,7 @@ const fn build_canonical_code() -> CanonicalCode {
         next_code = (next_code + count) << 1;
         len += 1;
     }
-    assert!(
-        placed == CODES.len(),
-        "a code length lies outside MIN_CODE_LEN..=MAX_CODE_LEN"
-    );
+    assert!(placed == CODES.len(), "a code length lies outside MIN_CODE_LEN..=MAX_CODE_LEN");
     assert!(table.limit[MAX_CODE_LEN] == 1 << 32, "the code is not complete");
     table
 }
@@ -209,11 +206,7 @@ pub fn decode(input: &[u8], max_len: usize, out: &mut Vec<u8>) -> Result<(), Hpa
         if code_len > reader.len {
             // The input ended inside a code: what is left must be padding (§5.2: at most
             // 7 bits, all ones, i.e. a strict prefix of EOS).
-            return if reader.len <= 7 && reader.rest_is_all_ones() {
-                Ok(())
-            } else {
-                Err(HpackError::BadHuffman)
-            };
+            return if reader.len <= 7 && reader.rest_is_all_ones() { Ok(()) } else { Err(HpackError::BadHuffman) };
         }
         if symbol == EOS {
             return Err(HpackError::HuffmanEos);
@@ -282,14 +275,8 @@ mod tests {
         ("302", "6402"),
         ("307", "640e ff"),
         ("private", "aec3 771a 4b"),
-        (
-            "Mon, 21 Oct 2013 20:13:21 GMT",
-            "d07a be94 1054 d444 a820 0595 040b 8166 e082 a62d 1bff",
-        ),
-        (
-            "Mon, 21 Oct 2013 20:13:22 GMT",
-            "d07a be94 1054 d444 a820 0595 040b 8166 e084 a62d 1bff",
-        ),
+        ("Mon, 21 Oct 2013 20:13:21 GMT", "d07a be94 1054 d444 a820 0595 040b 8166 e082 a62d 1bff"),
+        ("Mon, 21 Oct 2013 20:13:22 GMT", "d07a be94 1054 d444 a820 0595 040b 8166 e084 a62d 1bff"),
         ("https://www.example.com", "9d29 ad17 1863 c78f 0b97 c8e9 ae82 ae43 d3"),
         ("gzip", "9bd9 ab"),
         (
@@ -388,15 +375,8 @@ mod tests {
             let len = (next() % 40) as usize;
             // Bias towards ones so long codes, EOS and padding edge cases come up often.
             let dense = next() % 2 == 0;
-            let input: Vec<u8> = (0..len)
-                .map(|_| {
-                    if dense {
-                        next() as u8 | next() as u8
-                    } else {
-                        next() as u8
-                    }
-                })
-                .collect();
+            let input: Vec<u8> =
+                (0..len).map(|_| if dense { next() as u8 | next() as u8 } else { next() as u8 }).collect();
             out.clear();
             let _ = decode(&input, (next() % 64) as usize, &mut out);
         }

@@ -54,11 +54,7 @@ impl NamespaceView {
     }
 
     pub fn dns_config(&self) -> DnsConfig {
-        DnsConfig {
-            domains: vec![self.dns_suffix.clone()],
-            proxied: true,
-            ..Default::default()
-        }
+        DnsConfig { domains: vec![self.dns_suffix.clone()], proxied: true, ..Default::default() }
     }
 
     /// The node's MagicDNS name, with the trailing dot clients expect.
@@ -169,10 +165,7 @@ pub fn derp_endpoint(settings: &Settings) -> (String, u16) {
     };
     let authority = rest.split('/').next().unwrap_or(rest);
     let (host, port) = split_host_port(authority, scheme_port);
-    (
-        settings.derp.host.clone().unwrap_or(host),
-        settings.derp.port.unwrap_or(port),
-    )
+    (settings.derp.host.clone().unwrap_or(host), settings.derp.port.unwrap_or(port))
 }
 
 fn split_host_port(authority: &str, default_port: u16) -> (String, u16) {

@@ -97,10 +97,7 @@ pub struct CipherState {
 
 impl CipherState {
     pub fn new(key: [u8; 32]) -> Self {
-        Self {
-            aead: ChaCha20Poly1305::new(Key::from_slice(&key)),
-            counter: 0,
-        }
+        Self { aead: ChaCha20Poly1305::new(Key::from_slice(&key)), counter: 0 }
     }
 
     fn next_nonce(&mut self) -> Result<Nonce, NoiseError> {
@@ -117,10 +114,7 @@ impl CipherState {
     /// Encrypts `buf` in place and appends the tag.
     pub fn encrypt(&mut self, buf: &mut Vec<u8>) -> Result<(), NoiseError> {
         let nonce = self.next_nonce()?;
-        let tag = self
-            .aead
-            .encrypt_in_place_detached(&nonce, &[], buf)
-            .map_err(|_| NoiseError::Decrypt)?;
+        let tag = self.aead.encrypt_in_place_detached(&nonce, &[], buf).map_err(|_| NoiseError::Decrypt)?;
         buf.extend_from_slice(&tag);
         Ok(())
     }
@@ -134,9 +128,7 @@ impl CipherState {
         let split = buf.len() - TAG_LEN;
         let tag = *Tag::from_slice(&buf[split..]);
         buf.truncate(split);
-        self.aead
-            .decrypt_in_place_detached(&nonce, &[], buf, &tag)
-            .map_err(|_| NoiseError::Decrypt)
+        self.aead.decrypt_in_place_detached(&nonce, &[], buf, &tag).map_err(|_| NoiseError::Decrypt)
     }
 
     #[cfg(test)]
@@ -191,9 +183,8 @@ impl SymmetricState {
         let key = self.k.ok_or(NoiseError::Decrypt)?;
         let aead = ChaCha20Poly1305::new(Key::from_slice(&key));
         let mut buf = plaintext.to_vec();
-        let tag = aead
-            .encrypt_in_place_detached(&Nonce::default(), &self.h, &mut buf)
-            .map_err(|_| NoiseError::Decrypt)?;
+        let tag =
+            aead.encrypt_in_place_detached(&Nonce::default(), &self.h, &mut buf).map_err(|_| NoiseError::Decrypt)?;
         buf.extend_from_slice(&tag);
         self.mix_hash(&buf);
         Ok(buf)
@@ -207,13 +198,8 @@ impl SymmetricState {
         let aead = ChaCha20Poly1305::new(Key::from_slice(&key));
         let split = ciphertext.len() - TAG_LEN;
         let mut buf = ciphertext[..split].to_vec();
-        aead.decrypt_in_place_detached(
-            &Nonce::default(),
-            &self.h,
-            &mut buf,
-            Tag::from_slice(&ciphertext[split..]),
-        )
-        .map_err(|_| NoiseError::Decrypt)?;
+        aead.decrypt_in_place_detached(&Nonce::default(), &self.h, &mut buf, Tag::from_slice(&ciphertext[split..]))
+            .map_err(|_| NoiseError::Decrypt)?;
         self.mix_hash(ciphertext);
         Ok(buf)
     }
@@ -265,9 +251,7 @@ pub fn error_message(text: &str) -> Vec<u8> {
 /// size, so a front end can answer 400 before it writes the 101.
 pub fn decode_handshake_header(value: &str) -> Result<Vec<u8>, NoiseError> {
     use base64::Engine as _;
-    let init = base64::engine::general_purpose::STANDARD
-        .decode(value.trim())
-        .map_err(|_| NoiseError::BadBase64)?;
+    let init = base64::engine::general_purpose::STANDARD.decode(value.trim()).map_err(|_| NoiseError::BadBase64)?;
     if init.len() != INITIATION_LEN {
         return Err(NoiseError::BadLength(init.len(), INITIATION_LEN));
     }
@@ -315,11 +299,7 @@ pub fn accept(
     response.extend_from_slice(&tag);
 
     let (k1, k2) = sym.split();
-    let keys = TransportKeys {
-        send: CipherState::new(k2),
-        recv: CipherState::new(k1),
-        handshake_hash: sym.h,
-    };
+    let keys = TransportKeys { send: CipherState::new(k2), recv: CipherState::new(k1), handshake_hash: sym.h };
     Ok((response, MachinePublic::from_bytes(client_static), version, keys))
 }
 
@@ -350,14 +330,7 @@ impl Initiator {
         msg.extend_from_slice(&ephemeral_pub);
         msg.extend_from_slice(&enc_static);
         msg.extend_from_slice(&tag);
-        Ok((
-            Self {
-                sym,
-                machine: machine.clone(),
-                ephemeral,
-            },
-            msg,
-        ))
+        Ok((Self { sym, machine: machine.clone(), ephemeral }, msg))
     }
 
     /// Consumes the server's 51-byte response (or surfaces its type-3 error message).
@@ -381,11 +354,7 @@ impl Initiator {
         self.sym.mix_dh(&self.machine, &server_ephemeral)?; // se
         self.sym.decrypt_and_hash(&response[35..51])?;
         let (k1, k2) = self.sym.split();
-        Ok(TransportKeys {
-            send: CipherState::new(k1),
-            recv: CipherState::new(k2),
-            handshake_hash: self.sym.h,
-        })
+        Ok(TransportKeys { send: CipherState::new(k1), recv: CipherState::new(k2), handshake_hash: self.sym.h })
     }
 }
 

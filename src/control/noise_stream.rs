@@ -210,9 +210,7 @@ impl<T: AsyncRead + Unpin> NoiseStream<T> {
         }
         self.plain.advance(9);
         let json = self.plain.split_to(len);
-        serde_json::from_slice(&json)
-            .map(Some)
-            .map_err(|err| NoiseError::EarlyPayload(err.to_string()))
+        serde_json::from_slice(&json).map(Some).map_err(|err| NoiseError::EarlyPayload(err.to_string()))
     }
 }
 

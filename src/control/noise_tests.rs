@@ -22,10 +22,7 @@ fn golden_vector_from_a_real_client_yields_its_machine_key() {
     let init = decode_handshake_header(v["x_tailscale_handshake_header"].as_str().unwrap()).unwrap();
     assert_eq!(hex::encode(&init), v["init_message_hex"].as_str().unwrap());
     let (response, client, version, _keys) = accept(&server, &init).unwrap();
-    assert_eq!(
-        client.to_string(),
-        v["expected_client_machine_public"].as_str().unwrap()
-    );
+    assert_eq!(client.to_string(), v["expected_client_machine_public"].as_str().unwrap());
     assert_eq!(version, 130);
     assert_eq!(response.len(), RESPONSE_LEN);
     assert_eq!(&response[..3], &[2, 0, 48]);
@@ -87,9 +84,7 @@ fn record_one_with_a_little_endian_nonce_does_not_decrypt() {
     let mut le_nonce = [0u8; 12];
     le_nonce[4..].copy_from_slice(&1u64.to_le_bytes());
     let mut record1 = b"one".to_vec();
-    let tag = aead
-        .encrypt_in_place_detached(Nonce::from_slice(&le_nonce), &[], &mut record1)
-        .unwrap();
+    let tag = aead.encrypt_in_place_detached(Nonce::from_slice(&le_nonce), &[], &mut record1).unwrap();
     record1.extend_from_slice(&tag);
     let mut attempt = record1.clone();
     assert!(matches!(receiver.decrypt(&mut attempt), Err(NoiseError::Decrypt)));
@@ -109,20 +104,14 @@ fn record_one_with_a_little_endian_nonce_does_not_decrypt() {
 fn malformed_initiations_are_errors() {
     let server = StaticSecret::from([1u8; 32]);
     assert!(matches!(accept(&server, &[]), Err(NoiseError::BadLength(0, 101))));
-    assert!(matches!(
-        accept(&server, &[0u8; 100]),
-        Err(NoiseError::BadLength(100, 101))
-    ));
+    assert!(matches!(accept(&server, &[0u8; 100]), Err(NoiseError::BadLength(100, 101))));
     let mut wrong_type = [0u8; 101];
     wrong_type[2] = 4;
     assert!(matches!(accept(&server, &wrong_type), Err(NoiseError::BadType(4))));
     let mut wrong_len = [0u8; 101];
     wrong_len[2] = 1;
     wrong_len[4] = 95;
-    assert!(matches!(
-        accept(&server, &wrong_len),
-        Err(NoiseError::BadLengthField(95))
-    ));
+    assert!(matches!(accept(&server, &wrong_len), Err(NoiseError::BadLengthField(95))));
     // All-zero ephemeral key is a low-order point.
     let mut zero_key = [0u8; 101];
     zero_key[2] = 1;

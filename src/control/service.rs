@@ -75,9 +75,7 @@ impl Registration {
         }
         match req.auth.as_ref().map(|a| a.auth_key.trim()).filter(|k| !k.is_empty()) {
             Some(secret) => self.with_key(secret, &req).await,
-            None => Ok(refusal(
-                "tenscale needs a pre-auth key to register (interactive login is not supported)",
-            )),
+            None => Ok(refusal("tenscale needs a pre-auth key to register (interactive login is not supported)")),
         }
     }
 
@@ -101,7 +99,8 @@ impl Registration {
         }
         if node.ephemeral {
             self.store.delete_node(node.id).await.map_err(internal)?;
-            let event = Event::NodeRemoved { namespace_id: node.namespace_id, node_id: node.id, node_key: req.node_key };
+            let event =
+                Event::NodeRemoved { namespace_id: node.namespace_id, node_id: node.id, node_key: req.node_key };
             self.tailnet.publish(event).await;
         } else {
             let change = NodeChange { key_expiry: Some(req.expiry.get()), ..Default::default() };
@@ -162,10 +161,8 @@ impl Registration {
         let key_expiry = req.expiry.get().filter(|_| key.tag_set().is_empty());
         // The same machine coming back into the same namespace keeps its node (and addresses).
         let existing = self.store.node_by_machine(key.namespace_id, &self.machine).await.map_err(internal)?;
-        let retired = existing
-            .as_ref()
-            .and_then(|n| NodePublic::parse(&n.node_key).ok())
-            .filter(|old| *old != req.node_key);
+        let retired =
+            existing.as_ref().and_then(|n| NodePublic::parse(&n.node_key).ok()).filter(|old| *old != req.node_key);
         let result = match existing {
             Some(node) => {
                 let change = NodeChange {

@@ -58,12 +58,7 @@ pub struct RegisterRequest {
     #[serde(default)]
     pub old_node_key: NodePublic,
     /// `nlpub:` tailnet-lock key, kept as text (ignored by the server).
-    #[serde(
-        rename = "NLKey",
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "NLKey", default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub nl_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<RegisterAuth>,
@@ -171,12 +166,7 @@ pub struct MapRequest {
     /// Parallel to `endpoints`: 0 unknown, 1 local, 2 stun, 3 portmap, 4 stun4localport, 5 explicit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_types: Option<Vec<i32>>,
-    #[serde(
-        rename = "TKAHead",
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "TKAHead", default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub tka_head: String,
     #[serde(default, skip_serializing_if = "is_false")]
     pub read_only: bool,
@@ -263,10 +253,7 @@ pub struct MapResponse {
 impl MapResponse {
     /// The keep-alive message `{"KeepAlive":true}`.
     pub fn keep_alive() -> Self {
-        Self {
-            keep_alive: true,
-            ..Self::default()
-        }
+        Self { keep_alive: true, ..Self::default() }
     }
 }
 
@@ -310,12 +297,7 @@ pub struct PingRequest {
     pub log: bool,
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub types: String,
-    #[serde(
-        rename = "IP",
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "IP", default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub ip: String,
     /// Standard base64.
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]

@@ -112,7 +112,14 @@ impl Throughput {
 
 impl std::fmt::Display for Throughput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:>10.0} packets/s  {:>8.1} MB/s  ({} packets in {:.2?})", self.packets_per_sec(), self.mb_per_sec(), self.packets, self.elapsed)
+        write!(
+            f,
+            "{:>10.0} packets/s  {:>8.1} MB/s  ({} packets in {:.2?})",
+            self.packets_per_sec(),
+            self.mb_per_sec(),
+            self.packets,
+            self.elapsed
+        )
     }
 }
 

@@ -76,7 +76,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> DerpClient<T> {
         Self::handshake_buffered(io, &[], secret, info).await
     }
 
-    async fn handshake_buffered(io: T, buffered: &[u8], secret: &DerpSecret, info: &ClientInfo) -> Result<Self, DerpError> {
+    async fn handshake_buffered(
+        io: T,
+        buffered: &[u8],
+        secret: &DerpSecret,
+        info: &ClientInfo,
+    ) -> Result<Self, DerpError> {
         let (read_half, write_half) = tokio::io::split(io);
         let mut receiver = DerpReceiver { reader: FrameReader::with_buffered(read_half, buffered) };
         let mut sender = DerpSender { writer: BufWriter::with_capacity(16 << 10, write_half) };
@@ -147,7 +152,8 @@ impl<T: AsyncRead + AsyncWrite> DerpSender<T> {
         T: Unpin,
     {
         let mut prefix = [0u8; frame::HEADER_LEN + frame::KEY_LEN];
-        prefix[..frame::HEADER_LEN].copy_from_slice(&frame::header(frame::FrameType::SendPacket, frame::KEY_LEN + packet.len()));
+        prefix[..frame::HEADER_LEN]
+            .copy_from_slice(&frame::header(frame::FrameType::SendPacket, frame::KEY_LEN + packet.len()));
         prefix[frame::HEADER_LEN..].copy_from_slice(dst.as_bytes());
         self.writer.write_all(&prefix).await?;
         self.writer.write_all(packet).await?;

@@ -203,8 +203,8 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use crate::keys::NodePublic;
+    use bytes::Bytes;
 
     #[tokio::test]
     async fn reads_frames_split_across_reads_and_skips_unknown_ones() {

@@ -154,7 +154,10 @@ mod tests {
         assert_eq!(info.mesh_key_bytes(), Some([0xab; 32]));
         let info: ClientInfo = serde_json::from_str(r#"{"meshKey":"zz"}"#).unwrap();
         assert_eq!(info.mesh_key_bytes(), None);
-        assert_eq!(serde_json::to_string(&ServerInfo { version: 2, ..Default::default() }).unwrap(), r#"{"version":2}"#);
+        assert_eq!(
+            serde_json::to_string(&ServerInfo { version: 2, ..Default::default() }).unwrap(),
+            r#"{"version":2}"#
+        );
     }
 
     #[test]
@@ -164,7 +167,8 @@ mod tests {
         // f3ffc770...; seeing it at offset 24 proves the `nonce ‖ tag ‖ ciphertext` layout.
         let alice = DerpSecret::from_bytes(hex32("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"));
         let bob = NodePublic(hex32("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"));
-        let nonce: [u8; 24] = hex::decode("69696ee955b62b73cd62bda875fc73d68219e0036b7a0b37").unwrap().try_into().unwrap();
+        let nonce: [u8; 24] =
+            hex::decode("69696ee955b62b73cd62bda875fc73d68219e0036b7a0b37").unwrap().try_into().unwrap();
         let msg = hex::decode(concat!(
             "be075fc53c81f2d5cf141316ebeb0c7b5228c52a4c62cbd44b66849b64244ffce5ecbaaf33bd751a1ac728d45e6c6129",
             "6cdc3c01233561f41db66cce314adb310e3be8250c46f06dceea3a7fa1348057e2f6556ad6b1318a024a838f21af1fde",
@@ -200,7 +204,8 @@ mod tests {
         assert_eq!(server.open(&other.public(), &sealed), Err(CryptoError::Open));
         assert_eq!(server.open(&client.public(), &sealed[..39]), Err(CryptoError::TooShort));
 
-        let reply = seal_server_info(&server, &client.public(), &ServerInfo { version: 2, ..Default::default() }).unwrap();
+        let reply =
+            seal_server_info(&server, &client.public(), &ServerInfo { version: 2, ..Default::default() }).unwrap();
         assert_eq!(client.open(&server.public(), &reply).unwrap(), br#"{"version":2}"#);
     }
 }

@@ -278,11 +278,7 @@ impl Frame {
     pub fn parse(frame_type: FrameType, payload: Bytes) -> Result<Frame, FrameError> {
         let len = payload.len();
         if len > frame_type.max_payload_len() {
-            return Err(FrameError::TooLong {
-                frame_type: frame_type as u8,
-                len,
-                max: frame_type.max_payload_len(),
-            });
+            return Err(FrameError::TooLong { frame_type: frame_type as u8, len, max: frame_type.max_payload_len() });
         }
         let malformed = || FrameError::Malformed { frame_type, len };
         let frame = match frame_type {
@@ -363,9 +359,9 @@ impl Frame {
                     Frame::Pong { data }
                 }
             }
-            FrameType::Health => Frame::Health {
-                problem: String::from_utf8(payload.to_vec()).map_err(|_| malformed())?,
-            },
+            FrameType::Health => {
+                Frame::Health { problem: String::from_utf8(payload.to_vec()).map_err(|_| malformed())? }
+            }
             FrameType::Restarting => {
                 if len < 8 {
                     return Err(malformed());
@@ -478,7 +474,10 @@ impl PeerPresent {
 pub enum Decoded {
     Frame(Frame),
     /// An unassigned type byte; receivers skip these.
-    Unknown { frame_type: u8, len: usize },
+    Unknown {
+        frame_type: u8,
+        len: usize,
+    },
 }
 
 /// Decodes one whole frame from the front of `buf` if it is complete: `Ok(None)` means "need
@@ -640,7 +639,9 @@ mod tests {
         let mut buf = BytesMut::from(&ok.to_bytes()[..]);
         assert_eq!(decode_one(&mut buf).unwrap(), Some(Decoded::Frame(ok)));
         // ClientInfo over 256 KiB, an unknown type over 1 MiB, a NotePreferred of 2.
-        for (t, len) in [(0x02u8, MAX_CLIENT_INFO_LEN + 1), (0x0b, MAX_FRAME_LEN + 1), (0x07, 2), (0xff, u32::MAX as usize)] {
+        for (t, len) in
+            [(0x02u8, MAX_CLIENT_INFO_LEN + 1), (0x0b, MAX_FRAME_LEN + 1), (0x07, 2), (0xff, u32::MAX as usize)]
+        {
             let mut head = [t, 0, 0, 0, 0];
             head[1..].copy_from_slice(&(len as u32).to_be_bytes());
             let mut buf = BytesMut::from(&head[..]);

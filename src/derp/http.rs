@@ -16,9 +16,9 @@ async fn not_upgraded() -> HttpResponse {
 
 async fn probe(req: HttpRequest) -> HttpResponse {
     match *req.method() {
-        actix_web::http::Method::GET | actix_web::http::Method::HEAD => HttpResponse::Ok()
-            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-            .finish(),
+        actix_web::http::Method::GET | actix_web::http::Method::HEAD => {
+            HttpResponse::Ok().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).finish()
+        }
         _ => HttpResponse::MethodNotAllowed().finish(),
     }
 }
@@ -26,10 +26,7 @@ async fn probe(req: HttpRequest) -> HttpResponse {
 /// Captive-portal check: 204, echoing a well-formed challenge.
 async fn generate_204(req: HttpRequest) -> HttpResponse {
     let mut response = HttpResponse::NoContent();
-    response.insert_header((
-        header::CACHE_CONTROL,
-        "no-cache, no-store, must-revalidate, no-transform, max-age=0",
-    ));
+    response.insert_header((header::CACHE_CONTROL, "no-cache, no-store, must-revalidate, no-transform, max-age=0"));
     let challenge = req.headers().get("X-Tailscale-Challenge").and_then(|v| v.to_str().ok());
     if let Some(c) = challenge.filter(|c| valid_challenge(c)) {
         response.insert_header(("X-Tailscale-Response", format!("response {c}")));

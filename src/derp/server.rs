@@ -128,8 +128,10 @@ impl DerpMetrics {
         )?;
         let admission_refused =
             IntCounter::new("tenscale_derp_admission_refused_total", "DERP clients refused by the admission check")?;
-        let protocol_errors =
-            IntCounter::new("tenscale_derp_protocol_errors_total", "Admitted DERP connections closed for a protocol error")?;
+        let protocol_errors = IntCounter::new(
+            "tenscale_derp_protocol_errors_total",
+            "Admitted DERP connections closed for a protocol error",
+        )?;
         let packets_relayed = IntCounter::new("tenscale_derp_packets_relayed_total", "Packets queued to a recipient")?;
         let bytes_relayed = IntCounter::new("tenscale_derp_bytes_relayed_total", "Packet bytes queued to a recipient")?;
         let dropped = IntCounterVec::new(
@@ -173,7 +175,10 @@ enum Control {
     Pong([u8; frame::PING_LEN]),
     PeerGone(NodePublic, PeerGoneReason),
     /// Write a Restarting frame, flush, and close.
-    Restarting { reconnect_in_ms: u32, try_for_ms: u32 },
+    Restarting {
+        reconnect_in_ms: u32,
+        try_for_ms: u32,
+    },
 }
 
 /// What the registry holds for one connection: the ends other connections send into.
@@ -223,7 +228,12 @@ enum Forwarded {
 }
 
 impl DerpServer {
-    pub fn new(secret: DerpSecret, config: DerpConfig, admission: Arc<dyn Admission>, metrics: DerpMetrics) -> Arc<Self> {
+    pub fn new(
+        secret: DerpSecret,
+        config: DerpConfig,
+        admission: Arc<dyn Admission>,
+        metrics: DerpMetrics,
+    ) -> Arc<Self> {
         let public = secret.public();
         let shards = (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect();
         Arc::new(Self {
@@ -424,15 +434,17 @@ where
     server.register(key, handle.clone());
     tracing::debug!(%peer, %key, tenant = tenant.0, "derp client connected");
 
-    let write_task = tokio::spawn(write_loop(
-        writer,
-        packets_rx,
-        control_rx,
-        closed.clone(),
-        handle.clone(),
-        server.config.clone(),
-    ));
-    let mut conn = ClientConn { server: &server, key, tenant, handle: &handle, sent_to: HashSet::new(), last_dst: None, not_here: TokenBucket::new() };
+    let write_task =
+        tokio::spawn(write_loop(writer, packets_rx, control_rx, closed.clone(), handle.clone(), server.config.clone()));
+    let mut conn = ClientConn {
+        server: &server,
+        key,
+        tenant,
+        handle: &handle,
+        sent_to: HashSet::new(),
+        last_dst: None,
+        not_here: TokenBucket::new(),
+    };
     let result = conn.read_loop(&mut reader, closed).await;
     if let Err(err) = &result {
         server.metrics.protocol_errors.inc();
@@ -478,7 +490,11 @@ where
     if server.shutting_down.load(Ordering::SeqCst) {
         return Err(DerpError::Closed);
     }
-    let reply = crypto::seal_server_info(&server.secret, &key, &ServerInfo { version: PROTOCOL_VERSION, ..Default::default() })?;
+    let reply = crypto::seal_server_info(
+        &server.secret,
+        &key,
+        &ServerInfo { version: PROTOCOL_VERSION, ..Default::default() },
+    )?;
     writer.write_frame(&Frame::ServerInfo { sealed: reply.into() }).await?;
     writer.flush().await?;
     Ok((key, tenant))

@@ -146,7 +146,8 @@ pub struct StunMetrics {
 impl StunMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let answered = IntCounter::new("tenscale_stun_answered_total", "STUN binding requests answered")?;
-        let ignored = IntCounter::new("tenscale_stun_ignored_total", "UDP datagrams that were not a Tailscale binding request")?;
+        let ignored =
+            IntCounter::new("tenscale_stun_ignored_total", "UDP datagrams that were not a Tailscale binding request")?;
         registry.register(Box::new(answered.clone()))?;
         registry.register(Box::new(ignored.clone()))?;
         Ok(Self { answered, ignored })
@@ -291,7 +292,8 @@ mod tests {
         client.send_to(b"garbage", addr).await.unwrap();
         client.send_to(CAPTURE, addr).await.unwrap();
         let mut buf = [0u8; 128];
-        let (n, _) = tokio::time::timeout(std::time::Duration::from_secs(2), client.recv_from(&mut buf)).await.unwrap().unwrap();
+        let (n, _) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), client.recv_from(&mut buf)).await.unwrap().unwrap();
         let (txid, mapped) = decode_response(&buf[..n]);
         assert_eq!(&txid[..], &CAPTURE[8..20]);
         assert_eq!(mapped, client.local_addr().unwrap());

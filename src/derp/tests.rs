@@ -52,7 +52,10 @@ impl Relay {
     /// A TCP stream past the 101, before any frame.
     async fn raw(&self) -> TcpStream {
         let mut stream = TcpStream::connect(self.addr).await.unwrap();
-        stream.write_all(b"GET /derp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n").await.unwrap();
+        stream
+            .write_all(b"GET /derp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n")
+            .await
+            .unwrap();
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
@@ -252,7 +255,10 @@ async fn peer_gone_not_here_is_rate_limited() {
         a.send_packet(&nobody, &disco_packet()).await.unwrap();
     }
     for _ in 0..3 {
-        assert!(matches!(recv_non_keepalive(&mut a).await, Some(Frame::PeerGone { reason: PeerGoneReason::NotHere, .. })));
+        assert!(matches!(
+            recv_non_keepalive(&mut a).await,
+            Some(Frame::PeerGone { reason: PeerGoneReason::NotHere, .. })
+        ));
     }
     assert_nothing_pending(&mut a, 3).await;
     assert_eq!(relay.dropped(DropReason::UnknownPeer), 10);
@@ -275,7 +281,8 @@ async fn ping_gets_pong_and_client_pong_is_ignored() {
 
 #[tokio::test]
 async fn keep_alives_are_sent_on_the_configured_interval() {
-    let config = DerpConfig { keep_alive: Duration::from_millis(100), keep_alive_jitter: Duration::ZERO, ..Default::default() };
+    let config =
+        DerpConfig { keep_alive: Duration::from_millis(100), keep_alive_jitter: Duration::ZERO, ..Default::default() };
     let relay = relay(config).await;
     let mut a = relay.client(1).await;
     let start = std::time::Instant::now();
@@ -303,7 +310,10 @@ async fn close_node_disconnects_every_connection_and_tells_receivers() {
     assert_closed(&mut a1).await;
     assert_closed(&mut a2).await;
     assert_eq!(relay.server.connection_count(&secret.public()), 0);
-    assert_eq!(recv_non_keepalive(&mut b).await, Some(Frame::PeerGone { key: secret.public(), reason: PeerGoneReason::Disconnected }));
+    assert_eq!(
+        recv_non_keepalive(&mut b).await,
+        Some(Frame::PeerGone { key: secret.public(), reason: PeerGoneReason::Disconnected })
+    );
     assert_nothing_pending(&mut b, 4).await;
     assert_nothing_pending(&mut other_tenant, 5).await;
     relay.wait_connections(2).await;
@@ -331,7 +341,10 @@ async fn duplicate_connections_most_recent_wins() {
     old.send_packet(&b.public_key(), b"reply").await.unwrap();
     assert!(matches!(recv_non_keepalive(&mut b).await, Some(Frame::RecvPacket { .. })));
     drop(old);
-    assert_eq!(recv_non_keepalive(&mut b).await, Some(Frame::PeerGone { key: secret.public(), reason: PeerGoneReason::Disconnected }));
+    assert_eq!(
+        recv_non_keepalive(&mut b).await,
+        Some(Frame::PeerGone { key: secret.public(), reason: PeerGoneReason::Disconnected })
+    );
 }
 
 #[tokio::test]
@@ -408,11 +421,11 @@ async fn mesh_frames_and_bad_frames_close_the_connection() {
         Frame::ClosePeer { key: k }.to_bytes().to_vec(),
         Frame::ForwardPacket { src: k, dst: k, packet: Bytes::from_static(b"f") }.to_bytes().to_vec(),
         Frame::ClientInfo { key: k, sealed: Bytes::from(vec![0u8; 40]) }.to_bytes().to_vec(),
-        vec![0x07, 0, 0, 0, 2, 1, 1],                     // NotePreferred of 2 bytes
-        vec![0x12, 0, 0, 0, 3, 1, 2, 3],                  // short Ping
-        vec![0x04, 0, 0, 0, 4, 1, 2, 3, 4],               // SendPacket shorter than a key
-        vec![0x04, 0xff, 0xff, 0xff, 0xff],               // oversize SendPacket
-        vec![0xee, 0x7f, 0xff, 0xff, 0xff],               // oversize unknown frame
+        vec![0x07, 0, 0, 0, 2, 1, 1],       // NotePreferred of 2 bytes
+        vec![0x12, 0, 0, 0, 3, 1, 2, 3],    // short Ping
+        vec![0x04, 0, 0, 0, 4, 1, 2, 3, 4], // SendPacket shorter than a key
+        vec![0x04, 0xff, 0xff, 0xff, 0xff], // oversize SendPacket
+        vec![0xee, 0x7f, 0xff, 0xff, 0xff], // oversize unknown frame
     ];
     for (i, bytes) in closing.iter().enumerate() {
         let mut a = relay.client(1).await;
@@ -430,7 +443,10 @@ async fn garbage_before_the_handshake_closes_without_harm() {
         b"GET / HTTP/1.1\r\n\r\n",
         &[0x02, 0, 0, 0, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], // ClientInfo too short
         &[0x02, 0x10, 0, 0, 0],                              // ClientInfo too long
-        &[0x04, 0, 0, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], // SendPacket first
+        &[
+            0x04, 0, 0, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0,
+        ], // SendPacket first
     ];
     for bytes in garbage {
         let mut stream = relay.raw().await;

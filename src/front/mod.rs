@@ -43,8 +43,7 @@ use actix_http::error::DispatchError;
 use actix_http::{HttpServiceBuilder, Request, Response};
 use actix_server::{GracefulShutdownSignal, Server};
 use actix_service::{
-    fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory,
-    ServiceFactoryExt as _,
+    fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt as _,
 };
 use actix_web::dev::AppConfig;
 use futures::future::BoxFuture;
@@ -192,13 +191,7 @@ fn http1<I, S, B>(
     secure: bool,
     local_addr: SocketAddr,
     graceful: GracefulShutdownSignal,
-) -> impl ServiceFactory<
-    (BoxedIo, Option<SocketAddr>),
-    Config = (),
-    Response = (),
-    Error = DispatchError,
-    InitError = (),
->
+) -> impl ServiceFactory<(BoxedIo, Option<SocketAddr>), Config = (), Response = (), Error = DispatchError, InitError = ()>
 where
     I: IntoServiceFactory<S, Request>,
     S: ServiceFactory<Request, Config = AppConfig> + 'static,
@@ -209,9 +202,7 @@ where
     S::Service: 'static,
     B: MessageBody + 'static,
 {
-    let app = app
-        .into_factory()
-        .map_err(|err| err.into().error_response());
+    let app = app.into_factory().map_err(|err| err.into().error_response());
     let app_config = move |_| {
         // actix-web has no public constructor for AppConfig; `__priv_test_new` is the one
         // actix-test uses. It only feeds ConnectionInfo's scheme and host fallbacks.
@@ -260,14 +251,7 @@ where
         Route::Takeover(kind, head, io) => {
             debug!(%peer, ?kind, path = %head.path, "front: takeover");
             let shutdown = ctx.shutdown.clone();
-            (ctx.takeover)(Takeover {
-                kind,
-                head,
-                peer,
-                io,
-                shutdown,
-            })
-            .await;
+            (ctx.takeover)(Takeover { kind, head, peer, io, shutdown }).await;
         }
         Route::Http(io) => {
             if let Err(err) = Box::pin(http(io, peer)).await {
@@ -295,9 +279,7 @@ async fn sniff(tcp: TcpStream, ctx: &Ctx) -> std::io::Result<Route> {
 
 async fn route<T: Io + 'static>(mut io: T, max_head: usize) -> std::io::Result<Route> {
     Ok(match sniff::read_first(&mut io, max_head).await? {
-        First::Takeover { kind, head, rest } => {
-            Route::Takeover(kind, head, Box::new(Replay::new(rest, io)))
-        }
+        First::Takeover { kind, head, rest } => Route::Takeover(kind, head, Box::new(Replay::new(rest, io))),
         First::Http { read } => Route::Http(Box::new(Replay::new(read, io))),
     })
 }

@@ -33,11 +33,7 @@ impl<T> Replay<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Replay<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.prefix.has_remaining() {
             let n = this.prefix.len().min(buf.remaining());
@@ -55,11 +51,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Replay<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Replay<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 

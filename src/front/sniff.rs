@@ -37,10 +37,7 @@ pub struct RequestHead {
 impl RequestHead {
     /// The first header called `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -48,11 +45,7 @@ impl RequestHead {
 #[derive(Debug)]
 pub enum First {
     /// One of our two upgrades; `rest` is what the client sent after the head.
-    Takeover {
-        kind: UpgradeKind,
-        head: RequestHead,
-        rest: Bytes,
-    },
+    Takeover { kind: UpgradeKind, head: RequestHead, rest: Bytes },
     /// Anything else; `read` is every byte read so far, head included.
     Http { read: Bytes },
 }
@@ -89,25 +82,15 @@ fn classify(buf: &BytesMut, max_head: usize) -> io::Result<Option<First>> {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         // Not our business to explain what is wrong: actix answers 400.
-        Err(_) => {
-            return Ok(Some(First::Http {
-                read: Bytes::copy_from_slice(buf),
-            }))
-        }
+        Err(_) => return Ok(Some(First::Http { read: Bytes::copy_from_slice(buf) })),
     };
     if head_len > max_head {
         return Err(too_large());
     }
     let Some(kind) = upgrade_kind(&req) else {
-        return Ok(Some(First::Http {
-            read: Bytes::copy_from_slice(buf),
-        }));
+        return Ok(Some(First::Http { read: Bytes::copy_from_slice(buf) }));
     };
-    Ok(Some(First::Takeover {
-        kind,
-        head: to_head(&req),
-        rest: Bytes::copy_from_slice(&buf[head_len..]),
-    }))
+    Ok(Some(First::Takeover { kind, head: to_head(&req), rest: Bytes::copy_from_slice(&buf[head_len..]) }))
 }
 
 /// The origin form of a request target: `http://host:port/ts2021?x` → `/ts2021?x`; a target
@@ -132,9 +115,7 @@ fn upgrade_kind(req: &httparse::Request<'_, '_>) -> Option<UpgradeKind> {
     let method = req.method?;
     let path = origin_form(req.path?).split('?').next()?;
     match (method, path) {
-        ("POST" | "GET", "/ts2021") if has_upgrade(req, "tailscale-control-protocol") => {
-            Some(UpgradeKind::Control)
-        }
+        ("POST" | "GET", "/ts2021") if has_upgrade(req, "tailscale-control-protocol") => Some(UpgradeKind::Control),
         ("GET" | "POST", "/derp") if has_upgrade(req, "derp") => Some(UpgradeKind::Derp),
         _ => None,
     }
@@ -156,22 +137,9 @@ fn to_head(req: &httparse::Request<'_, '_>) -> RequestHead {
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
         None => (target.to_owned(), None),
     };
-    let headers = req
-        .headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.to_owned(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
-        .collect();
-    RequestHead {
-        method: req.method.unwrap_or_default().to_owned(),
-        path,
-        query,
-        headers,
-    }
+    let headers =
+        req.headers.iter().map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned())).collect();
+    RequestHead { method: req.method.unwrap_or_default().to_owned(), path, query, headers }
 }
 
 #[cfg(test)]
@@ -192,12 +160,9 @@ mod tests {
 
     #[tokio::test]
     async fn control_upgrade_with_trailing_bytes() {
-        let raw =
-            b"POST /ts2021?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: Tailscale-Control-Protocol\r\n\
+        let raw = b"POST /ts2021?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: Tailscale-Control-Protocol\r\n\
                     Connection: upgrade\r\nX-Tailscale-Handshake: AAEC\r\n\r\nNOISE";
-        let First::Takeover { kind, head, rest } = first(raw).await.unwrap() else {
-            panic!("not taken over")
-        };
+        let First::Takeover { kind, head, rest } = first(raw).await.unwrap() else { panic!("not taken over") };
         assert_eq!(kind, UpgradeKind::Control);
         assert_eq!(head.method, "POST");
         assert_eq!(head.path, "/ts2021");
@@ -210,9 +175,7 @@ mod tests {
     async fn absolute_form_targets_are_taken_over_like_origin_form() {
         let raw = b"POST http://127.0.0.1:8080/ts2021?v=130 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
                     Upgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n\r\n";
-        let First::Takeover { kind: control, head, .. } = first(raw).await.unwrap() else {
-            panic!("not taken over")
-        };
+        let First::Takeover { kind: control, head, .. } = first(raw).await.unwrap() else { panic!("not taken over") };
         assert_eq!(control, UpgradeKind::Control);
         assert_eq!((head.path.as_str(), head.query.as_deref()), ("/ts2021", Some("v=130")));
         let raw = b"GET HTTPS://derp.example/derp HTTP/1.1\r\nUpgrade: DERP\r\n\r\n";

@@ -15,8 +15,7 @@ use tokio_rustls::TlsConnector;
 
 use super::*;
 
-const SWITCH: &[u8] =
-    b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\r\nSERVER-FIRST";
+const SWITCH: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\r\nSERVER-FIRST";
 
 struct Seen {
     kind: UpgradeKind,
@@ -30,13 +29,7 @@ fn echo_handler(seen: mpsc::UnboundedSender<Seen>) -> TakeoverHandler {
     Arc::new(move |t: Takeover| {
         let seen = seen.clone();
         Box::pin(async move {
-            let Takeover {
-                kind,
-                head,
-                peer,
-                mut io,
-                shutdown,
-            } = t;
+            let Takeover { kind, head, peer, mut io, shutdown } = t;
             let _ = seen.send(Seen { kind, head, peer });
             if io.write_all(SWITCH).await.is_err() {
                 return;
@@ -73,21 +66,12 @@ fn app() -> App<
 > {
     App::new()
         .route("/hello", web::get().to(|| async { "hello" }))
-        .route(
-            "/echo",
-            web::post().to(|body: web::Bytes| async move { body }),
-        )
+        .route("/echo", web::post().to(|body: web::Bytes| async move { body }))
         .route(
             "/peer",
-            web::get().to(|req: HttpRequest| async move {
-                req.peer_addr().map(|a| a.to_string()).unwrap_or_default()
-            }),
+            web::get().to(|req: HttpRequest| async move { req.peer_addr().map(|a| a.to_string()).unwrap_or_default() }),
         )
-        .route(
-            "/scheme",
-            web::get()
-                .to(|req: HttpRequest| async move { req.connection_info().scheme().to_owned() }),
-        )
+        .route("/scheme", web::get().to(|req: HttpRequest| async move { req.connection_info().scheme().to_owned() }))
         .route("/ts2021", web::to(HttpResponse::UpgradeRequired))
 }
 
@@ -122,12 +106,7 @@ fn start(tls: bool, options: FrontOptions) -> TestServer {
     let server = serve(listener, server_tls, app, echo_handler(tx), options).unwrap();
     let handle = server.handle();
     actix_rt::spawn(server);
-    TestServer {
-        addr,
-        handle,
-        seen,
-        tls: client_tls,
-    }
+    TestServer { addr, handle, seen, tls: client_tls }
 }
 
 /// A self-signed cert for `localhost`, written to PEM files and loaded the production way.
@@ -145,12 +124,11 @@ fn self_signed() -> (Arc<ServerConfig>, TlsConnector) {
 
     let mut roots = RootCertStore::empty();
     roots.add(ck.cert.der().clone()).unwrap();
-    let client =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let client = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     (server, TlsConnector::from(Arc::new(client)))
 }
 
@@ -170,10 +148,7 @@ impl TestServer {
     }
 
     async fn next_seen(&mut self) -> Seen {
-        tokio::time::timeout(Duration::from_secs(5), self.seen.recv())
-            .await
-            .unwrap()
-            .unwrap()
+        tokio::time::timeout(Duration::from_secs(5), self.seen.recv()).await.unwrap().unwrap()
     }
 }
 
@@ -220,9 +195,7 @@ impl Responses {
 }
 
 async fn timeout<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(5), f)
-        .await
-        .expect("timed out")
+    tokio::time::timeout(Duration::from_secs(5), f).await.expect("timed out")
 }
 
 async fn read_exactly(io: &mut (impl AsyncRead + Unpin), n: usize) -> Vec<u8> {
@@ -235,23 +208,14 @@ async fn read_exactly(io: &mut (impl AsyncRead + Unpin), n: usize) -> Vec<u8> {
 
 async fn check_http(srv: &TestServer, scheme: &str) {
     let (mut io, local) = srv.connect().await;
-    io.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut r = Responses {
-        io,
-        buf: Vec::new(),
-    };
+    io.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut r = Responses { io, buf: Vec::new() };
     assert_eq!(r.next().await, (200, b"hello".to_vec()));
 
     // Same connection: keep-alive, then a body, then the peer address and scheme.
-    r.io.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
-        .await
-        .unwrap();
+    r.io.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world").await.unwrap();
     assert_eq!(r.next().await, (200, b"hello world".to_vec()));
-    r.io.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\nGET /scheme HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    r.io.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\nGET /scheme HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     assert_eq!(r.next().await, (200, local.to_string().into_bytes()));
     assert_eq!(r.next().await, (200, scheme.as_bytes().to_vec()));
 }
@@ -275,9 +239,7 @@ async fn tls_http_goes_to_actix() {
 async fn check_takeover(srv: &mut TestServer, request: &[u8], kind: UpgradeKind, path: &str) {
     let (mut io, local) = srv.connect().await;
     // Head and the first protocol bytes in one write: the early bytes must be replayed.
-    io.write_all(&[request, b"early bytes"].concat())
-        .await
-        .unwrap();
+    io.write_all(&[request, b"early bytes"].concat()).await.unwrap();
     let seen = srv.next_seen().await;
     assert_eq!(seen.kind, kind);
     assert_eq!(seen.head.path, path);
@@ -290,8 +252,7 @@ async fn check_takeover(srv: &mut TestServer, request: &[u8], kind: UpgradeKind,
     assert_eq!(read_exactly(&mut io, 6).await, b"\x00\x01MORE");
 }
 
-const TS2021: &[u8] =
-    b"POST /ts2021 HTTP/1.1\r\nHost: x\r\nUpgrade: tailscale-control-protocol\r\n\
+const TS2021: &[u8] = b"POST /ts2021 HTTP/1.1\r\nHost: x\r\nUpgrade: tailscale-control-protocol\r\n\
                         Connection: upgrade\r\nX-Test: yes\r\n\r\n";
 const DERP: &[u8] = b"GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\
                       X-Test: yes\r\n\r\n";
@@ -360,10 +321,7 @@ async fn ts2021_without_upgrade_goes_to_actix() {
     ] {
         let (mut io, _) = srv.connect().await;
         io.write_all(req).await.unwrap();
-        let mut r = Responses {
-            io,
-            buf: Vec::new(),
-        };
+        let mut r = Responses { io, buf: Vec::new() };
         assert_eq!(r.next().await.0, 426);
     }
     srv.handle.stop(false).await;
@@ -389,19 +347,11 @@ async fn check_idle_is_closed(tls: bool) {
     let mut idle: BoxedIo = Box::new(tcp);
     // The single worker still serves others meanwhile.
     let (io, _) = srv.connect().await;
-    let mut r = Responses {
-        io,
-        buf: Vec::new(),
-    };
-    r.io.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut r = Responses { io, buf: Vec::new() };
+    r.io.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     assert_eq!(r.next().await.0, 200);
     let waited = closed_within(&mut idle, Duration::from_secs(3)).await;
-    assert!(
-        waited >= Duration::from_millis(200),
-        "closed too early: {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(200), "closed too early: {waited:?}");
     srv.handle.stop(false).await;
 }
 
@@ -441,13 +391,7 @@ async fn slow_drip_head_is_closed_after_header_timeout() {
 #[actix_rt::test]
 async fn endless_head_is_closed_at_the_size_cap() {
     // Long time limit: it is the size cap that must end this one.
-    let srv = start(
-        false,
-        FrontOptions {
-            header_timeout: Duration::from_secs(30),
-            ..quick_options()
-        },
-    );
+    let srv = start(false, FrontOptions { header_timeout: Duration::from_secs(30), ..quick_options() });
     let (io, _) = srv.connect().await;
     let (mut rd, mut wr) = tokio::io::split(io);
     let writer = actix_rt::spawn(async move {

@@ -28,10 +28,7 @@ pub enum TlsConfigError {
 
 /// Loads a certificate chain (leaf first) and a private key (PKCS#8, PKCS#1 or SEC1) from
 /// PEM files into a server config using the ring provider.
-pub fn load_server_config(
-    cert_path: &Path,
-    key_path: &Path,
-) -> Result<Arc<ServerConfig>, TlsConfigError> {
+pub fn load_server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsConfigError> {
     let certs = read_certs(cert_path)?;
     let key = read_key(key_path)?;
     server_config(certs, key)
@@ -52,19 +49,13 @@ pub fn server_config(
 fn open(path: &Path) -> Result<BufReader<File>, TlsConfigError> {
     File::open(path)
         .map(BufReader::new)
-        .map_err(|source| TlsConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })
+        .map_err(|source| TlsConfigError::Read { path: path.display().to_string(), source })
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
     let certs = rustls_pemfile::certs(&mut open(path)?)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        .map_err(|source| TlsConfigError::Read { path: path.display().to_string(), source })?;
     if certs.is_empty() {
         return Err(TlsConfigError::NoCertificate(path.display().to_string()));
     }
@@ -73,9 +64,6 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigErro
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
     rustls_pemfile::private_key(&mut open(path)?)
-        .map_err(|source| TlsConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?
+        .map_err(|source| TlsConfigError::Read { path: path.display().to_string(), source })?
         .ok_or_else(|| TlsConfigError::NoKey(path.display().to_string()))
 }

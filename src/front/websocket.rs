@@ -55,11 +55,7 @@ pub fn offers_protocol(req: &actix_web::dev::RequestHead, protocol: &str) -> boo
 }
 
 fn header_tokens(req: &actix_web::dev::RequestHead, name: header::HeaderName) -> impl Iterator<Item = &str> {
-    req.headers
-        .get_all(name)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+    req.headers.get_all(name).filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
 }
 
 /// Completes the upgrade selecting `protocol`, which the client must offer (else 400), and
@@ -86,10 +82,7 @@ where
         Ok(upgraded) => upgraded,
         Err(err) => return err.error_response(),
     };
-    let messages = messages
-        .max_frame_size(MAX_INCOMING)
-        .aggregate_continuations()
-        .max_continuation_size(MAX_INCOMING);
+    let messages = messages.max_frame_size(MAX_INCOMING).aggregate_continuations().max_continuation_size(MAX_INCOMING);
     let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
     let io = WsStream::new(Inbound(rx), Outbound(session.clone()));
     actix_web::rt::spawn(async move {
@@ -167,9 +160,7 @@ impl Sink<Bytes> for Outbound {
 
     fn start_send(self: Pin<&mut Self>, item: Bytes) -> io::Result<()> {
         debug_assert!(item.len() <= MAX_MESSAGE);
-        Pin::new(&mut self.get_mut().0)
-            .start_send(actix_ws::Message::Binary(item))
-            .map_err(closed)
+        Pin::new(&mut self.get_mut().0).start_send(actix_ws::Message::Binary(item)).map_err(closed)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

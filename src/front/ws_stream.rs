@@ -38,12 +38,7 @@ pub struct WsStream<St, Si> {
 
 impl<St, Si> WsStream<St, Si> {
     pub fn new(incoming: St, outgoing: Si) -> Self {
-        WsStream {
-            incoming,
-            outgoing,
-            pending: Bytes::new(),
-            eof: false,
-        }
+        WsStream { incoming, outgoing, pending: Bytes::new(), eof: false }
     }
 }
 
@@ -107,11 +102,8 @@ mod tests {
     type Incoming = mpsc::UnboundedReceiver<io::Result<Bytes>>;
     type Outgoing = futures::sink::SinkMapErr<mpsc::UnboundedSender<Bytes>, fn(mpsc::SendError) -> io::Error>;
 
-    fn pair() -> (
-        mpsc::UnboundedSender<io::Result<Bytes>>,
-        WsStream<Incoming, Outgoing>,
-        mpsc::UnboundedReceiver<Bytes>,
-    ) {
+    fn pair() -> (mpsc::UnboundedSender<io::Result<Bytes>>, WsStream<Incoming, Outgoing>, mpsc::UnboundedReceiver<Bytes>)
+    {
         let (in_tx, in_rx) = mpsc::unbounded();
         let (out_tx, out_rx) = mpsc::unbounded();
         let to_io: fn(mpsc::SendError) -> io::Error = |_| io::ErrorKind::BrokenPipe.into();
@@ -137,8 +129,7 @@ mod tests {
     #[tokio::test]
     async fn incoming_error_is_a_read_error() {
         let (tx, mut io, _out) = pair();
-        tx.unbounded_send(Err(io::Error::new(io::ErrorKind::InvalidData, "text message")))
-            .unwrap();
+        tx.unbounded_send(Err(io::Error::new(io::ErrorKind::InvalidData, "text message"))).unwrap();
         let err = io.read(&mut [0u8; 8]).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }

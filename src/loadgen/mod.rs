@@ -41,8 +41,8 @@ use crate::store::preauth_keys::NewPreauthKey;
 use crate::store::Store;
 use machine::{Machine, ProcSample};
 use node::{JoinTarget, SimNode, Slot};
-pub use target::TargetSpec;
 use target::Target;
+pub use target::TargetSpec;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -669,7 +669,11 @@ impl fmt::Display for Report {
             writeln!(f, "  join->peers fan-out:  {}", r.fanout)?;
         }
         if let Some(p) = &self.probes {
-            writeln!(f, "probes:  {} sequential joins, {:.0} connected peers each on average", p.count, p.mean_audience)?;
+            writeln!(
+                f,
+                "probes:  {} sequential joins, {:.0} connected peers each on average",
+                p.count, p.mean_audience
+            )?;
             writeln!(f, "  connect+register:     {}", p.register)?;
             writeln!(f, "  register->first map:  {}", p.first_map)?;
             writeln!(f, "  join->peers fan-out:  {}", p.fanout)?;
@@ -711,7 +715,11 @@ impl fmt::Display for Report {
             )?;
         }
         if self.closed_by_server > 0 {
-            writeln!(f, "WARNING: the server ended {} map streams while their nodes were connected", self.closed_by_server)?;
+            writeln!(
+                f,
+                "WARNING: the server ended {} map streams while their nodes were connected",
+                self.closed_by_server
+            )?;
         }
         write!(f, "loadgen: RSS {} KiB, CPU {:.1} s in total", self.loadgen_end.rss_kib, self.loadgen_end.cpu_secs)
     }
@@ -750,12 +758,15 @@ mod tests {
     fn percentiles_use_nearest_rank() {
         let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
         let p = Percentiles::of(samples);
-        assert_eq!((p.p50, p.p90, p.p99, p.max), (
-            Duration::from_millis(50),
-            Duration::from_millis(90),
-            Duration::from_millis(99),
-            Duration::from_millis(100)
-        ));
+        assert_eq!(
+            (p.p50, p.p90, p.p99, p.max),
+            (
+                Duration::from_millis(50),
+                Duration::from_millis(90),
+                Duration::from_millis(99),
+                Duration::from_millis(100)
+            )
+        );
         assert_eq!(Percentiles::of(vec![Duration::from_millis(7)]).p99, Duration::from_millis(7));
         assert_eq!(Percentiles::of(vec![]).count, 0);
     }

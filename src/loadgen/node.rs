@@ -122,7 +122,12 @@ pub struct JoinTarget {
 
 /// Connects, registers with `auth_key` and, when `stream`, opens the map stream and waits
 /// for the first full map. Without `stream` the node is only registered (`Ok(None)`).
-pub async fn join(target: &JoinTarget, slot: Arc<Slot>, auth_key: &str, stream: bool) -> anyhow::Result<Option<SimNode>> {
+pub async fn join(
+    target: &JoinTarget,
+    slot: Arc<Slot>,
+    auth_key: &str,
+    stream: bool,
+) -> anyhow::Result<Option<SimNode>> {
     slot.update(|t| t.started = Some(Instant::now()));
     let machine = StaticSecret::from(random_bytes());
     let client = tokio::time::timeout(STEP_TIMEOUT, Client::connect(&target.addr, &target.server_key, &machine))

@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use super::model::{
-    AclRule, Alias, AutoGroup, IpNet, Policy, PortRange, Proto, SshAction, SshRule, SshUser, Tag,
-    TestTarget, TAILSCALE_V4, TAILSCALE_V6,
+    AclRule, Alias, AutoGroup, IpNet, Policy, PortRange, Proto, SshAction, SshRule, SshUser, Tag, TestTarget,
+    TAILSCALE_V4, TAILSCALE_V6,
 };
 use super::wire::{self, FilterRule, NetPortRange, SSHPolicy, SSHPrincipal, Shared};
 use super::PolicyError;
@@ -71,11 +71,8 @@ pub fn compile_namespace(policy: Option<&Policy>, nodes: &[PolicyNode]) -> Compi
         Some((p, Some(acls))) => acls.iter().map(|rule| index.compile_acl(p, rule)).collect(),
         _ => vec![index.allow_all_rule()],
     };
-    let ssh_rules: Option<Vec<SshCompiled>> = policy.and_then(|p| {
-        p.ssh
-            .as_ref()
-            .map(|rules| rules.iter().map(|r| index.compile_ssh(p, r)).collect())
-    });
+    let ssh_rules: Option<Vec<SshCompiled>> =
+        policy.and_then(|p| p.ssh.as_ref().map(|rules| rules.iter().map(|r| index.compile_ssh(p, r)).collect()));
     let peers = index.peer_sets(&acl_rules);
 
     let mut self_src_cache = HashMap::new();
@@ -83,16 +80,9 @@ pub fn compile_namespace(policy: Option<&Policy>, nodes: &[PolicyNode]) -> Compi
     let mut out = CompiledNamespace::default();
     for i in 0..index.len() {
         let filter = index.filter_for(i, &acl_rules, &mut self_src_cache);
-        let ssh = ssh_rules
-            .as_ref()
-            .map(|rules| index.ssh_for(i, rules, &mut self_principal_cache));
-        let peers = peers[i]
-            .iter()
-            .filter(|&j| j != i)
-            .map(|j| index.nodes[j].id)
-            .collect();
-        out.nodes
-            .insert(index.nodes[i].id, CompiledNode { filter, ssh, peers });
+        let ssh = ssh_rules.as_ref().map(|rules| index.ssh_for(i, rules, &mut self_principal_cache));
+        let peers = peers[i].iter().filter(|&j| j != i).map(|j| index.nodes[j].id).collect();
+        out.nodes.insert(index.nodes[i].id, CompiledNode { filter, ssh, peers });
     }
     out
 }
@@ -109,10 +99,7 @@ pub fn diff(old: &CompiledNamespace, new: &CompiledNamespace) -> Vec<i64> {
 }
 
 /// Compiles and then checks the policy's `tests` against the result.
-pub fn validate_namespace(
-    policy: &Policy,
-    nodes: &[PolicyNode],
-) -> Result<CompiledNamespace, PolicyError> {
+pub fn validate_namespace(policy: &Policy, nodes: &[PolicyNode]) -> Result<CompiledNamespace, PolicyError> {
     let compiled = compile_namespace(Some(policy), nodes);
     run_tests(policy, nodes, &compiled)?;
     Ok(compiled)
@@ -124,9 +111,7 @@ pub fn validate_tags_for_key(policy: Option<&Policy>, tags: &[String]) -> Result
     for text in tags {
         let tag: Tag = text.parse().map_err(PolicyError::new)?;
         if policy.is_some_and(|p| !p.tag_declared(&tag)) {
-            return Err(PolicyError::new(format!(
-                "tag {text:?} is not declared in tagOwners"
-            )));
+            return Err(PolicyError::new(format!("tag {text:?} is not declared in tagOwners")));
         }
     }
     Ok(())
@@ -248,8 +233,7 @@ impl<'a> Index<'a> {
         let mut nodes: Vec<&PolicyNode> = input.iter().collect();
         nodes.sort_by_key(|n| n.id);
         let n = nodes.len();
-        let (mut all, mut tagged, mut member) =
-            (NodeSet::empty(n), NodeSet::empty(n), NodeSet::empty(n));
+        let (mut all, mut tagged, mut member) = (NodeSet::empty(n), NodeSet::empty(n), NodeSet::empty(n));
         let mut by_addr = HashMap::with_capacity(n * 2);
         let mut user_index: HashMap<&str, usize> = HashMap::new();
         let mut user_group = vec![None; n];
@@ -278,17 +262,7 @@ impl<'a> Index<'a> {
             }
             addrs.push(list.into_iter().map(|a| (a, a.to_string())).collect());
         }
-        Index {
-            nodes,
-            addrs,
-            all,
-            tagged,
-            member,
-            by_addr,
-            user_group,
-            groups,
-            sources: RefCell::default(),
-        }
+        Index { nodes, addrs, all, tagged, member, by_addr, user_group, groups, sources: RefCell::default() }
     }
 
     fn len(&self) -> usize {
@@ -296,19 +270,11 @@ impl<'a> Index<'a> {
     }
 
     fn empty(&self) -> Resolved {
-        Resolved {
-            nodes: NodeSet::empty(self.len()),
-            whole: NodeSet::empty(self.len()),
-            prefixes: Vec::new(),
-        }
+        Resolved { nodes: NodeSet::empty(self.len()), whole: NodeSet::empty(self.len()), prefixes: Vec::new() }
     }
 
     fn wildcard(&self) -> Resolved {
-        Resolved {
-            nodes: self.all.clone(),
-            whole: self.all.clone(),
-            prefixes: WILDCARD_SOURCES.to_vec(),
-        }
+        Resolved { nodes: self.all.clone(), whole: self.all.clone(), prefixes: WILDCARD_SOURCES.to_vec() }
     }
 
     fn user_nodes(&self, matches: impl Fn(&str) -> bool) -> NodeSet {
@@ -323,16 +289,7 @@ impl<'a> Index<'a> {
 
     /// Resolves one alias; `autogroup:self` resolves to nothing here (it is per node).
     fn resolve(&self, p: &Policy, alias: &Alias) -> (Resolved, Option<IpNet>) {
-        let nodes = |nodes: NodeSet| {
-            (
-                Resolved {
-                    whole: nodes.clone(),
-                    nodes,
-                    prefixes: Vec::new(),
-                },
-                None,
-            )
-        };
+        let nodes = |nodes: NodeSet| (Resolved { whole: nodes.clone(), nodes, prefixes: Vec::new() }, None);
         match alias {
             Alias::Wildcard => (self.wildcard(), None),
             Alias::User(u) => nodes(self.user_nodes(|login| u.matches(login))),
@@ -367,14 +324,7 @@ impl<'a> Index<'a> {
         if net.is_single() {
             if let Some(&i) = self.by_addr.get(&net.addr()) {
                 set.insert(i);
-                return (
-                    Resolved {
-                        whole: set.clone(),
-                        nodes: set,
-                        prefixes: Vec::new(),
-                    },
-                    None,
-                );
+                return (Resolved { whole: set.clone(), nodes: set, prefixes: Vec::new() }, None);
             }
         }
         for (i, list) in self.addrs.iter().enumerate() {
@@ -382,14 +332,7 @@ impl<'a> Index<'a> {
                 set.insert(i);
             }
         }
-        (
-            Resolved {
-                nodes: set,
-                whole: NodeSet::empty(self.len()),
-                prefixes: vec![net],
-            },
-            Some(net),
-        )
+        (Resolved { nodes: set, whole: NodeSet::empty(self.len()), prefixes: vec![net] }, Some(net))
     }
 
     fn resolve_all(&self, p: &Policy, aliases: &[Alias]) -> Resolved {
@@ -418,29 +361,14 @@ impl<'a> Index<'a> {
         let mut prefixes: Vec<IpNet> = r.prefixes.clone();
         prefixes.sort_by_key(|n| (addr_order(&n.addr()), n.prefix_len()));
         prefixes.dedup();
-        let outer: Vec<IpNet> = prefixes
-            .iter()
-            .filter(|n| !prefixes.iter().any(|m| m != *n && m.covers(n)))
-            .copied()
-            .collect();
-        let mut items: Vec<((u8, u128), u8, Cow<str>)> = outer
-            .iter()
-            .map(|n| {
-                (
-                    addr_order(&n.addr()),
-                    n.prefix_len(),
-                    Cow::Owned(net_text(n)),
-                )
-            })
-            .collect();
+        let outer: Vec<IpNet> =
+            prefixes.iter().filter(|n| !prefixes.iter().any(|m| m != *n && m.covers(n))).copied().collect();
+        let mut items: Vec<((u8, u128), u8, Cow<str>)> =
+            outer.iter().map(|n| (addr_order(&n.addr()), n.prefix_len(), Cow::Owned(net_text(n)))).collect();
         for i in r.whole.iter() {
             for (a, text) in &self.addrs[i] {
                 if !outer.iter().any(|n| n.contains(*a)) {
-                    items.push((
-                        addr_order(a),
-                        if a.is_ipv4() { 32 } else { 128 },
-                        Cow::Borrowed(text),
-                    ));
+                    items.push((addr_order(a), if a.is_ipv4() { 32 } else { 128 }, Cow::Borrowed(text)));
                 }
             }
         }
@@ -450,17 +378,12 @@ impl<'a> Index<'a> {
     }
 
     fn principals(&self, set: &NodeSet) -> Shared<SSHPrincipal> {
-        let mut addrs: Vec<(IpAddr, &String)> = set
-            .iter()
-            .flat_map(|i| self.addrs[i].iter().map(|(a, t)| (*a, t)))
-            .collect();
+        let mut addrs: Vec<(IpAddr, &String)> =
+            set.iter().flat_map(|i| self.addrs[i].iter().map(|(a, t)| (*a, t))).collect();
         addrs.sort_by_key(|(a, _)| addr_order(a));
         addrs
             .into_iter()
-            .map(|(_, t)| SSHPrincipal {
-                node_ip: t.clone(),
-                ..Default::default()
-            })
+            .map(|(_, t)| SSHPrincipal { node_ip: t.clone(), ..Default::default() })
             .collect::<Vec<_>>()
             .into()
     }
@@ -470,11 +393,7 @@ impl<'a> Index<'a> {
         AclCompiled {
             src_ips: self.source_ips(&src),
             src: src.nodes,
-            dsts: vec![DstPart {
-                nodes: self.all.clone(),
-                within: None,
-                ports: vec![PortRange::ALL],
-            }],
+            dsts: vec![DstPart { nodes: self.all.clone(), within: None, ports: vec![PortRange::ALL] }],
             dst_nodes: self.all.clone(),
             self_ports: Vec::new(),
             ip_proto: Vec::new(),
@@ -493,11 +412,7 @@ impl<'a> Index<'a> {
             }
             let (r, within) = self.resolve(p, &dst.alias);
             dst_nodes.union_with(&r.nodes);
-            dsts.push(DstPart {
-                nodes: r.nodes,
-                within,
-                ports: dst.ports.clone(),
-            });
+            dsts.push(DstPart { nodes: r.nodes, within, ports: dst.ports.clone() });
         }
         AclCompiled {
             src_ips: self.source_ips(&src),
@@ -529,10 +444,7 @@ impl<'a> Index<'a> {
 
     /// Node `i`'s addresses inside `within` (all of them for `None`).
     fn node_addrs(&self, i: usize, within: Option<IpNet>) -> impl Iterator<Item = &String> {
-        self.addrs[i]
-            .iter()
-            .filter(move |(a, _)| within.is_none_or(|w| w.contains(*a)))
-            .map(|(_, t)| t)
+        self.addrs[i].iter().filter(move |(a, _)| within.is_none_or(|w| w.contains(*a))).map(|(_, t)| t)
     }
 
     fn filter_for(
@@ -549,11 +461,7 @@ impl<'a> Index<'a> {
                         .entry((r, g))
                         .or_insert_with(|| {
                             let nodes = rule.src.intersection(&self.groups[g]);
-                            self.source_ips(&Resolved {
-                                whole: nodes.clone(),
-                                nodes,
-                                prefixes: Vec::new(),
-                            })
+                            self.source_ips(&Resolved { whole: nodes.clone(), nodes, prefixes: Vec::new() })
                         })
                         .clone();
                     let mut dst_ports = Vec::new();
@@ -592,9 +500,8 @@ impl<'a> Index<'a> {
                 }
             };
             if let Some(g) = self.user_group[i].filter(|_| rule.has_self) {
-                let principals = cache
-                    .entry((r, g))
-                    .or_insert_with(|| self.principals(&rule.src.intersection(&self.groups[g])));
+                let principals =
+                    cache.entry((r, g)).or_insert_with(|| self.principals(&rule.src.intersection(&self.groups[g])));
                 push(principals.clone());
             }
             if rule.dst_nodes.contains(i) {
@@ -677,20 +584,10 @@ fn net_text(n: &IpNet) -> String {
     }
 }
 
-fn push_ports<'s>(
-    out: &mut Vec<NetPortRange>,
-    addrs: impl Iterator<Item = &'s String>,
-    ports: &[PortRange],
-) {
+fn push_ports<'s>(out: &mut Vec<NetPortRange>, addrs: impl Iterator<Item = &'s String>, ports: &[PortRange]) {
     for ip in addrs {
         for p in ports {
-            let entry = NetPortRange {
-                ip: ip.clone(),
-                ports: wire::PortRange {
-                    first: p.first,
-                    last: p.last,
-                },
-            };
+            let entry = NetPortRange { ip: ip.clone(), ports: wire::PortRange { first: p.first, last: p.last } };
             if !out.contains(&entry) {
                 out.push(entry);
             }
@@ -699,19 +596,9 @@ fn push_ports<'s>(
 }
 
 /// Adds a rule unless it can never match (no sources or no destinations).
-fn push_rule(
-    out: &mut Vec<FilterRule>,
-    src_ips: Shared<String>,
-    dst_ports: Vec<NetPortRange>,
-    proto: &[u8],
-) {
+fn push_rule(out: &mut Vec<FilterRule>, src_ips: Shared<String>, dst_ports: Vec<NetPortRange>, proto: &[u8]) {
     if !src_ips.is_empty() && !dst_ports.is_empty() {
-        out.push(FilterRule {
-            src_ips,
-            dst_ports,
-            ip_proto: proto.to_vec(),
-            cap_grant: Vec::new(),
-        });
+        out.push(FilterRule { src_ips, dst_ports, ip_proto: proto.to_vec(), cap_grant: Vec::new() });
     }
 }
 
@@ -719,10 +606,7 @@ fn push_rule(
 /// ICMPv6: what Tailscale does (headscale 0.28 sends `[6,17]`, which breaks `ping` under an
 /// "allow everything" ACL). ICMP has no ports, so it adds nothing a port rule did not mean.
 fn proto_numbers(proto: &Option<Proto>) -> Vec<u8> {
-    proto
-        .as_ref()
-        .map(|p| p.numbers.clone())
-        .unwrap_or_default()
+    proto.as_ref().map(|p| p.numbers.clone()).unwrap_or_default()
 }
 
 fn ssh_users(users: &[SshUser]) -> BTreeMap<String, String> {
@@ -747,9 +631,7 @@ fn ssh_users(users: &[SshUser]) -> BTreeMap<String, String> {
 fn ssh_action(rule: &SshRule) -> wire::SSHAction {
     let session = match rule.action {
         SshAction::Accept => std::time::Duration::ZERO,
-        SshAction::Check => rule
-            .check_period
-            .map_or(SshRule::DEFAULT_CHECK_PERIOD, |c| c.0),
+        SshAction::Check => rule.check_period.map_or(SshRule::DEFAULT_CHECK_PERIOD, |c| c.0),
     };
     wire::SSHAction {
         accept: true,
@@ -770,18 +652,11 @@ type Memo = HashMap<(usize, usize), bool>;
 fn node_eq(a: &CompiledNode, b: &CompiledNode, memo: &mut Memo) -> bool {
     a.peers == b.peers
         && a.filter.len() == b.filter.len()
-        && a.filter
-            .iter()
-            .zip(&b.filter)
-            .all(|(x, y)| filter_rule_eq(x, y, memo))
+        && a.filter.iter().zip(&b.filter).all(|(x, y)| filter_rule_eq(x, y, memo))
         && match (&a.ssh, &b.ssh) {
             (None, None) => true,
             (Some(x), Some(y)) => {
-                x.rules.len() == y.rules.len()
-                    && x.rules
-                        .iter()
-                        .zip(&y.rules)
-                        .all(|(r, s)| ssh_rule_eq(r, s, memo))
+                x.rules.len() == y.rules.len() && x.rules.iter().zip(&y.rules).all(|(r, s)| ssh_rule_eq(r, s, memo))
             }
             _ => false,
         }
@@ -789,9 +664,7 @@ fn node_eq(a: &CompiledNode, b: &CompiledNode, memo: &mut Memo) -> bool {
 
 /// Equality of two shared lists, computed once per pair of allocations.
 fn shared_eq<T: PartialEq>(a: &Shared<T>, b: &Shared<T>, memo: &mut Memo) -> bool {
-    *memo
-        .entry((a.ptr_key(), b.ptr_key()))
-        .or_insert_with(|| a == b)
+    *memo.entry((a.ptr_key(), b.ptr_key())).or_insert_with(|| a == b)
 }
 
 fn filter_rule_eq(a: &FilterRule, b: &FilterRule, memo: &mut Memo) -> bool {
@@ -816,11 +689,7 @@ fn ssh_rule_eq(a: &wire::SSHRule, b: &wire::SSHRule, memo: &mut Memo) -> bool {
 /// Checks every `tests` entry on the compiled filters: each source address must (accept) or
 /// must not (deny) get through the destination node's filter. An assertion whose source or
 /// destination matches no node of this namespace has nothing to check and passes.
-fn run_tests(
-    policy: &Policy,
-    nodes: &[PolicyNode],
-    compiled: &CompiledNamespace,
-) -> Result<(), PolicyError> {
+fn run_tests(policy: &Policy, nodes: &[PolicyNode], compiled: &CompiledNamespace) -> Result<(), PolicyError> {
     let index = Index::new(nodes);
     for (t, test) in policy.tests.iter().enumerate() {
         let (src, _) = index.resolve(policy, &test.src);
@@ -829,20 +698,9 @@ fn run_tests(
             .nodes
             .iter()
             .flat_map(|i| index.addrs[i].iter().map(|(a, _)| *a))
-            .filter(|a| {
-                in_prefixes(a)
-                    || src
-                        .whole
-                        .iter()
-                        .any(|i| index.addrs[i].iter().any(|(b, _)| b == a))
-            })
+            .filter(|a| in_prefixes(a) || src.whole.iter().any(|i| index.addrs[i].iter().any(|(b, _)| b == a)))
             .collect();
-        sources.extend(
-            src.prefixes
-                .iter()
-                .filter(|n| n.is_single())
-                .map(|n| n.addr()),
-        );
+        sources.extend(src.prefixes.iter().filter(|n| n.is_single()).map(|n| n.addr()));
         sources.sort_by_key(addr_order);
         sources.dedup();
         let fail = |target: &TestTarget, verdict: &str, s: IpAddr, d: IpAddr| {
@@ -854,22 +712,12 @@ fn run_tests(
             );
             PolicyError::at(test.position, m)
         };
-        for (targets, want, verdict) in [
-            (&test.accept, true, "accepted"),
-            (&test.deny, false, "denied"),
-        ] {
+        for (targets, want, verdict) in [(&test.accept, true, "accepted"), (&test.deny, false, "denied")] {
             for target in targets {
                 let (dst, within) = index.resolve(policy, &target.alias);
                 for j in dst.nodes.iter() {
-                    let rules = compiled
-                        .nodes
-                        .get(&index.nodes[j].id)
-                        .map(|n| n.filter.as_slice())
-                        .unwrap_or_default();
-                    for (d, _) in index.addrs[j]
-                        .iter()
-                        .filter(|(a, _)| within.is_none_or(|w| w.contains(*a)))
-                    {
+                    let rules = compiled.nodes.get(&index.nodes[j].id).map(|n| n.filter.as_slice()).unwrap_or_default();
+                    for (d, _) in index.addrs[j].iter().filter(|(a, _)| within.is_none_or(|w| w.contains(*a))) {
                         for s in sources.iter().filter(|s| s.is_ipv4() == d.is_ipv4()) {
                             let proto = test_proto(&test.proto, *d);
                             if filter_allows(rules, *s, *d, proto, target.port) != want {
@@ -903,16 +751,12 @@ fn test_proto(proto: &Option<Proto>, dst: IpAddr) -> u8 {
 pub fn filter_allows(rules: &[FilterRule], src: IpAddr, dst: IpAddr, proto: u8, port: u16) -> bool {
     let has_ports = matches!(proto, 6 | 17 | 132);
     rules.iter().any(|r| {
-        let proto_ok = if r.ip_proto.is_empty() {
-            matches!(proto, 1 | 6 | 17 | 58)
-        } else {
-            r.ip_proto.contains(&proto)
-        };
+        let proto_ok =
+            if r.ip_proto.is_empty() { matches!(proto, 1 | 6 | 17 | 58) } else { r.ip_proto.contains(&proto) };
         proto_ok
             && r.src_ips.iter().any(|s| ip_spec_contains(s, src))
             && r.dst_ports.iter().any(|d| {
-                ip_spec_contains(&d.ip, dst)
-                    && (!has_ports || (d.ports.first <= port && port <= d.ports.last))
+                ip_spec_contains(&d.ip, dst) && (!has_ports || (d.ports.first <= port && port <= d.ports.last))
             })
     })
 }
@@ -924,9 +768,7 @@ fn ip_spec_contains(spec: &str, ip: IpAddr) -> bool {
     }
     if let Some((a, b)) = spec.split_once('-') {
         return match (a.parse::<IpAddr>(), b.parse::<IpAddr>()) {
-            (Ok(a), Ok(b)) => {
-                addr_order(&a) <= addr_order(&ip) && addr_order(&ip) <= addr_order(&b)
-            }
+            (Ok(a), Ok(b)) => addr_order(&a) <= addr_order(&ip) && addr_order(&ip) <= addr_order(&b),
             _ => false,
         };
     }

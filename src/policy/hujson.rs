@@ -11,12 +11,8 @@ use super::{PolicyError, Position};
 /// Turns HuJSON text into JSON text of the same length and line layout.
 pub fn to_json(text: &str) -> Result<String, PolicyError> {
     let mut bytes = text.as_bytes().to_vec();
-    strip_comments(&mut bytes).map_err(|offset| {
-        PolicyError::at(
-            Some(Position::of_offset(text, offset)),
-            "unterminated /* comment",
-        )
-    })?;
+    strip_comments(&mut bytes)
+        .map_err(|offset| PolicyError::at(Some(Position::of_offset(text, offset)), "unterminated /* comment"))?;
     strip_trailing_commas(&mut bytes);
     // Only whole comments (all their bytes) and ASCII commas were replaced by ASCII spaces, so
     // the result is still UTF-8; the check is kept rather than an unchecked conversion.
@@ -53,10 +49,7 @@ fn strip_comments(b: &mut [u8]) -> Result<(), usize> {
 
 /// The index just past the `*/` that closes a block comment whose body starts at `from`.
 fn find_block_end(b: &[u8], from: usize) -> Option<usize> {
-    b.get(from..)?
-        .windows(2)
-        .position(|w| w == b"*/")
-        .map(|p| from + p + 2)
+    b.get(from..)?.windows(2).position(|w| w == b"*/").map(|p| from + p + 2)
 }
 
 /// Index just past the string starting at `start` (a `"`); the end of input if unterminated,
@@ -114,10 +107,7 @@ mod tests {
         let json = to_json(text).unwrap();
         assert_eq!(json.len(), text.len());
         assert_eq!(json.matches('\n').count(), 2);
-        assert_eq!(
-            parse(text).unwrap(),
-            serde_json::json!({"a": [1, 2], "b": 1})
-        );
+        assert_eq!(parse(text).unwrap(), serde_json::json!({"a": [1, 2], "b": 1}));
     }
 
     #[test]
@@ -135,10 +125,7 @@ mod tests {
 
     #[test]
     fn non_ascii_comments_keep_valid_utf8() {
-        assert_eq!(
-            parse("{\"a\": 1 // héllo ✓\n}").unwrap(),
-            serde_json::json!({"a": 1})
-        );
+        assert_eq!(parse("{\"a\": 1 // héllo ✓\n}").unwrap(), serde_json::json!({"a": 1}));
     }
 
     #[test]

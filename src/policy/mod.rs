@@ -17,8 +17,7 @@ mod tests;
 use std::fmt;
 
 pub use compile::{
-    compile_namespace, diff, validate_namespace, validate_tags_for_key, CompiledNamespace,
-    CompiledNode, PolicyNode,
+    compile_namespace, diff, validate_namespace, validate_tags_for_key, CompiledNamespace, CompiledNode, PolicyNode,
 };
 pub use model::Policy;
 
@@ -34,14 +33,8 @@ impl Position {
     pub fn of_offset(text: &str, offset: usize) -> Self {
         let before = &text.as_bytes()[..offset.min(text.len())];
         let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        Self {
-            line,
-            column: before.len() - line_start + 1,
-        }
+        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        Self { line, column: before.len() - line_start + 1 }
     }
 }
 
@@ -54,17 +47,11 @@ pub struct PolicyError {
 
 impl PolicyError {
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            position: None,
-            message: message.into(),
-        }
+        Self { position: None, message: message.into() }
     }
 
     pub fn at(position: Option<Position>, message: impl Into<String>) -> Self {
-        Self {
-            position,
-            message: message.into(),
-        }
+        Self { position, message: message.into() }
     }
 }
 

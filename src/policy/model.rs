@@ -33,15 +33,10 @@ pub struct IpNet {
 }
 
 /// The Tailscale IPv4 range (CGNAT). Clients treat it as "inside the tailnet".
-pub const TAILSCALE_V4: IpNet = IpNet {
-    addr: IpAddr::V4(Ipv4Addr::new(100, 64, 0, 0)),
-    len: 10,
-};
+pub const TAILSCALE_V4: IpNet = IpNet { addr: IpAddr::V4(Ipv4Addr::new(100, 64, 0, 0)), len: 10 };
 /// The Tailscale IPv6 ULA range.
-pub const TAILSCALE_V6: IpNet = IpNet {
-    addr: IpAddr::V6(Ipv6Addr::new(0xfd7a, 0x115c, 0xa1e0, 0, 0, 0, 0, 0)),
-    len: 48,
-};
+pub const TAILSCALE_V6: IpNet =
+    IpNet { addr: IpAddr::V6(Ipv6Addr::new(0xfd7a, 0x115c, 0xa1e0, 0, 0, 0, 0, 0)), len: 48 };
 
 impl IpNet {
     /// A prefix; refuses a length beyond the family's width or set host bits.
@@ -111,17 +106,10 @@ impl FromStr for IpNet {
 
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once('/') {
-            None => s
-                .parse::<IpAddr>()
-                .map(IpNet::host)
-                .map_err(|_| format!("{s:?} is not an IP address")),
+            None => s.parse::<IpAddr>().map(IpNet::host).map_err(|_| format!("{s:?} is not an IP address")),
             Some((addr, len)) => {
-                let addr: IpAddr = addr
-                    .parse()
-                    .map_err(|_| format!("{s:?} is not an IP prefix"))?;
-                let len: u8 = len
-                    .parse()
-                    .map_err(|_| format!("{s:?} has a bad prefix length"))?;
+                let addr: IpAddr = addr.parse().map_err(|_| format!("{s:?} is not an IP prefix"))?;
+                let len: u8 = len.parse().map_err(|_| format!("{s:?} has a bad prefix length"))?;
                 IpNet::new(addr, len)
             }
         }
@@ -167,17 +155,10 @@ impl FromStr for Tag {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let name = s
-            .strip_prefix("tag:")
-            .ok_or_else(|| format!("{s:?} is not a tag (tag:name)"))?;
-        let ok = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let name = s.strip_prefix("tag:").ok_or_else(|| format!("{s:?} is not a tag (tag:name)"))?;
+        let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !ok {
-            return Err(format!(
-                "bad tag {s:?}: a tag name is made of a-z, 0-9 and '-'"
-            ));
+            return Err(format!("bad tag {s:?}: a tag name is made of a-z, 0-9 and '-'"));
         }
         Ok(Tag(s.to_owned()))
     }
@@ -197,9 +178,7 @@ impl FromStr for GroupName {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let name = s
-            .strip_prefix("group:")
-            .ok_or_else(|| format!("{s:?} is not a group (group:name)"))?;
+        let name = s.strip_prefix("group:").ok_or_else(|| format!("{s:?} is not a group (group:name)"))?;
         if name.is_empty() || !name.bytes().all(is_name_byte) {
             return Err(format!("bad group name {s:?}"));
         }
@@ -224,10 +203,7 @@ impl UserPattern {
     /// Whether a node owned by `login` is this user. Comparison ignores ASCII case.
     pub fn matches(&self, login: &str) -> bool {
         match self.0.strip_suffix('@') {
-            Some(local) => login
-                .split('@')
-                .next()
-                .is_some_and(|l| l.eq_ignore_ascii_case(local)),
+            Some(local) => login.split('@').next().is_some_and(|l| l.eq_ignore_ascii_case(local)),
             None => login.eq_ignore_ascii_case(&self.0),
         }
     }
@@ -237,13 +213,9 @@ impl FromStr for UserPattern {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (local, domain) = s
-            .split_once('@')
-            .ok_or_else(|| format!("{s:?} is not a user (user@domain)"))?;
-        let ok = !local.is_empty()
-            && !domain.contains('@')
-            && !s.contains(':')
-            && s.bytes().all(|b| b.is_ascii_graphic());
+        let (local, domain) = s.split_once('@').ok_or_else(|| format!("{s:?} is not a user (user@domain)"))?;
+        let ok =
+            !local.is_empty() && !domain.contains('@') && !s.contains(':') && s.bytes().all(|b| b.is_ascii_graphic());
         if !ok {
             return Err(format!("bad user {s:?}"));
         }
@@ -265,8 +237,7 @@ impl FromStr for HostName {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
-            && s.bytes().all(is_name_byte);
+        let ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic()) && s.bytes().all(is_name_byte);
         if !ok {
             return Err(format!("bad host name {s:?}"));
         }
@@ -322,9 +293,7 @@ impl FromStr for Alias {
                 "tagged" => Ok(Alias::AutoGroup(AutoGroup::Tagged)),
                 "self" => Ok(Alias::AutoGroup(AutoGroup::SelfDevices)),
                 "nonroot" => Err("autogroup:nonroot is only valid in ssh \"users\"".into()),
-                "internet" => {
-                    Err("autogroup:internet is not supported (tenscale has no exit nodes)".into())
-                }
+                "internet" => Err("autogroup:internet is not supported (tenscale has no exit nodes)".into()),
                 _ => Err(format!("unknown autogroup {s:?}")),
             };
         }
@@ -343,9 +312,7 @@ impl FromStr for Alias {
         if s.contains(['/', ':']) || s.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
             return Err(s.parse::<IpNet>().err().unwrap_or_default());
         }
-        s.parse()
-            .map(Alias::Host)
-            .map_err(|_| format!("{s:?} is not a valid alias"))
+        s.parse().map(Alias::Host).map_err(|_| format!("{s:?} is not a valid alias"))
     }
 }
 
@@ -372,10 +339,7 @@ pub struct PortRange {
 }
 
 impl PortRange {
-    pub const ALL: PortRange = PortRange {
-        first: 0,
-        last: 65535,
-    };
+    pub const ALL: PortRange = PortRange { first: 0, last: 65535 };
 
     pub fn contains(&self, port: u16) -> bool {
         self.first <= port && port <= self.last
@@ -393,10 +357,7 @@ pub fn parse_ports(s: &str) -> Result<Vec<PortRange>, String> {
 fn parse_port_range(s: &str) -> Result<PortRange, String> {
     let port = |p: &str| -> Result<u16, String> {
         let ok = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-        p.parse::<u16>()
-            .ok()
-            .filter(|_| ok)
-            .ok_or_else(|| format!("bad port {p:?} (0-65535)"))
+        p.parse::<u16>().ok().filter(|_| ok).ok_or_else(|| format!("bad port {p:?} (0-65535)"))
     };
     let (first, last) = match s.split_once('-') {
         Some((a, b)) => (port(a)?, port(b)?),
@@ -410,13 +371,10 @@ fn parse_port_range(s: &str) -> Result<PortRange, String> {
 
 /// Splits `alias:ports` at its last `:` (IPv6 may be bracketed: `[fd7a::1]:22`).
 fn split_host_port(s: &str) -> Result<(&str, &str), String> {
-    let (alias, ports) = s.rsplit_once(':').ok_or_else(|| {
-        format!("{s:?} has no port: a destination is alias:ports, e.g. tag:web:443")
-    })?;
-    let alias = alias
-        .strip_prefix('[')
-        .and_then(|a| a.strip_suffix(']'))
-        .unwrap_or(alias);
+    let (alias, ports) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} has no port: a destination is alias:ports, e.g. tag:web:443"))?;
+    let alias = alias.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(alias);
     Ok((alias, ports))
 }
 
@@ -433,10 +391,7 @@ impl FromStr for AliasWithPorts {
     fn from_str(s: &str) -> Result<Self, String> {
         let (alias, ports) = split_host_port(s)?;
         let ports = parse_ports(ports).map_err(|e| format!("{e} in {s:?}"))?;
-        Ok(AliasWithPorts {
-            alias: alias.parse()?,
-            ports,
-        })
+        Ok(AliasWithPorts { alias: alias.parse()?, ports })
     }
 }
 
@@ -456,15 +411,9 @@ impl FromStr for TestTarget {
         let (alias, port) = split_host_port(s)?;
         let range = parse_port_range(port).map_err(|e| format!("{e} in {s:?}"))?;
         if range.first != range.last {
-            return Err(format!(
-                "a test destination has one port, not a range: {s:?}"
-            ));
+            return Err(format!("a test destination has one port, not a range: {s:?}"));
         }
-        Ok(TestTarget {
-            alias: alias.parse()?,
-            port: range.first,
-            text: s.to_owned(),
-        })
+        Ok(TestTarget { alias: alias.parse()?, port: range.first, text: s.to_owned() })
     }
 }
 
@@ -481,12 +430,7 @@ impl FromStr for Proto {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let named = |n: &[u8], has_ports| {
-            Ok(Proto {
-                numbers: n.to_vec(),
-                has_ports,
-            })
-        };
+        let named = |n: &[u8], has_ports| Ok(Proto { numbers: n.to_vec(), has_ports });
         match s.to_ascii_lowercase().as_str() {
             "tcp" => named(&[6], true),
             "udp" => named(&[17], true),
@@ -503,14 +447,10 @@ impl FromStr for Proto {
                 if num.starts_with('0') {
                     return Err(format!("bad proto {s:?}: no leading zeros, 1-255"));
                 }
-                let n: u8 = num
-                    .parse()
-                    .map_err(|_| format!("bad proto {s:?}: out of range 1-255"))?;
+                let n: u8 = num.parse().map_err(|_| format!("bad proto {s:?}: out of range 1-255"))?;
                 named(&[n], matches!(n, 6 | 17 | 132))
             }
-            _ => Err(format!(
-                "unknown proto {s:?} (tcp, udp, icmp, sctp, ... or a number 1-255)"
-            )),
+            _ => Err(format!("unknown proto {s:?} (tcp, udp, icmp, sctp, ... or a number 1-255)")),
         }
     }
 }
@@ -568,16 +508,10 @@ impl FromStr for SshUser {
         match s {
             "root" => Ok(SshUser::Root),
             "autogroup:nonroot" => Ok(SshUser::NonRoot),
-            _ if s.starts_with("autogroup:") => Err(format!(
-                "{s:?} is not an ssh user; only autogroup:nonroot is"
-            )),
+            _ if s.starts_with("autogroup:") => Err(format!("{s:?} is not an ssh user; only autogroup:nonroot is")),
             _ => {
-                let ok = s
-                    .bytes()
-                    .next()
-                    .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-                    && s.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+                let ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
                 if ok {
                     Ok(SshUser::Named(s.to_owned()))
                 } else {
@@ -608,10 +542,7 @@ impl FromStr for CheckPeriod {
                 Some(b's') => 1,
                 _ => return Err(bad()),
             };
-            total = n
-                .checked_mul(unit)
-                .and_then(|v| total.checked_add(v))
-                .ok_or_else(bad)?;
+            total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
             rest = &rest[digits + 1..];
         }
         if total == 0 {
@@ -732,10 +663,7 @@ fn serde_error(json: &str, e: serde_json::Error) -> PolicyError {
     if e.line() == 0 {
         return PolicyError::new(message);
     }
-    let reported = Position {
-        line: e.line(),
-        column: e.column(),
-    };
+    let reported = Position { line: e.line(), column: e.column() };
     let position = match e.classify() {
         serde_json::error::Category::Data => string_start(json, reported).unwrap_or(reported),
         _ => reported,
@@ -746,18 +674,12 @@ fn serde_error(json: &str, e: serde_json::Error) -> PolicyError {
 /// The opening quote of the string whose closing quote is at (or just before) `at`.
 fn string_start(json: &str, at: Position) -> Option<Position> {
     let b = json.as_bytes();
-    let line_start = json
-        .split_inclusive('\n')
-        .take(at.line - 1)
-        .map(str::len)
-        .sum::<usize>();
+    let line_start = json.split_inclusive('\n').take(at.line - 1).map(str::len).sum::<usize>();
     let mut end = line_start + at.column - 1;
     if b.get(end) != Some(&b'"') {
         end = end.checked_sub(1).filter(|&i| b.get(i) == Some(&b'"'))?;
     }
-    let open = (line_start..end)
-        .rev()
-        .find(|&i| b[i] == b'"' && (i == 0 || b[i - 1] != b'\\'))?;
+    let open = (line_start..end).rev().find(|&i| b[i] == b'"' && (i == 0 || b[i - 1] != b'\\'))?;
     Some(Position::of_offset(json, open))
 }
 
@@ -787,10 +709,7 @@ struct Invalid {
 }
 
 fn invalid(path: Vec<Seg>, message: impl Into<String>) -> Invalid {
-    Invalid {
-        path,
-        message: message.into(),
-    }
+    Invalid { path, message: message.into() }
 }
 
 /// Where an alias appears, which decides what it may be.
@@ -808,25 +727,12 @@ enum Place {
 fn validate(p: &Policy) -> Result<(), Invalid> {
     for (tag, owners) in &p.tag_owners {
         for (i, owner) in owners.iter().enumerate() {
-            let path = || {
-                vec![
-                    Seg::key("tagOwners"),
-                    Seg::Key(tag.0.clone()),
-                    Seg::Index(i),
-                ]
-            };
+            let path = || vec![Seg::key("tagOwners"), Seg::Key(tag.0.clone()), Seg::Index(i)];
             check_alias(p, owner, Place::TagOwner).map_err(|m| invalid(path(), m))?;
         }
     }
     for (r, rule) in p.acls.iter().flatten().enumerate() {
-        let at = |field: &str, i| {
-            vec![
-                Seg::key("acls"),
-                Seg::Index(r),
-                Seg::key(field),
-                Seg::Index(i),
-            ]
-        };
+        let at = |field: &str, i| vec![Seg::key("acls"), Seg::Index(r), Seg::key(field), Seg::Index(i)];
         for (i, src) in rule.src.iter().enumerate() {
             check_alias(p, src, Place::AclSrc).map_err(|m| invalid(at("src", i), m))?;
         }
@@ -834,10 +740,7 @@ fn validate(p: &Policy) -> Result<(), Invalid> {
             check_alias(p, &dst.alias, Place::AclDst).map_err(|m| invalid(at("dst", i), m))?;
             if let Some(proto) = rule.proto.as_ref().filter(|p| !p.has_ports) {
                 if dst.ports != [PortRange::ALL] {
-                    let m = format!(
-                        "proto {:?} has no ports; its destinations need \":*\"",
-                        proto.numbers
-                    );
+                    let m = format!("proto {:?} has no ports; its destinations need \":*\"", proto.numbers);
                     return Err(invalid(at("dst", i), m));
                 }
             }
@@ -878,10 +781,7 @@ fn validate_ssh_rule(p: &Policy, r: usize, rule: &SshRule) -> Result<(), Invalid
         return Err(invalid(path("users"), "ssh \"users\" must not be empty"));
     }
     if rule.check_period.is_some() && rule.action != SshAction::Check {
-        return Err(invalid(
-            path("checkPeriod"),
-            "checkPeriod is only valid with action \"check\"",
-        ));
+        return Err(invalid(path("checkPeriod"), "checkPeriod is only valid with action \"check\""));
     }
     Ok(())
 }
@@ -889,15 +789,11 @@ fn validate_ssh_rule(p: &Policy, r: usize, rule: &SshRule) -> Result<(), Invalid
 /// Tailscale's SSH rules on who may reach whom: tagged sources never reach user-owned nodes,
 /// and a user destination is only reachable by that same user.
 fn check_ssh_pair(srcs: &[Alias], dst: &Alias) -> Result<(), String> {
-    let tagged_src = srcs
-        .iter()
-        .any(|s| matches!(s, Alias::Tag(_) | Alias::AutoGroup(AutoGroup::Tagged)));
+    let tagged_src = srcs.iter().any(|s| matches!(s, Alias::Tag(_) | Alias::AutoGroup(AutoGroup::Tagged)));
     match dst {
         Alias::User(u) => {
             if tagged_src {
-                return Err(format!(
-                    "tagged sources cannot ssh to user-owned {u:?}; use tags"
-                ));
+                return Err(format!("tagged sources cannot ssh to user-owned {u:?}; use tags"));
             }
             let only_that_user = srcs.iter().all(|s| matches!(s, Alias::User(v) if v == u));
             if !only_that_user {
@@ -908,9 +804,7 @@ fn check_ssh_pair(srcs: &[Alias], dst: &Alias) -> Result<(), String> {
             }
         }
         Alias::AutoGroup(ag @ (AutoGroup::SelfDevices | AutoGroup::Member)) if tagged_src => {
-            return Err(format!(
-                "tagged sources cannot ssh to {ag} (user-owned devices)"
-            ));
+            return Err(format!("tagged sources cannot ssh to {ag} (user-owned devices)"));
         }
         _ => {}
     }
@@ -921,9 +815,7 @@ fn check_ssh_pair(srcs: &[Alias], dst: &Alias) -> Result<(), String> {
 fn check_alias(p: &Policy, alias: &Alias, place: Place) -> Result<(), String> {
     use Place::*;
     match alias {
-        Alias::Group(g) if !p.groups.contains_key(g) => {
-            Err(format!("unknown group {:?}", g.as_str()))
-        }
+        Alias::Group(g) if !p.groups.contains_key(g) => Err(format!("unknown group {:?}", g.as_str())),
         Alias::Tag(t) if !p.tag_owners.contains_key(t) => {
             Err(format!("tag {:?} is not declared in tagOwners", t.as_str()))
         }
@@ -934,9 +826,9 @@ fn check_alias(p: &Policy, alias: &Alias, place: Place) -> Result<(), String> {
         Alias::Wildcard if matches!(place, SshSrc | SshDst | TagOwner) => {
             Err("\"*\" is not allowed here; use autogroup:member, autogroup:tagged or tags".into())
         }
-        Alias::Host(_) | Alias::Prefix(_) if matches!(place, SshSrc | TagOwner) => Err(format!(
-            "{alias} is an address; only users, groups, tags and autogroups may be here"
-        )),
+        Alias::Host(_) | Alias::Prefix(_) if matches!(place, SshSrc | TagOwner) => {
+            Err(format!("{alias} is an address; only users, groups, tags and autogroups may be here"))
+        }
         Alias::Group(_) if place == SshDst => Err("groups cannot be ssh destinations".into()),
         Alias::AutoGroup(_) if place == TagOwner => Err("autogroups cannot own tags".into()),
         _ => Ok(()),
@@ -1051,9 +943,7 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
             None
         }
         _ => {
-            let end = b[i..]
-                .iter()
-                .position(|c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace());
+            let end = b[i..].iter().position(|c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace());
             Some(end.map_or(b.len(), |e| i + e))
         }
     }
@@ -1068,10 +958,7 @@ mod tests {
         let net: IpNet = "100.64.0.0/10".parse().unwrap();
         assert!(net.contains("100.127.255.255".parse().unwrap()));
         assert!(!net.contains("100.128.0.0".parse().unwrap()));
-        assert!(
-            !net.contains("fd7a:115c:a1e0::1".parse().unwrap()),
-            "families never mix"
-        );
+        assert!(!net.contains("fd7a:115c:a1e0::1".parse().unwrap()), "families never mix");
         assert!(TAILSCALE_V6.contains("fd7a:115c:a1e0:ffff::1".parse().unwrap()));
         assert!(!TAILSCALE_V6.contains("fd7a:115c:a1e1::1".parse().unwrap()));
         let all: IpNet = "0.0.0.0/0".parse().unwrap();
@@ -1096,17 +983,8 @@ mod tests {
         assert!("06".parse::<Proto>().is_err(), "leading zero");
         assert!("256".parse::<Proto>().is_err());
         assert!("*".parse::<Proto>().is_err());
-        assert_eq!(
-            "132".parse::<Proto>().unwrap(),
-            Proto {
-                numbers: vec![132],
-                has_ports: true
-            }
-        );
-        assert_eq!(
-            "1h30m".parse::<CheckPeriod>().unwrap().0,
-            Duration::from_secs(5400)
-        );
+        assert_eq!("132".parse::<Proto>().unwrap(), Proto { numbers: vec![132], has_ports: true });
+        assert_eq!("1h30m".parse::<CheckPeriod>().unwrap().0, Duration::from_secs(5400));
         assert!("0s".parse::<CheckPeriod>().is_err());
         assert!("12".parse::<CheckPeriod>().is_err());
         assert!("1d".parse::<CheckPeriod>().is_err());
@@ -1115,25 +993,13 @@ mod tests {
     #[test]
     fn alias_kinds() {
         assert_eq!("*".parse::<Alias>().unwrap(), Alias::Wildcard);
-        assert!(matches!(
-            "fd7a:115c:a1e0::1".parse::<Alias>().unwrap(),
-            Alias::Prefix(_)
-        ));
+        assert!(matches!("fd7a:115c:a1e0::1".parse::<Alias>().unwrap(), Alias::Prefix(_)));
         assert!(matches!("face".parse::<Alias>().unwrap(), Alias::Host(_)));
         assert!("300.1.1.1".parse::<Alias>().is_err());
         assert!("autogroup:danger-all".parse::<Alias>().is_err());
         let d: AliasWithPorts = "[fd7a:115c:a1e0::1]:22".parse().unwrap();
-        assert_eq!(
-            d.ports,
-            [PortRange {
-                first: 22,
-                last: 22
-            }]
-        );
+        assert_eq!(d.ports, [PortRange { first: 22, last: 22 }]);
         assert!("tag:web".parse::<AliasWithPorts>().is_err(), "no port");
-        assert!(
-            "tag:web:80-81".parse::<TestTarget>().is_err(),
-            "one port in tests"
-        );
+        assert!("tag:web:80-81".parse::<TestTarget>().is_err(), "one port in tests");
     }
 }

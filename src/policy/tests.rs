@@ -61,11 +61,7 @@ fn all_ports(ip: &str) -> Value {
 
 #[test]
 fn no_policy_allows_all_inside_the_namespace() {
-    let nodes = [
-        node(1, &[], Some("alice@acme")),
-        node(2, &["tag:a"], None),
-        node(3, &[], Some("alice@acme")),
-    ];
+    let nodes = [node(1, &[], Some("alice@acme")), node(2, &["tag:a"], None), node(3, &[], Some("alice@acme"))];
     let c = compile_namespace(None, &nodes);
     assert_eq!(
         filter(&c, 2),
@@ -79,13 +75,7 @@ fn no_policy_allows_all_inside_the_namespace() {
         assert!(reaches(&c, from, to, 17, 53), "udp {from}->{to}");
     }
     // Outside the namespace's ranges nothing is accepted, not even by the allow-all filter.
-    assert!(!filter_allows(
-        &c.nodes[&1].filter,
-        "8.8.8.8".parse().unwrap(),
-        v4(1),
-        6,
-        80
-    ));
+    assert!(!filter_allows(&c.nodes[&1].filter, "8.8.8.8".parse().unwrap(), v4(1), 6, 80));
 }
 
 #[test]
@@ -96,11 +86,7 @@ fn missing_acls_is_allow_all_and_empty_acls_is_deny_all() {
     assert_eq!(peers(&c, 1), [2]);
 
     let c = compile(r#"{"acls": []}"#, &nodes);
-    assert_eq!(
-        filter(&c, 1),
-        json!([]),
-        "empty filter: drop all inbound (sent as [], not null)"
-    );
+    assert_eq!(filter(&c, 1), json!([]), "empty filter: drop all inbound (sent as [], not null)");
     assert!(peers(&c, 1).is_empty());
 }
 
@@ -112,10 +98,7 @@ fn wildcard_source_is_the_tailscale_ranges_never_everything() {
         &nodes,
     );
     let text = serde_json::to_string(&c.nodes[&2].filter).unwrap();
-    assert!(
-        !text.contains("0.0.0.0/0") && !text.contains("::/0") && !text.contains("\"*\""),
-        "{text}"
-    );
+    assert!(!text.contains("0.0.0.0/0") && !text.contains("::/0") && !text.contains("\"*\""), "{text}");
     assert_eq!(filter(&c, 2)[0]["SrcIPs"], json!(RANGES));
 }
 
@@ -129,11 +112,7 @@ fn browser_to_cli_is_one_way() {
     }"#;
     let nodes = [node(1, &["tag:browser"], None), node(2, &["tag:cli"], None)];
     let c = compile(policy, &nodes);
-    assert_eq!(
-        filter(&c, 1),
-        json!([]),
-        "browser accepts nothing, in particular not from cli"
-    );
+    assert_eq!(filter(&c, 1), json!([]), "browser accepts nothing, in particular not from cli");
     assert_eq!(
         filter(&c, 2),
         json!([{"SrcIPs": ["100.64.0.1", "fd7a:115c:a1e0::1"],
@@ -141,11 +120,7 @@ fn browser_to_cli_is_one_way() {
     );
     assert!(reaches(&c, 1, 2, 6, 443));
     assert!(!reaches(&c, 2, 1, 6, 443));
-    assert_eq!(
-        (peers(&c, 1), peers(&c, 2)),
-        (vec![2], vec![1]),
-        "visibility is both ways"
-    );
+    assert_eq!((peers(&c, 1), peers(&c, 2)), (vec![2], vec![1]), "visibility is both ways");
 }
 
 // --- aliases ------------------------------------------------------------------------------------
@@ -174,11 +149,7 @@ fn users_and_groups() {
 
 #[test]
 fn hosts_and_prefixes() {
-    let nodes = [
-        node(1, &[], Some("a@o")),
-        node(2, &[], Some("a@o")),
-        node(3, &[], Some("a@o")),
-    ];
+    let nodes = [node(1, &[], Some("a@o")), node(2, &[], Some("a@o")), node(3, &[], Some("a@o"))];
     let policy = r#"{
         "hosts": {"db": "100.64.0.3", "office": "10.1.0.0/16"},
         "acls": [
@@ -200,33 +171,19 @@ fn hosts_and_prefixes() {
                 "DstPorts": [{"IP": "100.64.0.2", "Ports": {"First": 80, "Last": 80}},
                              {"IP": "fd7a:115c:a1e0::2", "Ports": {"First": 80, "Last": 80}}]}])
     );
-    assert_eq!(
-        peers(&c, 2),
-        [1, 3],
-        "nodes inside a source prefix see the destination"
-    );
+    assert_eq!(peers(&c, 2), [1, 3], "nodes inside a source prefix see the destination");
 }
 
 #[test]
 fn destination_prefix_is_trimmed_to_the_node_addresses_inside_it() {
     let nodes = [node(1, &[], Some("a@o")), node(2, &[], Some("a@o"))];
-    let c = compile(
-        r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["100.64.0.0/10:22"]}]}"#,
-        &nodes,
-    );
-    assert_eq!(
-        filter(&c, 2)[0]["DstPorts"],
-        json!([{"IP": "100.64.0.2", "Ports": {"First": 22, "Last": 22}}])
-    );
+    let c = compile(r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["100.64.0.0/10:22"]}]}"#, &nodes);
+    assert_eq!(filter(&c, 2)[0]["DstPorts"], json!([{"IP": "100.64.0.2", "Ports": {"First": 22, "Last": 22}}]));
 }
 
 #[test]
 fn autogroups_member_tagged() {
-    let nodes = [
-        node(1, &[], Some("a@o")),
-        node(2, &["tag:t"], None),
-        node(3, &["tag:u"], None),
-    ];
+    let nodes = [node(1, &[], Some("a@o")), node(2, &["tag:t"], None), node(3, &["tag:u"], None)];
     let policy = r#"{
         "tagOwners": {"tag:t": [], "tag:u": []},
         "acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:tagged:80"]}]
@@ -258,19 +215,11 @@ fn autogroup_self_is_per_user_like_tailscale() {
     );
     assert_eq!(
         filter(&c, 1)[0]["SrcIPs"],
-        json!([
-            "100.64.0.1",
-            "100.64.0.2",
-            "fd7a:115c:a1e0::1",
-            "fd7a:115c:a1e0::2"
-        ])
+        json!(["100.64.0.1", "100.64.0.2", "fd7a:115c:a1e0::1", "fd7a:115c:a1e0::2"])
     );
     assert_eq!(filter(&c, 4), json!([]));
     assert!(reaches(&c, 2, 1, 6, 1) && !reaches(&c, 3, 1, 6, 1) && !reaches(&c, 4, 1, 6, 1));
-    assert_eq!(
-        (peers(&c, 1), peers(&c, 3), peers(&c, 4)),
-        (vec![2], vec![], vec![])
-    );
+    assert_eq!((peers(&c, 1), peers(&c, 3), peers(&c, 4)), (vec![2], vec![], vec![]));
 }
 
 // --- ports and protocols ----------------------------------------------------------------------
@@ -287,12 +236,7 @@ fn port_forms() {
         .unwrap()
         .iter()
         .filter(|d| d["IP"] == "100.64.0.2")
-        .map(|d| {
-            (
-                d["Ports"]["First"].as_u64().unwrap(),
-                d["Ports"]["Last"].as_u64().unwrap(),
-            )
-        })
+        .map(|d| (d["Ports"]["First"].as_u64().unwrap(), d["Ports"]["Last"].as_u64().unwrap()))
         .collect();
     assert_eq!(ports, [(22, 22), (80, 80), (443, 443), (1000, 2000)]);
     assert_eq!(filter(&c, 1)[0]["DstPorts"][0], all_ports("100.64.0.1"));
@@ -314,10 +258,7 @@ fn protocols() {
     assert_eq!(rule("gre", "*"), json!([47]));
     assert_eq!(rule("47", "*"), json!([47]));
     // No proto: no IPProto key, which the client reads as TCP+UDP+ICMP (ping works).
-    let c = compile(
-        r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["100.64.0.2:*"]}]}"#,
-        &nodes,
-    );
+    let c = compile(r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["100.64.0.2:*"]}]}"#, &nodes);
     assert!(filter(&c, 2)[0].get("IPProto").is_none());
     assert!(reaches(&c, 1, 2, 1, 0) && reaches(&c, 1, 2, 17, 53) && !reaches(&c, 1, 2, 47, 0));
 }
@@ -346,11 +287,7 @@ fn accept_action(session: Option<i64>) -> Value {
 
 #[test]
 fn ssh_rules_compile_per_destination() {
-    let nodes = [
-        node(1, &[], Some("alice@acme")),
-        node(2, &[], Some("alice@acme")),
-        node(3, &["tag:srv"], None),
-    ];
+    let nodes = [node(1, &[], Some("alice@acme")), node(2, &[], Some("alice@acme")), node(3, &["tag:srv"], None)];
     let c = compile(SSH_POLICY, &nodes);
     assert_eq!(
         ssh(&c, 3),
@@ -362,17 +299,9 @@ fn ssh_rules_compile_per_destination() {
     let rules = ssh(&c, 1)["rules"].clone();
     assert_eq!(rules.as_array().unwrap().len(), 2, "{rules}");
     assert_eq!(rules[0]["sshUsers"], json!({"*": "=", "root": ""}));
-    assert_eq!(
-        rules[0]["action"],
-        accept_action(Some(5_400_000_000_000)),
-        "1h30m in ns"
-    );
+    assert_eq!(rules[0]["action"], accept_action(Some(5_400_000_000_000)), "1h30m in ns");
     assert_eq!(rules[1]["sshUsers"], json!({"root": "root"}));
-    assert_eq!(
-        rules[1]["action"],
-        accept_action(Some(12 * 3_600_000_000_000)),
-        "default 12h"
-    );
+    assert_eq!(rules[1]["action"], accept_action(Some(12 * 3_600_000_000_000)), "default 12h");
 }
 
 #[test]
@@ -417,37 +346,24 @@ fn tests_section_passes() {
 fn tests_section_fails_naming_the_test() {
     let text = TESTED.replace(r#""deny": ["tag:web:80"]"#, r#""accept": ["tag:web:80"]"#);
     let nodes = [node(1, &["tag:web"], None), node(2, &["tag:db"], None)];
-    let err = validate_namespace(&Policy::parse(&text).unwrap(), &nodes)
-        .unwrap_err()
-        .to_string();
+    let err = validate_namespace(&Policy::parse(&text).unwrap(), &nodes).unwrap_err().to_string();
     assert_eq!(
         err,
         "line 6, column 9: test 1 (src \"tag:db\"): \"tag:web:80\" should be accepted, but 100.64.0.2 -> 100.64.0.1 port 80 is not"
     );
     let text = TESTED.replace(r#""deny": ["tag:db:22"]"#, r#""deny": ["tag:db:5432"]"#);
-    let err = validate_namespace(&Policy::parse(&text).unwrap(), &nodes)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with(
-            "line 5, column 9: test 0 (src \"tag:web\"): \"tag:db:5432\" should be denied"
-        ),
-        "{err}"
-    );
+    let err = validate_namespace(&Policy::parse(&text).unwrap(), &nodes).unwrap_err().to_string();
+    assert!(err.starts_with("line 5, column 9: test 0 (src \"tag:web\"): \"tag:db:5432\" should be denied"), "{err}");
 }
 
 // --- keys and tagOwners ---------------------------------------------------------------------------
 
 #[test]
 fn key_tags_must_be_declared() {
-    let policy =
-        Policy::parse(r#"{"tagOwners": {"tag:ci": ["group:x"]}, "groups": {"group:x": []}}"#)
-            .unwrap();
+    let policy = Policy::parse(r#"{"tagOwners": {"tag:ci": ["group:x"]}, "groups": {"group:x": []}}"#).unwrap();
     assert!(validate_tags_for_key(Some(&policy), &["tag:ci".into()]).is_ok());
     assert_eq!(
-        validate_tags_for_key(Some(&policy), &["tag:ci".into(), "tag:prod".into()])
-            .unwrap_err()
-            .to_string(),
+        validate_tags_for_key(Some(&policy), &["tag:ci".into(), "tag:prod".into()]).unwrap_err().to_string(),
         "tag \"tag:prod\" is not declared in tagOwners"
     );
     assert!(validate_tags_for_key(None, &["tag:anything".into()]).is_ok());
@@ -557,18 +473,11 @@ fn hujson_with_comments_and_trailing_commas_parses() {
 
 #[test]
 fn diff_reports_only_nodes_whose_output_changed() {
-    let nodes = vec![
-        node(1, &["tag:a"], None),
-        node(2, &["tag:b"], None),
-        node(3, &["tag:c"], None),
-    ];
+    let nodes = vec![node(1, &["tag:a"], None), node(2, &["tag:b"], None), node(3, &["tag:c"], None)];
     let p1 = r#"{"tagOwners": {"tag:a": [], "tag:b": [], "tag:c": []},
                  "acls": [{"action": "accept", "src": ["tag:a"], "dst": ["tag:b:80"]}]}"#;
     let old = compile(p1, &nodes);
-    assert!(
-        diff(&old, &compile(p1, &nodes)).is_empty(),
-        "same input, no change"
-    );
+    assert!(diff(&old, &compile(p1, &nodes)).is_empty(), "same input, no change");
 
     // A port change only touches b's filter.
     let p2 = p1.replace("tag:b:80", "tag:b:81");
@@ -596,15 +505,8 @@ fn compiled_output_never_carries_bits() {
 
 #[test]
 fn consecutive_sources_become_ranges() {
-    let nodes: Vec<PolicyNode> = (1..=6)
-        .map(|id| {
-            if id == 4 {
-                node(id, &["tag:t"], None)
-            } else {
-                node(id, &[], Some("a@o"))
-            }
-        })
-        .collect();
+    let nodes: Vec<PolicyNode> =
+        (1..=6).map(|id| if id == 4 { node(id, &["tag:t"], None) } else { node(id, &[], Some("a@o")) }).collect();
     let c = compile(
         r#"{"tagOwners": {"tag:t": []}, "acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["tag:t:22"]}]}"#,
         &nodes,
@@ -621,8 +523,5 @@ fn consecutive_sources_become_ranges() {
         ])
     );
     assert!(reaches(&c, 2, 4, 6, 22) && reaches(&c, 6, 4, 6, 22));
-    assert!(
-        !filter_allows(&c.nodes[&4].filter, v4(4), v4(4), 6, 22),
-        "the tagged node is not a member"
-    );
+    assert!(!filter_allows(&c.nodes[&4].filter, v4(4), v4(4), 6, 22), "the tagged node is not a member");
 }

@@ -203,23 +203,11 @@ pub struct SSHAction {
 /// What to do when session recording fails (Go field names, PascalCase).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SSHRecorderFailureAction {
-    #[serde(
-        rename = "RejectSessionWithMessage",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "RejectSessionWithMessage", default, skip_serializing_if = "String::is_empty")]
     pub reject_session_with_message: String,
-    #[serde(
-        rename = "TerminateSessionWithMessage",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "TerminateSessionWithMessage", default, skip_serializing_if = "String::is_empty")]
     pub terminate_session_with_message: String,
-    #[serde(
-        rename = "NotifyURL",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "NotifyURL", default, skip_serializing_if = "String::is_empty")]
     pub notify_url: String,
 }
 
@@ -240,13 +228,7 @@ mod tests {
     fn brief_allow_all_filter_serializes_exactly() {
         let rule = FilterRule {
             src_ips: vec!["*".to_owned()].into(),
-            dst_ports: vec![NetPortRange {
-                ip: "*".into(),
-                ports: PortRange {
-                    first: 0,
-                    last: 65535,
-                },
-            }],
+            dst_ports: vec![NetPortRange { ip: "*".into(), ports: PortRange { first: 0, last: 65535 } }],
             ip_proto: vec![],
             cap_grant: vec![],
         };
@@ -260,13 +242,7 @@ mod tests {
     fn never_writes_bits_and_parses_what_it_writes() {
         let rule = FilterRule {
             src_ips: vec!["100.64.0.1".to_owned()].into(),
-            dst_ports: vec![NetPortRange {
-                ip: "100.64.0.2".into(),
-                ports: PortRange {
-                    first: 22,
-                    last: 22,
-                },
-            }],
+            dst_ports: vec![NetPortRange { ip: "100.64.0.2".into(), ports: PortRange { first: 22, last: 22 } }],
             ip_proto: vec![6],
             cap_grant: vec![],
         };
@@ -282,16 +258,8 @@ mod tests {
         let policy = SSHPolicy {
             rules: vec![SSHRule {
                 rule_expires: None,
-                principals: vec![SSHPrincipal {
-                    node_ip: "100.105.136.56".into(),
-                    ..Default::default()
-                }]
-                .into(),
-                ssh_users: [
-                    ("*".to_owned(), "=".to_owned()),
-                    ("root".to_owned(), String::new()),
-                ]
-                .into(),
+                principals: vec![SSHPrincipal { node_ip: "100.105.136.56".into(), ..Default::default() }].into(),
+                ssh_users: [("*".to_owned(), "=".to_owned()), ("root".to_owned(), String::new())].into(),
                 action: SSHAction {
                     accept: true,
                     allow_agent_forwarding: true,
@@ -312,14 +280,7 @@ mod tests {
 
     #[test]
     fn session_duration_is_nanoseconds() {
-        let a = SSHAction {
-            accept: true,
-            session_duration: 3_600_000_000_000,
-            ..Default::default()
-        };
-        assert_eq!(
-            serde_json::to_value(a).unwrap(),
-            json!({"accept":true,"sessionDuration":3600000000000i64})
-        );
+        let a = SSHAction { accept: true, session_duration: 3_600_000_000_000, ..Default::default() };
+        assert_eq!(serde_json::to_value(a).unwrap(), json!({"accept":true,"sessionDuration":3600000000000i64}));
     }
 }

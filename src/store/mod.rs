@@ -20,9 +20,8 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 use sha2::{Digest, Sha256};
 
 pub use entities::{
-    api_key::Model as ApiKey, audit_event::Model as AuditEvent, namespace::Model as Namespace,
-    node::Model as Node, organization::Model as Organization, policy::Model as PolicyDoc,
-    preauth_key::Model as PreauthKey,
+    api_key::Model as ApiKey, audit_event::Model as AuditEvent, namespace::Model as Namespace, node::Model as Node,
+    organization::Model as Organization, policy::Model as PolicyDoc, preauth_key::Model as PreauthKey,
 };
 
 /// Errors from the store, already sorted by what the caller should tell its client.

@@ -108,10 +108,8 @@ impl Store {
         if bumped.rows_affected != 1 {
             return Err(StoreError::NotFound("namespace"));
         }
-        let ns = namespace::Entity::find_by_id(namespace_id)
-            .one(conn)
-            .await?
-            .ok_or(StoreError::NotFound("namespace"))?;
+        let ns =
+            namespace::Entity::find_by_id(namespace_id).one(conn).await?.ok_or(StoreError::NotFound("namespace"))?;
         let mut index = ns.next_ip_index - 1;
         if is_reserved_index(index) {
             while is_reserved_index(index) {
@@ -133,10 +131,7 @@ impl Store {
 async fn delete_children<C: ConnectionTrait>(conn: &C, namespace_id: i64) -> StoreResult<()> {
     use super::entities::{policy, preauth_key};
     node::Entity::delete_many().filter(node::Column::NamespaceId.eq(namespace_id)).exec(conn).await?;
-    preauth_key::Entity::delete_many()
-        .filter(preauth_key::Column::NamespaceId.eq(namespace_id))
-        .exec(conn)
-        .await?;
+    preauth_key::Entity::delete_many().filter(preauth_key::Column::NamespaceId.eq(namespace_id)).exec(conn).await?;
     policy::Entity::delete_many().filter(policy::Column::NamespaceId.eq(namespace_id)).exec(conn).await?;
     Ok(())
 }

@@ -115,7 +115,9 @@ impl Store {
     pub async fn nodes_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Node>> {
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            found.extend(node::Entity::find().filter(node::Column::Id.is_in(chunk.iter().copied())).all(&self.db).await?);
+            found.extend(
+                node::Entity::find().filter(node::Column::Id.is_in(chunk.iter().copied())).all(&self.db).await?,
+            );
         }
         Ok(found)
     }
@@ -184,7 +186,12 @@ impl Store {
 
     /// Re-registration of a known machine with a (new) valid key: the node keeps its id,
     /// addresses and name, takes the new node key, and the key's use is recorded.
-    pub async fn reauthorize_node(&self, node: &Node, key: &PreauthKey, change: NodeChange) -> Result<Node, RegisterError> {
+    pub async fn reauthorize_node(
+        &self,
+        node: &Node,
+        key: &PreauthKey,
+        change: NodeChange,
+    ) -> Result<Node, RegisterError> {
         let txn = self.db.begin().await?;
         Store::consume_preauth_key(&txn, key).await?;
         let updated = apply_change(&txn, node.clone(), change).await?;
@@ -244,10 +251,7 @@ async fn apply_change<C: ConnectionTrait>(conn: &C, node: Node, change: NodeChan
     if let Some(derp) = change.home_derp {
         active.home_derp = Set(derp);
     }
-    active
-        .update(conn)
-        .await
-        .map_err(|e| StoreError::conflict_or_db(e, "node name already taken in this namespace"))
+    active.update(conn).await.map_err(|e| StoreError::conflict_or_db(e, "node name already taken in this namespace"))
 }
 
 /// `base`, or `base-1`, `base-2`, … whichever is not yet used in the namespace.

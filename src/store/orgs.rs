@@ -8,14 +8,10 @@ use crate::domain::OrgName;
 
 impl Store {
     pub async fn create_org(&self, name: &OrgName) -> StoreResult<Organization> {
-        org::ActiveModel {
-            name: Set(name.to_string()),
-            created_at: Set(now()),
-            ..Default::default()
-        }
-        .insert(&self.db)
-        .await
-        .map_err(|e| StoreError::conflict_or_db(e, format!("organization {name} already exists")))
+        org::ActiveModel { name: Set(name.to_string()), created_at: Set(now()), ..Default::default() }
+            .insert(&self.db)
+            .await
+            .map_err(|e| StoreError::conflict_or_db(e, format!("organization {name} already exists")))
     }
 
     pub async fn list_orgs(&self) -> StoreResult<Vec<Organization>> {

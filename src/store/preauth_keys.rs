@@ -53,7 +53,11 @@ impl PreauthKey {
 
 impl Store {
     /// Creates a key; the plaintext is returned here and never again.
-    pub async fn create_preauth_key(&self, namespace_id: i64, spec: &NewPreauthKey) -> StoreResult<(PreauthKey, String)> {
+    pub async fn create_preauth_key(
+        &self,
+        namespace_id: i64,
+        spec: &NewPreauthKey,
+    ) -> StoreResult<(PreauthKey, String)> {
         let (secret, shown) = new_secret(AUTH_KEY_PREFIX);
         let model = preauth_key::ActiveModel {
             namespace_id: Set(namespace_id),
@@ -95,10 +99,7 @@ impl Store {
 
     /// The key whose plaintext is `secret`, whatever its state.
     pub async fn preauth_key_by_secret(&self, secret: &str) -> StoreResult<Option<PreauthKey>> {
-        Ok(preauth_key::Entity::find()
-            .filter(preauth_key::Column::Hash.eq(hash_secret(secret)))
-            .one(&self.db)
-            .await?)
+        Ok(preauth_key::Entity::find().filter(preauth_key::Column::Hash.eq(hash_secret(secret))).one(&self.db).await?)
     }
 
     /// Records one use of a key, refusing a second use of a single-use key even when two

@@ -13,9 +13,8 @@ impl Store {
         if let Some(row) = server_state::Entity::find_by_id(name.to_string()).one(&self.db).await? {
             return Ok(row.value);
         }
-        let insert = server_state::ActiveModel { name: Set(name.to_string()), value: Set(make()) }
-            .insert(&self.db)
-            .await;
+        let insert =
+            server_state::ActiveModel { name: Set(name.to_string()), value: Set(make()) }.insert(&self.db).await;
         match insert {
             Ok(row) => Ok(row.value),
             Err(err) => match StoreError::conflict_or_db(err, "raced") {

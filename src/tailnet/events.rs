@@ -91,10 +91,7 @@ impl Bus {
 
 /// Connects to Redis, subscribes to `channel`, and returns the bus plus a stream of the
 /// events received on it.
-pub async fn redis_bus(
-    url: &str,
-    channel: &str,
-) -> anyhow::Result<(Bus, tokio::sync::mpsc::UnboundedReceiver<Event>)> {
+pub async fn redis_bus(url: &str, channel: &str) -> anyhow::Result<(Bus, tokio::sync::mpsc::UnboundedReceiver<Event>)> {
     use futures::StreamExt;
     let client = redis::Client::open(url)?;
     let publisher = redis::aio::ConnectionManager::new(client.clone()).await?;

@@ -27,15 +27,32 @@ pub const SESSION_QUEUE: usize = 64;
 /// so the largest variant sets every namespace's standing cost.
 pub enum Command {
     /// A map stream opened for `node` (already stored with its latest disco key etc.).
-    Subscribe { node: Box<Node>, session: u64, tx: mpsc::Sender<MapMessage> },
-    Unsubscribe { node_id: i64, session: u64 },
+    Subscribe {
+        node: Box<Node>,
+        session: u64,
+        tx: mpsc::Sender<MapMessage>,
+    },
+    Unsubscribe {
+        node_id: i64,
+        session: u64,
+    },
     /// Reload the node from the store (created or changed).
-    Reload { node_id: i64 },
-    Remove { node_id: i64 },
+    Reload {
+        node_id: i64,
+    },
+    Remove {
+        node_id: i64,
+    },
     PolicyChanged,
-    Presence { node_id: i64, online: bool },
+    Presence {
+        node_id: i64,
+        online: bool,
+    },
     /// One full map for a non-streaming request.
-    FullMap { node: Box<Node>, reply: oneshot::Sender<MapResponse> },
+    FullMap {
+        node: Box<Node>,
+        reply: oneshot::Sender<MapResponse>,
+    },
 }
 
 /// The policy in force: none stored means allow-all; one that no longer parses fails closed.

@@ -137,7 +137,12 @@ async fn exchange_and_every_refusal(backend: Backend) {
     let mut c = claims("alice", "j-3");
     c["iss"] = json!("https://elsewhere");
     refused(&t, &hs256(&c), StatusCode::UNAUTHORIZED, "not configured").await;
-    let wrong_secret = encode(&Header::new(Algorithm::HS256), &claims("alice", "j-4"), &hs_key(b"another-secret-another-secret-another")).unwrap();
+    let wrong_secret = encode(
+        &Header::new(Algorithm::HS256),
+        &claims("alice", "j-4"),
+        &hs_key(b"another-secret-another-secret-another"),
+    )
+    .unwrap();
     refused(&t, &wrong_secret, StatusCode::UNAUTHORIZED, "signature").await;
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("k9".into());
@@ -173,7 +178,11 @@ async fn exchange_and_every_refusal(backend: Backend) {
     let rs_token = encode(&Header::new(Algorithm::RS256), &claims("alice", "j-15"), &rsa).unwrap();
     refused(&t, &rs_token, StatusCode::UNAUTHORIZED, "signed with RS256 but key \"k1\" is HS256").await;
     // A disallowed origin.
-    let p = problem(exchange(&t, &hs256(&claims("alice", "j-16")), Some("https://evil.example")).await, StatusCode::FORBIDDEN).await;
+    let p = problem(
+        exchange(&t, &hs256(&claims("alice", "j-16")), Some("https://evil.example")).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
     assert!(p["detail"].as_str().unwrap().contains("origin https://evil.example is not allowed"), "{p}");
 
     // Namespaces on the fly, when the settings say so.
@@ -184,11 +193,30 @@ async fn exchange_and_every_refusal(backend: Backend) {
 
     // Counted by check, and audited.
     let metrics = t.client.get(t.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    for check in ["replay", "alg", "signature", "kid", "exp", "nbf", "iat", "lifetime", "aud", "jti", "namespace", "origin", "iss"] {
-        assert!(metrics.contains(&format!("tenscale_browser_key_refusals_total{{check=\"{check}\"}}")), "{check} not counted");
+    for check in [
+        "replay",
+        "alg",
+        "signature",
+        "kid",
+        "exp",
+        "nbf",
+        "iat",
+        "lifetime",
+        "aud",
+        "jti",
+        "namespace",
+        "origin",
+        "iss",
+    ] {
+        assert!(
+            metrics.contains(&format!("tenscale_browser_key_refusals_total{{check=\"{check}\"}}")),
+            "{check} not counted"
+        );
     }
     assert!(metrics.contains("tenscale_browser_keys_issued_total 2"));
-    let audit = t.raw_rows("SELECT action, actor FROM audit_events WHERE action = 'browser_key.issue'", &["action", "actor"]).await;
+    let audit = t
+        .raw_rows("SELECT action, actor FROM audit_events WHERE action = 'browser_key.issue'", &["action", "actor"])
+        .await;
     assert_eq!(audit, ["browser_key.issue|browser-jwt:j-1", "browser_key.issue|browser-jwt:j-17"]);
     t.finish().await;
 }
@@ -296,13 +324,19 @@ async fn public_keys_and_jwks(backend: Backend) {
     let next = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let body = settings(json!({"keys": [], "jwks": {"keys": [jwk(&es, "2026-11"), jwk(&next, "2026-12")]}}));
     let saved = json(put_settings(&t, &org.key, body).await, StatusCode::OK).await;
-    assert_eq!(saved["keys"], json!([{"kid": "2026-11", "alg": "ES256", "kind": "jwk"}, {"kid": "2026-12", "alg": "ES256", "kind": "jwk"}]));
+    assert_eq!(
+        saved["keys"],
+        json!([{"kid": "2026-11", "alg": "ES256", "kind": "jwk"}, {"kid": "2026-12", "alg": "ES256", "kind": "jwk"}])
+    );
     let next_key = EncodingKey::from_ec_pem(next.serialize_pem().as_bytes()).unwrap();
     json(exchange(&t, &signed("2026-11", Algorithm::ES256, &ec, "w-1"), Some(ORIGIN)).await, StatusCode::CREATED).await;
-    json(exchange(&t, &signed("2026-12", Algorithm::ES256, &next_key, "w-2"), Some(ORIGIN)).await, StatusCode::CREATED).await;
+    json(exchange(&t, &signed("2026-12", Algorithm::ES256, &next_key, "w-2"), Some(ORIGIN)).await, StatusCode::CREATED)
+        .await;
     // The old key under the new kid: the signature does not verify.
     refused(&t, &signed("2026-12", Algorithm::ES256, &ec, "w-3"), StatusCode::UNAUTHORIZED, "signature").await;
-    let no_kid_jwks = settings(json!({"keys": [], "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": b64u(&[1; 32]), "y": b64u(&[2; 32])}]}}));
+    let no_kid_jwks = settings(
+        json!({"keys": [], "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": b64u(&[1; 32]), "y": b64u(&[2; 32])}]}}),
+    );
     let p = problem(put_settings(&t, &org.key, no_kid_jwks).await, StatusCode::BAD_REQUEST).await;
     assert!(p["detail"].as_str().unwrap().contains("kid"), "{p}");
     t.finish().await;

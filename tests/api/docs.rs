@@ -37,10 +37,16 @@ async fn openapi_matches_committed_file(backend: Backend) {
             assert!(has_example, "{name}: example");
             if path.starts_with("/v1/") || path.starts_with("/api/v1/") {
                 assert!(responses.contains_key("401") && responses.contains_key("429"), "{name}: error responses");
-                assert!(responses.keys().any(|c| ["400", "403", "404"].contains(&c.as_str())), "{name}: its own errors");
+                assert!(
+                    responses.keys().any(|c| ["400", "403", "404"].contains(&c.as_str())),
+                    "{name}: its own errors"
+                );
             }
             if let Some(body) = op.get("requestBody") {
-                assert!(body["content"].as_object().unwrap().values().all(|m| m.get("example").is_some()), "{name}: request example");
+                assert!(
+                    body["content"].as_object().unwrap().values().all(|m| m.get("example").is_some()),
+                    "{name}: request example"
+                );
             }
         }
     }

@@ -57,7 +57,11 @@ async fn users(backend: Backend) {
     alice["createdAt"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().expect("RFC 3339");
     // Headscale's optional fields are accepted.
     create_user(&t, &org, "bob").await;
-    json(t.post("/api/v1/user", &org.key, json!({"name": "carol", "displayName": "Carol", "email": "c@x"})).await, StatusCode::OK).await;
+    json(
+        t.post("/api/v1/user", &org.key, json!({"name": "carol", "displayName": "Carol", "email": "c@x"})).await,
+        StatusCode::OK,
+    )
+    .await;
 
     let list = json(t.get("/api/v1/user", &org.key).await, StatusCode::OK).await;
     let names: Vec<&str> = list["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
@@ -99,20 +103,32 @@ async fn preauth_keys(backend: Backend) {
     let id = user["id"].as_str().unwrap().to_string();
     let expiration = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
 
-    let spec = json!({"user": id, "reusable": true, "ephemeral": true, "expiration": expiration, "aclTags": ["tag:ci"]});
+    let spec =
+        json!({"user": id, "reusable": true, "ephemeral": true, "expiration": expiration, "aclTags": ["tag:ci"]});
     let created = json(t.post("/api/v1/preauthkey", &org.key, spec).await, StatusCode::OK).await;
     let key = &created["preAuthKey"];
-    assert_eq!(keys_of(key), ["aclTags", "createdAt", "ephemeral", "expiration", "id", "key", "reusable", "used", "user"]);
+    assert_eq!(
+        keys_of(key),
+        ["aclTags", "createdAt", "ephemeral", "expiration", "id", "key", "reusable", "used", "user"]
+    );
     let secret = key["key"].as_str().unwrap().to_string();
     assert!(secret.starts_with("tskey-auth-") && secret.len() == "tskey-auth-".len() + 48, "{secret}");
     assert_eq!(key["user"]["name"], "alice");
     assert!(key["id"].is_string());
-    assert_eq!((key["reusable"].clone(), key["ephemeral"].clone(), key["used"].clone()), (json!(true), json!(true), json!(false)));
+    assert_eq!(
+        (key["reusable"].clone(), key["ephemeral"].clone(), key["used"].clone()),
+        (json!(true), json!(true), json!(false))
+    );
     assert_eq!(key["aclTags"], json!(["tag:ci"]));
-    let lifetime = key["expiration"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap() - chrono::Utc::now();
+    let lifetime =
+        key["expiration"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap() - chrono::Utc::now();
     assert!((7100..=7200).contains(&lifetime.num_seconds()), "{lifetime}");
     // Numeric user ids, proto field names and defaults (one hour, single use) work too.
-    let plain = json(t.post("/api/v1/preauthkey", &org.key, json!({"user": id.parse::<i64>().unwrap(), "acl_tags": []})).await, StatusCode::OK).await;
+    let plain = json(
+        t.post("/api/v1/preauthkey", &org.key, json!({"user": id.parse::<i64>().unwrap(), "acl_tags": []})).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(plain["preAuthKey"]["reusable"], false);
     let second = plain["preAuthKey"]["key"].as_str().unwrap().to_string();
 
@@ -131,7 +147,10 @@ async fn preauth_keys(backend: Backend) {
         rpc_error(t.post("/api/v1/preauthkey", &org.key, body).await, StatusCode::BAD_REQUEST, 3).await;
     }
     rpc_error(t.post("/api/v1/preauthkey", &org.key, json!({"user": "999999"})).await, StatusCode::NOT_FOUND, 5).await;
-    assert_eq!(t.put_policy(&org.key, "application/hujson", r#"{"tagOwners": {"tag:ci": []}}"#).await.status(), StatusCode::OK);
+    assert_eq!(
+        t.put_policy(&org.key, "application/hujson", r#"{"tagOwners": {"tag:ci": []}}"#).await.status(),
+        StatusCode::OK
+    );
     let refused = rpc_error(
         t.post("/api/v1/preauthkey", &org.key, json!({"user": id, "aclTags": ["tag:web"]})).await,
         StatusCode::BAD_REQUEST,
@@ -152,7 +171,9 @@ async fn preauth_keys(backend: Backend) {
     rpc_error(t.get("/api/v1/preauthkey?user=999999", &org.key).await, StatusCode::NOT_FOUND, 5).await;
 
     // Expire by secret, and by the listed prefix.
-    let expired = json(t.post("/api/v1/preauthkey/expire", &org.key, json!({"user": id, "key": secret})).await, StatusCode::OK).await;
+    let expired =
+        json(t.post("/api/v1/preauthkey/expire", &org.key, json!({"user": id, "key": secret})).await, StatusCode::OK)
+            .await;
     assert_eq!(expired, json!({}));
     let stored = t.app.state.store.preauth_key_by_secret(&secret).await.unwrap().unwrap();
     assert!(stored.usable_at(chrono::Utc::now()).is_err());
@@ -166,7 +187,8 @@ async fn preauth_keys(backend: Backend) {
     for body in [json!({"user": id, "key": "tskey-auth-nope"}), json!({"user": "999999", "key": secret})] {
         rpc_error(t.post("/api/v1/preauthkey/expire", &org.key, body).await, StatusCode::NOT_FOUND, 5).await;
     }
-    rpc_error(t.post("/api/v1/preauthkey/expire", &org.key, json!({"user": id})).await, StatusCode::BAD_REQUEST, 3).await;
+    rpc_error(t.post("/api/v1/preauthkey/expire", &org.key, json!({"user": id})).await, StatusCode::BAD_REQUEST, 3)
+        .await;
 
     let actions = audit_actions(&t, &org).await;
     assert_eq!(actions.iter().filter(|a| *a == "preauth_key.create").count(), 2, "{actions:?}");
@@ -199,9 +221,27 @@ async fn nodes(backend: Backend) {
     assert_eq!(
         keys_of(laptop),
         [
-            "approvedRoutes", "availableRoutes", "createdAt", "discoKey", "expiry", "forcedTags", "givenName", "id",
-            "invalidTags", "ipAddresses", "lastSeen", "machineKey", "name", "nodeKey", "online", "preAuthKey",
-            "registerMethod", "subnetRoutes", "tags", "user", "validTags"
+            "approvedRoutes",
+            "availableRoutes",
+            "createdAt",
+            "discoKey",
+            "expiry",
+            "forcedTags",
+            "givenName",
+            "id",
+            "invalidTags",
+            "ipAddresses",
+            "lastSeen",
+            "machineKey",
+            "name",
+            "nodeKey",
+            "online",
+            "preAuthKey",
+            "registerMethod",
+            "subnetRoutes",
+            "tags",
+            "user",
+            "validTags"
         ]
     );
     assert_eq!(laptop["id"], a.to_string());
@@ -230,20 +270,29 @@ async fn nodes(backend: Backend) {
     rpc_error(t.get("/api/v1/node/laptop", &org.key).await, StatusCode::BAD_REQUEST, 3).await;
 
     // Rename.
-    let renamed = json(post_empty(&t, &format!("/api/v1/node/{a}/rename/build-box"), &org.key).await, StatusCode::OK).await;
+    let renamed =
+        json(post_empty(&t, &format!("/api/v1/node/{a}/rename/build-box"), &org.key).await, StatusCode::OK).await;
     assert_eq!(renamed["node"]["givenName"], "build-box");
     assert_eq!(t.app.state.store.node_by_id(a).await.unwrap().given_name, "build-box");
     rpc_error(post_empty(&t, &format!("/api/v1/node/{a}/rename/phone"), &org.key).await, StatusCode::CONFLICT, 6).await;
-    rpc_error(post_empty(&t, &format!("/api/v1/node/{a}/rename/Bad_Name"), &org.key).await, StatusCode::BAD_REQUEST, 3).await;
+    rpc_error(post_empty(&t, &format!("/api/v1/node/{a}/rename/Bad_Name"), &org.key).await, StatusCode::BAD_REQUEST, 3)
+        .await;
     rpc_error(post_empty(&t, "/api/v1/node/999999/rename/x", &org.key).await, StatusCode::NOT_FOUND, 5).await;
 
     // Tags (a body may repeat the node id, as gRPC-gateway clients send it).
     let tags = format!("/api/v1/node/{a}/tags");
-    let tagged = json(t.post(&tags, &org.key, json!({"nodeId": a.to_string(), "tags": ["tag:web", "tag:a"]})).await, StatusCode::OK).await;
+    let tagged = json(
+        t.post(&tags, &org.key, json!({"nodeId": a.to_string(), "tags": ["tag:web", "tag:a"]})).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(tagged["node"]["tags"], json!(["tag:a", "tag:web"]));
     assert_eq!(tagged["node"]["validTags"], json!(["tag:a", "tag:web"]));
     rpc_error(t.post(&tags, &org.key, json!({"tags": ["web"]})).await, StatusCode::BAD_REQUEST, 3).await;
-    assert_eq!(t.put_policy(&org.key, "application/hujson", r#"{"tagOwners": {"tag:ci": []}}"#).await.status(), StatusCode::OK);
+    assert_eq!(
+        t.put_policy(&org.key, "application/hujson", r#"{"tagOwners": {"tag:ci": []}}"#).await.status(),
+        StatusCode::OK
+    );
     rpc_error(t.post(&tags, &org.key, json!({"tags": ["tag:web"]})).await, StatusCode::BAD_REQUEST, 3).await;
     let cleared = json(t.post(&tags, &org.key, json!({"tags": []})).await, StatusCode::OK).await;
     assert_eq!(cleared["node"]["tags"], json!([]));
@@ -290,10 +339,20 @@ async fn policy(backend: Backend) {
         let refused = rpc_error(put, StatusCode::BAD_REQUEST, 3).await;
         assert!(refused["message"].as_str().unwrap().contains("invalid"), "{refused}");
     }
-    let wrong_type = t.req(Method::PUT, "/api/v1/policy", &org.key).header("content-type", "text/plain").body("{}").send().await.unwrap();
+    let wrong_type = t
+        .req(Method::PUT, "/api/v1/policy", &org.key)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     rpc_error(wrong_type, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3).await;
     rpc_error(t.delete("/api/v1/policy", &org.key).await, StatusCode::METHOD_NOT_ALLOWED, 12).await;
-    assert_eq!(json(t.get("/api/v1/policy", &org.key).await, StatusCode::OK).await, saved, "refused documents change nothing");
+    assert_eq!(
+        json(t.get("/api/v1/policy", &org.key).await, StatusCode::OK).await,
+        saved,
+        "refused documents change nothing"
+    );
     let actions = audit_actions(&t, &org).await;
     assert_eq!(actions.iter().filter(|a| *a == "policy.update").count(), 1, "{actions:?}");
     t.finish().await;
@@ -324,7 +383,11 @@ async fn errors_and_isolation(backend: Backend) {
     let a_users = json(t.get("/api/v1/user", &a.key).await, StatusCode::OK).await;
     assert_eq!(a_users["users"].as_array().unwrap().len(), 1);
     assert_eq!(a_users["users"][0]["id"], a_user["id"]);
-    let a_keys = json(t.get(&format!("/api/v1/preauthkey?user={}", a_user["id"].as_str().unwrap()), &a.key).await, StatusCode::OK).await;
+    let a_keys = json(
+        t.get(&format!("/api/v1/preauthkey?user={}", a_user["id"].as_str().unwrap()), &a.key).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(a_keys, json!({"preAuthKeys": []}));
     rpc_error(t.get("/api/v1/policy", &a.key).await, StatusCode::NOT_FOUND, 5).await;
 
@@ -332,7 +395,11 @@ async fn errors_and_isolation(backend: Backend) {
         (Method::GET, format!("/api/v1/user?id={b_user}"), None),
         (Method::GET, format!("/api/v1/preauthkey?user={b_user}"), None),
         (Method::POST, "/api/v1/preauthkey".to_string(), Some(json!({"user": b_user.to_string()}))),
-        (Method::POST, "/api/v1/preauthkey/expire".to_string(), Some(json!({"user": b_user.to_string(), "key": b_prefix}))),
+        (
+            Method::POST,
+            "/api/v1/preauthkey/expire".to_string(),
+            Some(json!({"user": b_user.to_string(), "key": b_prefix})),
+        ),
         (Method::POST, "/api/v1/preauthkey/expire".to_string(), Some(json!({"user": a_user["id"], "key": b_prefix}))),
         (Method::GET, format!("/api/v1/node/{b_node}"), None),
         (Method::POST, format!("/api/v1/node/{b_node}/expire"), None),
@@ -361,7 +428,8 @@ async fn errors_and_isolation(backend: Backend) {
     assert!(node["node"]["expiry"].is_null());
     assert_eq!(node["node"]["tags"], json!(["tag:ci"]));
     let keys = json(t.get(&format!("/api/v1/preauthkey?user={b_user}"), &b.key).await, StatusCode::OK).await;
-    let expiration = keys["preAuthKeys"][0]["expiration"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    let expiration =
+        keys["preAuthKeys"][0]["expiration"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
     assert!(expiration > chrono::Utc::now(), "B's key still works");
     assert_eq!(json(t.get("/api/v1/policy", &b.key).await, StatusCode::OK).await["policy"], "{\"acls\": []}");
     let a_events = t.app.state.store.audit_events(a.id, 100).await.unwrap();

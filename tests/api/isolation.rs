@@ -15,7 +15,8 @@ async fn orgs_cannot_see_each_other(backend: Backend) {
 
     // B: a namespace with a key, a node and a policy. A: its own namespace "alice".
     json(t.post("/v1/namespaces", &b.key, json!({"name": "bob"})).await, StatusCode::CREATED).await;
-    let b_key = json(t.post("/v1/namespaces/bob/keys", &b.key, json!({"reusable": true})).await, StatusCode::CREATED).await;
+    let b_key =
+        json(t.post("/v1/namespaces/bob/keys", &b.key, json!({"reusable": true})).await, StatusCode::CREATED).await;
     let b_ns = t.app.state.store.namespace_by_name(b.id, "bob").await.unwrap();
     let b_node = t.register_node(b_ns.id, b_key["key"].as_str().unwrap(), "bobs-laptop").await.id;
     let b_policy = "{\"acls\": []}";

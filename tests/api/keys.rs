@@ -84,7 +84,8 @@ async fn list_and_revoke(backend: Backend) {
     json(t.post("/v1/namespaces", &org.key, json!({"name": "alice"})).await, StatusCode::CREATED).await;
     let path = "/v1/namespaces/alice/keys";
     let a = json(t.post(path, &org.key, json!({"description": "first"})).await, StatusCode::CREATED).await;
-    let b = json(t.post(path, &org.key, json!({"reusable": true, "tags": ["tag:cli"]})).await, StatusCode::CREATED).await;
+    let b =
+        json(t.post(path, &org.key, json!({"reusable": true, "tags": ["tag:cli"]})).await, StatusCode::CREATED).await;
 
     let response = t.get(path, &org.key).await;
     assert_eq!(response.status(), StatusCode::OK);

@@ -104,8 +104,14 @@ async fn secrets_stored_hashed(backend: Backend) {
     let created = json(t.post("/v1/namespaces/alice/keys", &org.key, json!({})).await, StatusCode::CREATED).await;
     let auth_key = created["key"].as_str().unwrap().to_string();
 
-    let api_rows = t.raw_rows("SELECT prefix, hash, description FROM api_keys", &["prefix", "hash", "description"]).await;
-    let auth_rows = t.raw_rows("SELECT prefix, hash, description, tags FROM preauth_keys", &["prefix", "hash", "description", "tags"]).await;
+    let api_rows =
+        t.raw_rows("SELECT prefix, hash, description FROM api_keys", &["prefix", "hash", "description"]).await;
+    let auth_rows = t
+        .raw_rows(
+            "SELECT prefix, hash, description, tags FROM preauth_keys",
+            &["prefix", "hash", "description", "tags"],
+        )
+        .await;
     assert_eq!((api_rows.len(), auth_rows.len()), (1, 1));
     for (secret, rows, kind) in [(&org.key, &api_rows, "tskey-api-"), (&auth_key, &auth_rows, "tskey-auth-")] {
         let body = &secret[kind.len()..];

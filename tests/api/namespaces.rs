@@ -80,10 +80,15 @@ async fn refused_bodies(backend: Backend) {
     let t = spawn(backend, &[]).await;
     let org = t.org("acme").await;
 
-    let bad_name = problem(t.post("/v1/namespaces", &org.key, json!({"name": "Bad_Name"})).await, StatusCode::BAD_REQUEST).await;
+    let bad_name =
+        problem(t.post("/v1/namespaces", &org.key, json!({"name": "Bad_Name"})).await, StatusCode::BAD_REQUEST).await;
     assert!(bad_name["detail"].as_str().unwrap().contains("invalid namespace name"), "{bad_name}");
 
-    let unknown = problem(t.post("/v1/namespaces", &org.key, json!({"name": "ok", "colour": "red"})).await, StatusCode::BAD_REQUEST).await;
+    let unknown = problem(
+        t.post("/v1/namespaces", &org.key, json!({"name": "ok", "colour": "red"})).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     let detail = unknown["detail"].as_str().unwrap();
     assert!(detail.contains("unknown field `colour`") && detail.contains("line 1"), "{detail}");
 
@@ -102,7 +107,11 @@ async fn refused_bodies(backend: Backend) {
         .unwrap();
     problem(form, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
 
-    problem(t.req(reqwest::Method::PUT, "/v1/namespaces", &org.key).send().await.unwrap(), StatusCode::METHOD_NOT_ALLOWED).await;
+    problem(
+        t.req(reqwest::Method::PUT, "/v1/namespaces", &org.key).send().await.unwrap(),
+        StatusCode::METHOD_NOT_ALLOWED,
+    )
+    .await;
     problem(t.get("/v1/nothing-here", &org.key).await, StatusCode::NOT_FOUND).await;
 
     // Nothing was created by any of these.

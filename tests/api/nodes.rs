@@ -12,7 +12,8 @@ on_both_backends!(list_and_get, rename_and_retag, expire_and_delete);
 /// Namespace "alice" with two nodes, "laptop" and "phone"; returns their ids.
 async fn two_nodes(t: &TestApp, org: &Org) -> (i64, i64) {
     json(t.post("/v1/namespaces", &org.key, json!({"name": "alice"})).await, StatusCode::CREATED).await;
-    let key = json(t.post("/v1/namespaces/alice/keys", &org.key, json!({"reusable": true})).await, StatusCode::CREATED).await;
+    let key =
+        json(t.post("/v1/namespaces/alice/keys", &org.key, json!({"reusable": true})).await, StatusCode::CREATED).await;
     let ns = t.app.state.store.namespace_by_name(org.id, "alice").await.unwrap();
     let secret = key["key"].as_str().unwrap();
     let a = t.register_node(ns.id, secret, "Laptop").await;
@@ -77,10 +78,13 @@ async fn rename_and_retag(backend: Backend) {
 
     let taken = problem(t.patch(&path, &org.key, json!({"name": "phone"})).await, StatusCode::CONFLICT).await;
     assert!(taken["detail"].as_str().unwrap().contains("phone"), "{taken}");
-    for body in [json!({"name": "Bad Name"}), json!({"tags": ["ci"]}), json!({"hostname": "x"}), json!({"tags": "tag:a"})] {
+    for body in
+        [json!({"name": "Bad Name"}), json!({"tags": ["ci"]}), json!({"hostname": "x"}), json!({"tags": "tag:a"})]
+    {
         problem(t.patch(&path, &org.key, body).await, StatusCode::BAD_REQUEST).await;
     }
-    problem(t.patch("/v1/namespaces/alice/nodes/999999", &org.key, json!({"name": "x"})).await, StatusCode::NOT_FOUND).await;
+    problem(t.patch("/v1/namespaces/alice/nodes/999999", &org.key, json!({"name": "x"})).await, StatusCode::NOT_FOUND)
+        .await;
 
     // With a policy, tags must be declared in tagOwners.
     let policy = r#"{"tagOwners": {"tag:ci": []}}"#;

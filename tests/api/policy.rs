@@ -5,7 +5,13 @@ use reqwest::StatusCode;
 use crate::common::{problem, spawn, Backend};
 use crate::on_both_backends;
 
-on_both_backends!(store_verbatim, refuse_with_position, namespace_override_and_validate, tests_run_at_save, key_tags_follow_tag_owners);
+on_both_backends!(
+    store_verbatim,
+    refuse_with_position,
+    namespace_override_and_validate,
+    tests_run_at_save,
+    key_tags_follow_tag_owners
+);
 
 const POLICY: &str = "// Who may reach what.\n{\n  \"tagOwners\": {\"tag:cli\": []},\n  \"acls\": [\n    {\"action\": \"accept\", \"src\": [\"tag:cli\"], \"dst\": [\"*:*\"]}, // hub\n  ],\n}\n";
 
@@ -61,7 +67,8 @@ async fn refuse_with_position(backend: Backend) {
         .unwrap();
     problem(utf8, StatusCode::BAD_REQUEST).await;
     problem(t.put_policy(&org.key, "text/plain", "{}").await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
-    problem(t.req(reqwest::Method::POST, "/v1/policy", &org.key).send().await.unwrap(), StatusCode::METHOD_NOT_ALLOWED).await;
+    problem(t.req(reqwest::Method::POST, "/v1/policy", &org.key).send().await.unwrap(), StatusCode::METHOD_NOT_ALLOWED)
+        .await;
 
     // None of the refused documents replaced the stored one.
     assert_eq!(t.get("/v1/policy", &org.key).await.text().await.unwrap(), POLICY);
@@ -81,7 +88,10 @@ async fn namespace_override_and_validate(backend: Backend) {
     let t = spawn(backend, &[]).await;
     let org = t.org("acme").await;
     let other = t.org("other").await;
-    assert_eq!(t.post("/v1/namespaces", &org.key, serde_json::json!({"name": "alice"})).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        t.post("/v1/namespaces", &org.key, serde_json::json!({"name": "alice"})).await.status(),
+        StatusCode::CREATED
+    );
 
     problem(t.get("/v1/namespaces/alice/policy", &org.key).await, StatusCode::NOT_FOUND).await;
     let saved = put_at(&t, "/v1/namespaces/alice/policy", &org.key, POLICY).await;
@@ -92,7 +102,11 @@ async fn namespace_override_and_validate(backend: Backend) {
     problem(t.get("/v1/policy", &org.key).await, StatusCode::NOT_FOUND).await;
     problem(t.get("/v1/namespaces/alice/policy", &other.key).await, StatusCode::NOT_FOUND).await;
     problem(put_at(&t, "/v1/namespaces/alice/policy", &other.key, POLICY).await, StatusCode::NOT_FOUND).await;
-    let bad = problem(put_at(&t, "/v1/namespaces/alice/policy", &org.key, "{\n  \"acls\": [,]\n}").await, StatusCode::BAD_REQUEST).await;
+    let bad = problem(
+        put_at(&t, "/v1/namespaces/alice/policy", &org.key, "{\n  \"acls\": [,]\n}").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     assert!(bad["detail"].as_str().unwrap().contains("line 2"), "{bad}");
 
     assert_eq!(t.delete("/v1/namespaces/alice/policy", &org.key).await.status(), StatusCode::NO_CONTENT);
@@ -101,7 +115,8 @@ async fn namespace_override_and_validate(backend: Backend) {
     let ok = t.post_raw("/v1/policy/validate", &org.key, POLICY).await;
     assert_eq!(ok.status(), StatusCode::OK);
     let unknown_group = "{\"acls\": [{\"action\": \"accept\", \"src\": [\"group:nobody\"], \"dst\": [\"*:*\"]}]}";
-    let refused = problem(t.post_raw("/v1/policy/validate", &org.key, unknown_group).await, StatusCode::BAD_REQUEST).await;
+    let refused =
+        problem(t.post_raw("/v1/policy/validate", &org.key, unknown_group).await, StatusCode::BAD_REQUEST).await;
     assert!(refused["detail"].as_str().unwrap().contains("group:nobody"), "{refused}");
     // Validation saves nothing.
     problem(t.get("/v1/policy", &org.key).await, StatusCode::NOT_FOUND).await;
@@ -111,7 +126,11 @@ async fn namespace_override_and_validate(backend: Backend) {
 async fn tests_run_at_save(backend: Backend) {
     let t = spawn(backend, &[]).await;
     let org = t.org("acme").await;
-    crate::common::json(t.post("/v1/namespaces", &org.key, serde_json::json!({"name": "alice"})).await, StatusCode::CREATED).await;
+    crate::common::json(
+        t.post("/v1/namespaces", &org.key, serde_json::json!({"name": "alice"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
     let ns_id = t.app.state.store.namespace_by_name(org.id, "alice").await.unwrap().id;
     let open = "{\"tagOwners\": {\"tag:cli\": [], \"tag:browser\": []}, \"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}]}";
     assert_eq!(t.put_policy(&org.key, "application/hujson", open).await.status(), StatusCode::OK);
@@ -121,7 +140,8 @@ async fn tests_run_at_save(backend: Backend) {
     )
     .await;
     let browser_key = crate::common::json(
-        t.post("/v1/namespaces/alice/keys", &org.key, serde_json::json!({"tags": ["tag:browser"], "reusable": true})).await,
+        t.post("/v1/namespaces/alice/keys", &org.key, serde_json::json!({"tags": ["tag:browser"], "reusable": true}))
+            .await,
         StatusCode::CREATED,
     )
     .await;
@@ -134,7 +154,8 @@ async fn tests_run_at_save(backend: Backend) {
   "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
   "tests": [{"src": "tag:cli", "deny": ["tag:browser:80"]}],
 }"#;
-    let refused = problem(t.put_policy(&org.key, "application/hujson", contradicting).await, StatusCode::BAD_REQUEST).await;
+    let refused =
+        problem(t.put_policy(&org.key, "application/hujson", contradicting).await, StatusCode::BAD_REQUEST).await;
     let detail = refused["detail"].as_str().unwrap();
     assert!(detail.contains("test") && detail.contains("tag:cli"), "{detail}");
     assert_eq!(t.get("/v1/policy", &org.key).await.text().await.unwrap(), open, "refused policy was not saved");
@@ -151,7 +172,10 @@ async fn tests_run_at_save(backend: Backend) {
 async fn key_tags_follow_tag_owners(backend: Backend) {
     let t = spawn(backend, &[]).await;
     let org = t.org("acme").await;
-    assert_eq!(t.post("/v1/namespaces", &org.key, serde_json::json!({"name": "alice"})).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        t.post("/v1/namespaces", &org.key, serde_json::json!({"name": "alice"})).await.status(),
+        StatusCode::CREATED
+    );
     // Without a policy any well-formed tag is accepted.
     let any = t.post("/v1/namespaces/alice/keys", &org.key, serde_json::json!({"tags": ["tag:anything"]})).await;
     assert_eq!(any.status(), StatusCode::CREATED);

@@ -23,7 +23,8 @@ async fn mutations_reach_map_sessions(backend: Backend) {
     let t = spawn(backend, &[]).await;
     let org = t.org("acme").await;
     json(t.post("/v1/namespaces", &org.key, json!({"name": "alice"})).await, StatusCode::CREATED).await;
-    let key = json(t.post("/v1/namespaces/alice/keys", &org.key, json!({"reusable": true})).await, StatusCode::CREATED).await;
+    let key =
+        json(t.post("/v1/namespaces/alice/keys", &org.key, json!({"reusable": true})).await, StatusCode::CREATED).await;
     let ns = t.app.state.store.namespace_by_name(org.id, "alice").await.unwrap();
     let secret = key["key"].as_str().unwrap();
     let watcher = t.register_node(ns.id, secret, "watcher").await;
@@ -45,10 +46,8 @@ async fn mutations_reach_map_sessions(backend: Backend) {
 
     // Deleting the namespace ends the session.
     assert_eq!(t.delete("/v1/namespaces/alice", &org.key).await.status(), StatusCode::NO_CONTENT);
-    let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        while session.rx.recv().await.is_some() {}
-    })
-    .await;
+    let ended =
+        tokio::time::timeout(Duration::from_secs(10), async { while session.rx.recv().await.is_some() {} }).await;
     assert!(ended.is_ok(), "the map stream ends when its namespace is deleted");
     t.finish().await;
 }
@@ -74,7 +73,8 @@ async fn identical_deltas_are_shared_and_policies_narrow_them(backend: Backend) 
     let t = spawn(backend, &[]).await;
     let org = t.org("acme").await;
     json(t.post("/v1/namespaces", &org.key, json!({"name": "alice"})).await, StatusCode::CREATED).await;
-    let key = json(t.post("/v1/namespaces/alice/keys", &org.key, json!({"reusable": true})).await, StatusCode::CREATED).await;
+    let key =
+        json(t.post("/v1/namespaces/alice/keys", &org.key, json!({"reusable": true})).await, StatusCode::CREATED).await;
     let ns = t.app.state.store.namespace_by_name(org.id, "alice").await.unwrap();
     let secret = key["key"].as_str().unwrap();
     let tailnet = &t.app.state.tailnet;

@@ -240,18 +240,12 @@ impl TestApp {
     /// Every row of `sql` as one text per row (columns joined by '|').
     pub async fn raw_rows(&self, sql: &str, columns: &[&str]) -> Vec<String> {
         let db = self.raw_db().await;
-        let rows = db
-            .query_all_raw(Statement::from_string(db.get_database_backend(), sql.to_string()))
-            .await
-            .expect("query");
+        let rows =
+            db.query_all_raw(Statement::from_string(db.get_database_backend(), sql.to_string())).await.expect("query");
         let texts = rows
             .iter()
             .map(|row| {
-                columns
-                    .iter()
-                    .map(|c| row.try_get::<String>("", c).unwrap_or_default())
-                    .collect::<Vec<_>>()
-                    .join("|")
+                columns.iter().map(|c| row.try_get::<String>("", c).unwrap_or_default()).collect::<Vec<_>>().join("|")
             })
             .collect();
         db.close().await.ok();

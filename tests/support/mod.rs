@@ -186,7 +186,9 @@ impl TestServer {
     pub fn redis_env(&self) -> Vec<(&'static str, &str)> {
         let settings = &self.state().settings;
         match &settings.redis_url {
-            Some(url) => vec![("TENSCALE_REDIS_URL", url.expose()), ("TENSCALE_REDIS_CHANNEL", &settings.redis_channel)],
+            Some(url) => {
+                vec![("TENSCALE_REDIS_URL", url.expose()), ("TENSCALE_REDIS_CHANNEL", &settings.redis_channel)]
+            }
             None => vec![],
         }
     }

@@ -264,7 +264,9 @@ async fn namespace_for(
             audit(state, org_id, grant, "namespace.create", "namespace", &ns.name, json!({"id": ns.id})).await;
             Ok(ns)
         }
-        Err(StoreError::NotFound(_)) => Err(ApiError::Forbidden(format!("namespace {} does not exist", grant.namespace))),
+        Err(StoreError::NotFound(_)) => {
+            Err(ApiError::Forbidden(format!("namespace {} does not exist", grant.namespace)))
+        }
         Err(err) => Err(err.into()),
     }
 }
@@ -310,7 +312,11 @@ async fn audit(
     detail: serde_json::Value,
 ) {
     let actor = format!("browser-jwt:{}", grant.jti);
-    super::record_event(state, AuditRecord { org_id: Some(org_id), actor: &actor, action, object_type, object_id, detail }).await;
+    super::record_event(
+        state,
+        AuditRecord { org_id: Some(org_id), actor: &actor, action, object_type, object_id, detail },
+    )
+    .await;
 }
 
 /// The preflight of a page's `fetch`: allowed when some organization allows the origin.
@@ -323,7 +329,10 @@ async fn preflight(state: State, req: HttpRequest) -> ApiResult<HttpResponse> {
         allow_origin(&mut response, &origin);
         response
             .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST")))
-            .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type")))
+            .insert_header((
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("authorization, content-type"),
+            ))
             .insert_header((header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600")));
     }
     Ok(response.finish())
@@ -335,7 +344,8 @@ async fn origin_allowed_anywhere(state: &AppState, origin: &str) -> ApiResult<bo
     }
     let rows = state.store.browser_key_settings_mentioning(origin).await?;
     Ok(rows.iter().any(|row| {
-        serde_json::from_str::<Vec<String>>(&row.allowed_origins).is_ok_and(|origins| origins.iter().any(|o| o == origin))
+        serde_json::from_str::<Vec<String>>(&row.allowed_origins)
+            .is_ok_and(|origins| origins.iter().any(|o| o == origin))
     }))
 }
 

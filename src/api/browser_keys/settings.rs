@@ -206,7 +206,8 @@ impl BrowserKeyConfig {
             .keys
             .iter()
             .map(|key| {
-                let mut out = StoredKey { kid: key.kid.clone(), alg: key.alg, sealed_secret: None, pem: None, jwk: None };
+                let mut out =
+                    StoredKey { kid: key.kid.clone(), alg: key.alg, sealed_secret: None, pem: None, jwk: None };
                 match &key.material {
                     KeyMaterial::Secret(secret) => {
                         out.sealed_secret = Some(secrets.seal(secret).map_err(|e| SettingsError(e.to_string()))?)
@@ -315,7 +316,9 @@ fn key_from_body(body: VerificationKeyBody) -> Result<VerificationKey, SettingsE
         (Algorithm::HS256, Some(secret), None) if secret.len() >= MIN_SECRET_BYTES => {
             KeyMaterial::Secret(secret.into_bytes())
         }
-        (Algorithm::HS256, Some(_), None) => return refuse(format!("an HS256 secret needs at least {MIN_SECRET_BYTES} bytes")),
+        (Algorithm::HS256, Some(_), None) => {
+            return refuse(format!("an HS256 secret needs at least {MIN_SECRET_BYTES} bytes"))
+        }
         (Algorithm::HS256, _, _) => return refuse("an HS256 key takes a secret (and no pem)"),
         (_, None, Some(pem)) => KeyMaterial::Pem(pem),
         (alg, _, _) => return refuse(format!("a {alg:?} key takes a pem public key (and no secret)")),
@@ -324,7 +327,11 @@ fn key_from_body(body: VerificationKeyBody) -> Result<VerificationKey, SettingsE
 }
 
 /// Builds the decoding key, which proves the material fits the algorithm.
-fn verification_key(kid: Option<String>, alg: Algorithm, material: KeyMaterial) -> Result<VerificationKey, SettingsError> {
+fn verification_key(
+    kid: Option<String>,
+    alg: Algorithm,
+    material: KeyMaterial,
+) -> Result<VerificationKey, SettingsError> {
     let name = kid.as_deref().unwrap_or("without kid");
     let bad = |e: jsonwebtoken::errors::Error| SettingsError(format!("key {name}: not a {alg:?} key: {e}"));
     let decoding = match (&material, alg) {
@@ -346,7 +353,8 @@ fn keys_from_jwks(document: serde_json::Value) -> Result<Vec<VerificationKey>, S
             let Some(kid) = jwk.common.key_id.clone() else {
                 return refuse("jwks: every key needs a kid");
             };
-            let alg = jwk_algorithm(&jwk).ok_or_else(|| SettingsError(format!("jwks: key {kid}: not an RS256, ES256 or EdDSA key")))?;
+            let alg = jwk_algorithm(&jwk)
+                .ok_or_else(|| SettingsError(format!("jwks: key {kid}: not an RS256, ES256 or EdDSA key")))?;
             verification_key(Some(kid), alg, KeyMaterial::Jwk(Box::new(jwk)))
         })
         .collect()
@@ -386,7 +394,9 @@ fn check_key_set(keys: &[VerificationKey]) -> Result<(), SettingsError> {
 
 /// An exact origin, `scheme://host[:port]`, as browsers send it in `Origin`.
 pub fn origin(text: &str) -> Result<String, SettingsError> {
-    let bad = || SettingsError(format!("{text:?} is not an origin like https://app.example.com (no path, no trailing slash)"));
+    let bad = || {
+        SettingsError(format!("{text:?} is not an origin like https://app.example.com (no path, no trailing slash)"))
+    };
     let (scheme, rest) = text.split_once("://").ok_or_else(bad)?;
     if !(scheme == "https" || scheme == "http") || rest.is_empty() {
         return Err(bad());
@@ -395,8 +405,8 @@ pub fn origin(text: &str) -> Result<String, SettingsError> {
         Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => (host, Some(port)),
         _ => (rest, None),
     };
-    let host_ok = !host.is_empty()
-        && host.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.[]:".contains(&b));
+    let host_ok =
+        !host.is_empty() && host.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.[]:".contains(&b));
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
     if !host_ok || !port_ok {
         return Err(bad());
@@ -421,7 +431,15 @@ mod tests {
         for ok in ["https://app.example.com", "http://127.0.0.1:8000", "https://[::1]:8443"] {
             assert_eq!(origin(ok).unwrap(), ok);
         }
-        for bad in ["app.example.com", "https://app.example.com/", "https://App.example.com", "ftp://x", "https://x:0", "https://x:http", "https://"] {
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/",
+            "https://App.example.com",
+            "ftp://x",
+            "https://x:0",
+            "https://x:http",
+            "https://",
+        ] {
             assert!(origin(bad).is_err(), "{bad}");
         }
     }
@@ -466,7 +484,8 @@ mod tests {
     #[test]
     fn secrets_are_sealed_in_the_row_and_read_back() {
         let secrets = SecretsKey::from_hex(&"ab".repeat(32)).unwrap();
-        let config = BrowserKeyConfig::from_body(body(vec![hs(Some("k1"), "a-secret-of-at-least-32-bytes-ok!")])).unwrap();
+        let config =
+            BrowserKeyConfig::from_body(body(vec![hs(Some("k1"), "a-secret-of-at-least-32-bytes-ok!")])).unwrap();
         let row = config.to_row(&secrets).unwrap();
         assert!(!row.verification_keys.contains("a-secret-of-at-least"), "{}", row.verification_keys);
         let stored = BrowserKeySettingsRow {

@@ -64,7 +64,9 @@ fn check_header_alg(token: &str) -> Result<(), Refusal> {
         return refused("malformed", "the JWT header is not base64url JSON");
     };
     match header.get("alg").and_then(Value::as_str) {
-        Some(alg) if alg.eq_ignore_ascii_case("none") => refused("alg", "alg none is not accepted: tokens must be signed"),
+        Some(alg) if alg.eq_ignore_ascii_case("none") => {
+            refused("alg", "alg none is not accepted: tokens must be signed")
+        }
         Some(_) => Ok(()),
         None => refused("malformed", "the JWT header has no alg"),
     }
@@ -139,7 +141,10 @@ fn check_lifetime(claims: &Value, now: i64) -> Result<(), Refusal> {
     if exp.saturating_sub(iat) > MAX_TOKEN_LIFETIME_SECS {
         return refused(
             "lifetime",
-            format!("the token lives {} s (exp - iat); at most {MAX_TOKEN_LIFETIME_SECS} s is accepted", exp.saturating_sub(iat)),
+            format!(
+                "the token lives {} s (exp - iat); at most {MAX_TOKEN_LIFETIME_SECS} s is accepted",
+                exp.saturating_sub(iat)
+            ),
         );
     }
     Ok(())

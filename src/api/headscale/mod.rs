@@ -67,8 +67,10 @@ async fn guard(
 /// gRPC-gateway statuses for actix's own extractor failures.
 fn extractor_configs(cfg: &mut web::ServiceConfig) {
     use actix_web::web::{PathConfig, QueryConfig};
-    cfg.app_data(QueryConfig::default().error_handler(|err, _| HsError::from(ApiError::BadRequest(err.to_string())).into()))
-        .app_data(PathConfig::default().error_handler(|err, _| HsError::from(ApiError::NotFound(err.to_string())).into()));
+    cfg.app_data(
+        QueryConfig::default().error_handler(|err, _| HsError::from(ApiError::BadRequest(err.to_string())).into()),
+    )
+    .app_data(PathConfig::default().error_handler(|err, _| HsError::from(ApiError::NotFound(err.to_string())).into()));
 }
 
 async fn not_found() -> HsResult<()> {

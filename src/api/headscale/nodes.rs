@@ -23,32 +23,28 @@ pub struct NodeFilter {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/node")
-            .route(web::get().to(list))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/node/{id}")
-            .route(web::get().to(get))
-            .route(web::delete().to(delete))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/node/{id}/expire")
-            .route(web::post().to(expire))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/node/{id}/rename/{new_name}")
-            .route(web::post().to(rename))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/node/{id}/tags")
-            .route(web::post().to(set_tags))
-            .default_service(web::to(super::method_not_allowed)),
-    );
+    cfg.service(web::resource("/node").route(web::get().to(list)).default_service(web::to(super::method_not_allowed)))
+        .service(
+            web::resource("/node/{id}")
+                .route(web::get().to(get))
+                .route(web::delete().to(delete))
+                .default_service(web::to(super::method_not_allowed)),
+        )
+        .service(
+            web::resource("/node/{id}/expire")
+                .route(web::post().to(expire))
+                .default_service(web::to(super::method_not_allowed)),
+        )
+        .service(
+            web::resource("/node/{id}/rename/{new_name}")
+                .route(web::post().to(rename))
+                .default_service(web::to(super::method_not_allowed)),
+        )
+        .service(
+            web::resource("/node/{id}/tags")
+                .route(web::post().to(set_tags))
+                .default_service(web::to(super::method_not_allowed)),
+        );
 }
 
 /// The caller's node `id` with its namespace; 404 unless the node is the caller's.
@@ -70,7 +66,11 @@ async fn respond(state: &AppState, ns: &Namespace, node: &Node) -> HsResult<web:
         (status = 200, description = "The nodes", body = ListNodesResponse),
         (status = 404, description = "No user with this name in this organization", body = RpcStatus),
     ))]
-pub async fn list(state: State, ctx: OrgContext, filter: web::Query<NodeFilter>) -> HsResult<web::Json<ListNodesResponse>> {
+pub async fn list(
+    state: State,
+    ctx: OrgContext,
+    filter: web::Query<NodeFilter>,
+) -> HsResult<web::Json<ListNodesResponse>> {
     let namespaces = match filter.user.as_deref().filter(|s| !s.is_empty()) {
         Some(name) => vec![state.store.namespace_by_name(ctx.org_id, name).await?],
         None => state.store.namespaces_of_org(ctx.org_id).await?,
@@ -145,7 +145,11 @@ pub async fn expire(state: State, ctx: OrgContext, id: web::Path<String>) -> HsR
         (status = 404, description = "No such node in this organization", body = RpcStatus),
         (status = 409, description = "Another node of the user has this name", body = RpcStatus),
     ))]
-pub async fn rename(state: State, ctx: OrgContext, path: web::Path<(String, String)>) -> HsResult<web::Json<NodeResponse>> {
+pub async fn rename(
+    state: State,
+    ctx: OrgContext,
+    path: web::Path<(String, String)>,
+) -> HsResult<web::Json<NodeResponse>> {
     let (ns, node) = find(&state, &ctx, &path.0).await?;
     let update = UpdateNode { name: Some(NodeName::parse(&path.1)?), tags: None };
     let node = update_node(&state, &ctx, &ns, node, update).await?;

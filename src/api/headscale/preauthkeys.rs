@@ -49,7 +49,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         (status = 400, description = "`user` missing or not a uint64", body = RpcStatus),
         (status = 404, description = "No such user in this organization", body = RpcStatus),
     ))]
-pub async fn list(state: State, ctx: OrgContext, filter: web::Query<KeyFilter>) -> HsResult<web::Json<ListPreAuthKeysResponse>> {
+pub async fn list(
+    state: State,
+    ctx: OrgContext,
+    filter: web::Query<KeyFilter>,
+) -> HsResult<web::Json<ListPreAuthKeysResponse>> {
     let user = filter.user.as_deref().filter(|s| !s.is_empty()).ok_or(ApiError::Invalid("user is required".into()))?;
     let ns = user_by_id(&state, &ctx, parse_id(user, "user")?).await?;
     let keys = state.store.list_preauth_keys(ns.id).await?;
@@ -107,7 +111,11 @@ pub async fn create(
         (status = 400, description = "Missing user or key", body = RpcStatus),
         (status = 404, description = "No such user, or no such key of this user", body = RpcStatus),
     ))]
-pub async fn expire(state: State, ctx: OrgContext, body: HsJson<ExpirePreAuthKeyRequest>) -> HsResult<web::Json<Empty>> {
+pub async fn expire(
+    state: State,
+    ctx: OrgContext,
+    body: HsJson<ExpirePreAuthKeyRequest>,
+) -> HsResult<web::Json<Empty>> {
     let ns = user_by_id(&state, &ctx, id_field(body.0.user.as_ref(), "user")?).await?;
     let text = body.0.key.trim();
     if text.is_empty() {

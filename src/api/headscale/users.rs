@@ -30,9 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(super::method_not_allowed)),
     )
     .service(
-        web::resource("/user/{id}")
-            .route(web::delete().to(delete))
-            .default_service(web::to(super::method_not_allowed)),
+        web::resource("/user/{id}").route(web::delete().to(delete)).default_service(web::to(super::method_not_allowed)),
     )
     .service(
         web::resource("/user/{old_id}/rename/{new_name}")
@@ -49,7 +47,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         (status = 200, description = "The users", body = ListUsersResponse),
         (status = 400, description = "`id` is not a uint64", body = RpcStatus),
     ))]
-pub async fn list(state: State, ctx: OrgContext, filter: web::Query<UserFilter>) -> HsResult<web::Json<ListUsersResponse>> {
+pub async fn list(
+    state: State,
+    ctx: OrgContext,
+    filter: web::Query<UserFilter>,
+) -> HsResult<web::Json<ListUsersResponse>> {
     let id = filter.id.as_deref().filter(|s| !s.is_empty()).map(|s| parse_id(s, "id")).transpose()?;
     let name = filter.name.as_deref().filter(|s| !s.is_empty());
     let users = state
@@ -73,7 +75,11 @@ pub async fn list(state: State, ctx: OrgContext, filter: web::Query<UserFilter>)
         (status = 400, description = "Invalid name", body = RpcStatus),
         (status = 409, description = "A user with this name exists", body = RpcStatus),
     ))]
-pub async fn create(state: State, ctx: OrgContext, body: HsJson<CreateUserRequest>) -> HsResult<web::Json<UserResponse>> {
+pub async fn create(
+    state: State,
+    ctx: OrgContext,
+    body: HsJson<CreateUserRequest>,
+) -> HsResult<web::Json<UserResponse>> {
     let name = NamespaceName::parse(&body.0.name)?;
     let ns = create_namespace(&state, &ctx, &name).await?;
     Ok(web::Json(UserResponse { user: User::from(&ns) }))
@@ -110,7 +116,11 @@ pub async fn delete(state: State, ctx: OrgContext, id: web::Path<String>) -> HsR
             example = json!({"code": 12, "message": "users (tenscale namespaces) cannot be renamed", "details": []})),
         (status = 404, description = "No such user in this organization", body = RpcStatus),
     ))]
-pub async fn rename(state: State, ctx: OrgContext, path: web::Path<(String, String)>) -> HsResult<web::Json<UserResponse>> {
+pub async fn rename(
+    state: State,
+    ctx: OrgContext,
+    path: web::Path<(String, String)>,
+) -> HsResult<web::Json<UserResponse>> {
     user_by_id(&state, &ctx, parse_id(&path.0, "old_id")?).await?;
     Err(HsError::Unimplemented("users (tenscale namespaces) cannot be renamed".into()))
 }

@@ -18,19 +18,66 @@ pub struct Hostinfo(Map<String, Value>);
 
 /// `tailcfg.Hostinfo`'s JSON names (tailscale.com v1.102.3).
 const HOSTINFO_KEYS: &[&str] = &[
-    "IPNVersion", "FrontendLogID", "BackendLogID", "OS", "OSVersion", "Container", "Env", "Distro",
-    "DistroVersion", "DistroCodeName", "App", "Desktop", "Package", "DeviceModel", "PushDeviceToken",
-    "Hostname", "ShieldsUp", "ShareeNode", "NoLogsNoSupport", "RemoteConfig", "WireIngress",
-    "IngressEnabled", "AllowsUpdate", "Machine", "GoArch", "GoArchVar", "GoVersion", "RoutableIPs",
-    "RequestTags", "WoLMACs", "Services", "NetInfo", "sshHostKeys", "Cloud", "Userspace",
-    "UserspaceRouter", "AppConnector", "ServicesHash", "PeerRelay", "ExitNodeID", "Location", "TPM",
+    "IPNVersion",
+    "FrontendLogID",
+    "BackendLogID",
+    "OS",
+    "OSVersion",
+    "Container",
+    "Env",
+    "Distro",
+    "DistroVersion",
+    "DistroCodeName",
+    "App",
+    "Desktop",
+    "Package",
+    "DeviceModel",
+    "PushDeviceToken",
+    "Hostname",
+    "ShieldsUp",
+    "ShareeNode",
+    "NoLogsNoSupport",
+    "RemoteConfig",
+    "WireIngress",
+    "IngressEnabled",
+    "AllowsUpdate",
+    "Machine",
+    "GoArch",
+    "GoArchVar",
+    "GoVersion",
+    "RoutableIPs",
+    "RequestTags",
+    "WoLMACs",
+    "Services",
+    "NetInfo",
+    "sshHostKeys",
+    "Cloud",
+    "Userspace",
+    "UserspaceRouter",
+    "AppConnector",
+    "ServicesHash",
+    "PeerRelay",
+    "ExitNodeID",
+    "Location",
+    "TPM",
     "StateEncrypted",
 ];
 
 /// `tailcfg.NetInfo`'s JSON names.
 const NET_INFO_KEYS: &[&str] = &[
-    "MappingVariesByDestIP", "WorkingIPv6", "OSHasIPv6", "WorkingUDP", "WorkingICMPv4", "HavePortMap",
-    "UPnP", "PMP", "PCP", "PreferredDERP", "LinkType", "DERPLatency", "FirewallMode",
+    "MappingVariesByDestIP",
+    "WorkingIPv6",
+    "OSHasIPv6",
+    "WorkingUDP",
+    "WorkingICMPv4",
+    "HavePortMap",
+    "UPnP",
+    "PMP",
+    "PCP",
+    "PreferredDERP",
+    "LinkType",
+    "DERPLatency",
+    "FirewallMode",
 ];
 
 /// `object` with every key that matches one of `known` ignoring case renamed to it.
@@ -119,10 +166,7 @@ impl Hostinfo {
     /// `Services`; entries that do not parse are skipped rather than failing the request.
     pub fn services(&self) -> Vec<Service> {
         match self.0.get("Services") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(|v| serde_json::from_value(v.clone()).ok())
-                .collect(),
+            Some(Value::Array(items)) => items.iter().filter_map(|v| serde_json::from_value(v.clone()).ok()).collect(),
             _ => Vec::new(),
         }
     }

@@ -24,11 +24,7 @@ pub struct DerpMap {
 #[serde(rename_all = "PascalCase")]
 pub struct DerpHomeParams {
     /// < 1 prefers a region, > 1 penalises it.
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "BTreeMap::is_empty")]
     pub region_score: BTreeMap<i32, f64>,
 }
 
@@ -65,19 +61,9 @@ pub struct DerpNode {
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub cert_name: String,
     /// Forced address; `"none"` disables the family.
-    #[serde(
-        rename = "IPv4",
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "IPv4", default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub ipv4: String,
-    #[serde(
-        rename = "IPv6",
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "IPv6", default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub ipv6: String,
     /// 0 = 3478, -1 = no STUN.
     #[serde(rename = "STUNPort", default, skip_serializing_if = "is_zero")]
@@ -106,11 +92,7 @@ pub struct DnsConfig {
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub resolvers: Vec<DnsResolver>,
     /// Suffix -> resolvers; an empty (or null) list = answered by 100.100.100.100.
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "BTreeMap::is_empty")]
     pub routes: BTreeMap<String, Option<Vec<DnsResolver>>>,
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub fallback_resolvers: Vec<DnsResolver>,
@@ -147,12 +129,7 @@ pub struct DnsResolver {
 pub struct DnsRecord {
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,
-    #[serde(
-        rename = "Type",
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "Type", default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub record_type: String,
     #[serde(default, deserialize_with = "null_default")]
     pub value: String,

@@ -47,12 +47,7 @@ pub struct Node {
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<String>,
     /// Legacy `"127.3.3.40:<region>"`, only used by clients when `home_derp` is 0.
-    #[serde(
-        rename = "DERP",
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "DERP", default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub legacy_derp: String,
     #[serde(rename = "HomeDERP", default, skip_serializing_if = "is_zero")]
     pub home_derp: i32,

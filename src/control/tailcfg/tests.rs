@@ -66,18 +66,8 @@ fn every_captured_map_request_parses() {
     assert_eq!(hostinfo.preferred_derp(), Some(900));
     assert_eq!(hostinfo.ipn_version(), Some("1.90.9-ERR-BuildInfo"));
     assert_eq!(hostinfo.services().len(), 3);
-    assert_eq!(
-        hostinfo.services()[0],
-        Service {
-            proto: "peerapi4".into(),
-            port: 58436,
-            description: String::new()
-        }
-    );
-    assert_eq!(
-        netinfo.endpoints.as_deref(),
-        Some(&["127.0.0.1:46133".to_owned(), "192.0.2.10:46133".to_owned()][..])
-    );
+    assert_eq!(hostinfo.services()[0], Service { proto: "peerapi4".into(), port: 58436, description: String::new() });
+    assert_eq!(netinfo.endpoints.as_deref(), Some(&["127.0.0.1:46133".to_owned(), "192.0.2.10:46133".to_owned()][..]));
     assert_eq!(netinfo.endpoint_types, Some(vec![2, 1]));
 }
 
@@ -120,15 +110,7 @@ fn strip_empty(value: &mut Value) {
     match value {
         Value::Object(map) => {
             map.values_mut().for_each(strip_empty);
-            let empty = [
-                json!(false),
-                json!(""),
-                json!(0),
-                json!(0.0),
-                json!([]),
-                json!({}),
-                Value::Null,
-            ];
+            let empty = [json!(false), json!(""), json!(0), json!(0.0), json!([]), json!({}), Value::Null];
             map.retain(|_, v| !empty.contains(v));
         }
         Value::Array(items) => items.iter_mut().for_each(strip_empty),
@@ -145,11 +127,7 @@ fn captured_first_map_response_round_trips() {
     assert!(node.machine_authorized);
     assert_eq!(node.addresses.len(), 2);
     assert_eq!(
-        parsed.derp_map.as_ref().unwrap().regions.as_ref().unwrap()[&900]
-            .as_ref()
-            .unwrap()
-            .nodes[0]
-            .derp_port,
+        parsed.derp_map.as_ref().unwrap().regions.as_ref().unwrap()[&900].as_ref().unwrap().nodes[0].derp_port,
         55765
     );
     assert_eq!(parsed.packet_filter, Some(vec![FilterRule::allow_all()]));
@@ -176,20 +154,14 @@ fn captured_first_map_response_round_trips() {
 fn packet_filter_absent_null_and_empty_stay_distinct() {
     let unchanged = serde_json::to_value(MapResponse::default()).unwrap();
     assert_eq!(unchanged, json!({}));
-    let drop_all = MapResponse {
-        packet_filter: Some(vec![]),
-        ..MapResponse::default()
-    };
+    let drop_all = MapResponse { packet_filter: Some(vec![]), ..MapResponse::default() };
     assert_eq!(serde_json::to_value(&drop_all).unwrap(), json!({"PacketFilter": []}));
 
     let chunks: MapResponse = serde_json::from_value(json!({"PacketFilters": {"*": null, "base": []}})).unwrap();
     let filters = chunks.packet_filters.as_ref().unwrap();
     assert_eq!(filters["*"], None);
     assert_eq!(filters["base"], Some(vec![]));
-    assert_eq!(
-        serde_json::to_value(&chunks).unwrap(),
-        json!({"PacketFilters": {"*": null, "base": []}})
-    );
+    assert_eq!(serde_json::to_value(&chunks).unwrap(), json!({"PacketFilters": {"*": null, "base": []}}));
     let null: MapResponse = serde_json::from_value(json!({"PacketFilter": null})).unwrap();
     assert_eq!(null.packet_filter, None);
 }
@@ -197,10 +169,7 @@ fn packet_filter_absent_null_and_empty_stay_distinct() {
 #[test]
 fn filter_rules_never_carry_bits() {
     let text = serde_json::to_string(&FilterRule::allow_all()).unwrap();
-    assert_eq!(
-        text,
-        r#"{"SrcIPs":["*"],"DstPorts":[{"IP":"*","Ports":{"First":0,"Last":65535}}]}"#
-    );
+    assert_eq!(text, r#"{"SrcIPs":["*"],"DstPorts":[{"IP":"*","Ports":{"First":0,"Last":65535}}]}"#);
     let legacy: FilterRule = serde_json::from_str(
         r#"{"SrcIPs":["*"],"SrcBits":[0],"DstPorts":[{"IP":"*","Bits":0,"Ports":{"First":22,"Last":22}}]}"#,
     )
@@ -211,15 +180,9 @@ fn filter_rules_never_carry_bits() {
 
 #[test]
 fn keep_alive_and_special_keys_use_exact_casing() {
-    assert_eq!(
-        serde_json::to_string(&MapResponse::keep_alive()).unwrap(),
-        r#"{"KeepAlive":true}"#
-    );
+    assert_eq!(serde_json::to_string(&MapResponse::keep_alive()).unwrap(), r#"{"KeepAlive":true}"#);
     let key = crate::keys::MachinePublic::from_bytes([0xab; 32]);
-    let keys = OverTLSPublicKeyResponse {
-        legacy_public_key: Default::default(),
-        public_key: key,
-    };
+    let keys = OverTLSPublicKeyResponse { legacy_public_key: Default::default(), public_key: key };
     let text = serde_json::to_value(&keys).unwrap();
     assert_eq!(text["legacyPublicKey"], format!("mkey:{}", "0".repeat(64)));
     assert_eq!(text["publicKey"], key.to_string());
@@ -230,17 +193,9 @@ fn keep_alive_and_special_keys_use_exact_casing() {
     let ssh = SshPolicy {
         rules: vec![SshRule {
             rule_expires: None,
-            principals: vec![SshPrincipal {
-                node_ip: "100.64.0.3".into(),
-                ..Default::default()
-            }]
-            .into(),
+            principals: vec![SshPrincipal { node_ip: "100.64.0.3".into(), ..Default::default() }].into(),
             ssh_users: [("*".to_owned(), "=".to_owned())].into(),
-            action: SshAction {
-                accept: true,
-                session_duration: 3_600_000_000_000,
-                ..Default::default()
-            },
+            action: SshAction { accept: true, session_duration: 3_600_000_000_000, ..Default::default() },
             accept_env: vec![],
         }],
     };
@@ -253,19 +208,9 @@ fn keep_alive_and_special_keys_use_exact_casing() {
 
 #[test]
 fn register_response_writes_every_field_and_zero_time() {
-    let resp = RegisterResponse {
-        machine_authorized: true,
-        ..Default::default()
-    };
+    let resp = RegisterResponse { machine_authorized: true, ..Default::default() };
     let v = serde_json::to_value(&resp).unwrap();
-    for key in [
-        "User",
-        "Login",
-        "NodeKeyExpired",
-        "MachineAuthorized",
-        "AuthURL",
-        "Error",
-    ] {
+    for key in ["User", "Login", "NodeKeyExpired", "MachineAuthorized", "AuthURL", "Error"] {
         assert!(v.get(key).is_some(), "missing {key}");
     }
     assert_eq!(v["User"]["Created"], "0001-01-01T00:00:00Z");

@@ -60,9 +60,7 @@ impl<'de> Deserialize<'de> for GoTime {
         let Some(text) = Option::<std::borrow::Cow<'de, str>>::deserialize(deserializer)? else {
             return Ok(Self::ZERO);
         };
-        let at = DateTime::parse_from_rfc3339(&text)
-            .map_err(serde::de::Error::custom)?
-            .with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc3339(&text).map_err(serde::de::Error::custom)?.with_timezone(&Utc);
         if at == go_zero() {
             return Ok(Self::ZERO);
         }
@@ -72,7 +70,5 @@ impl<'de> Deserialize<'de> for GoTime {
 
 fn go_zero() -> DateTime<Utc> {
     // Cannot fail: the constant is a valid RFC 3339 time.
-    DateTime::parse_from_rfc3339(GO_ZERO_TIME)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_default()
+    DateTime::parse_from_rfc3339(GO_ZERO_TIME).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
 }
