@@ -20,6 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use x25519_dalek::StaticSecret;
 
+use crate::api::ApiState;
 use crate::config::Settings;
 use crate::control::h2server::{self, ServeOptions};
 use crate::control::http::ServerKey;
@@ -29,20 +30,15 @@ use crate::derp::server::{Admission, DerpConfig, DerpMetrics, DerpServer, Tenant
 use crate::front::websocket::{self, BrowserIo};
 use crate::front::{self, FrontOptions, Takeover, UpgradeKind};
 use crate::keys::{MachinePublic, NodePublic};
-use crate::store::Store;
-use crate::tailnet::Tailnet;
+use crate::netmap::Tailnet;
+use crate::state::store::Store;
 
-/// What every request handler can reach.
+/// What the upgrade handlers (ts2021 and DERP, over TCP or WebSocket) can reach, and the API's
+/// own state.
 pub struct AppState {
     pub settings: Arc<Settings>,
-    pub store: Store,
-    pub tailnet: Arc<Tailnet>,
-    pub metrics: prometheus::Registry,
+    pub api: Arc<ApiState>,
     pub derp: Arc<DerpServer>,
-    /// Shared by every worker, so the configured limit holds whatever the worker count.
-    pub rate_limits: crate::api::ratelimit::RateLimits,
-    /// The browser-key exchange: secrets key, its own rate limits, refusal counters.
-    pub browser_keys: crate::api::browser_keys::BrowserKeys,
     /// The register/map logic behind every ts2021 connection, TCP or WebSocket.
     pub control: Arc<ControlService>,
     /// The server's Noise private key.
@@ -68,14 +64,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let metrics = prometheus::Registry::new();
 
     let (bus, incoming) = match &settings.redis_url {
-        Some(url) => crate::tailnet::events::redis_bus(url.expose(), &settings.redis_channel)
+        Some(url) => crate::state::events::redis_bus(url.expose(), &settings.redis_channel)
             .await
             .context("connecting to Redis")?,
         None => Tailnet::local_bus(),
     };
     let tailnet = Tailnet::start(store.clone(), settings.clone(), bus, incoming);
     // Instances already running know who streams from them; ask them to say so.
-    tailnet.publish(crate::tailnet::Event::PresenceSync).await;
+    tailnet.publish(crate::netmap::Event::PresenceSync).await;
 
     let noise_key = load_secret(&store, "noise_private_key").await?;
     let noise_key = StaticSecret::from(noise_key);
@@ -102,14 +98,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let server_key = ServerKey(MachinePublic::from_bytes(x25519_dalek::PublicKey::from(&noise_key).to_bytes()));
     let control = ControlService::new(store.clone(), tailnet.clone());
     let shutdown = CancellationToken::new();
+    let api = Arc::new(ApiState { settings: settings.clone(), store, tailnet, metrics, rate_limits, browser_keys });
     let state = Arc::new(AppState {
         settings: settings.clone(),
-        store,
-        tailnet,
-        metrics,
+        api,
         derp,
-        rate_limits,
-        browser_keys,
         control,
         noise_key: Arc::new(noise_key),
         shutdown: shutdown.clone(),
@@ -124,11 +117,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         _ => None,
     };
     let app_state = web::Data::from(state.clone());
+    let api_state = web::Data::from(state.api.clone());
     let key_data = web::Data::new(server_key);
     let body_limit = settings.body_limit_bytes;
     let app_factory = move || {
         App::new()
             .app_data(app_state.clone())
+            .app_data(api_state.clone())
             .app_data(key_data.clone())
             .app_data(web::PayloadConfig::new(body_limit))
             // Before the routes of the same paths that answer non-upgrade requests.
@@ -204,7 +199,7 @@ impl Admission for StoreAdmission {
         let (store, key) = (self.store.clone(), *key);
         Box::pin(async move {
             let node = store.node_by_node_key(&key).await.ok().flatten()?;
-            (!node.expired_at(crate::store::now())).then_some(TenantId(node.namespace_id))
+            (!node.expired_at(crate::state::store::now())).then_some(TenantId(node.namespace_id))
         })
     }
 }

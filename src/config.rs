@@ -9,6 +9,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Redis pub/sub channel for events unless `TENSCALE_REDIS_CHANNEL` names another.
+pub const DEFAULT_REDIS_CHANNEL: &str = "tenscale:events";
+
 use serde::Deserialize;
 
 /// A value that must never reach a log line.
@@ -187,7 +190,7 @@ impl Settings {
             database_url: o.database_url.unwrap_or_else(|| Secret::new("sqlite://tenscale.db?mode=rwc")),
             redis_url: o.redis_url.filter(|url| !url.expose().is_empty()),
             redis_channel: match o.redis_channel {
-                None => crate::tailnet::events::DEFAULT_CHANNEL.to_string(),
+                None => DEFAULT_REDIS_CHANNEL.to_string(),
                 Some(c) if c.trim().is_empty() => return Err(invalid("redis_channel", "must not be empty")),
                 Some(c) => c,
             },

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use tenscale::config::Settings;
 use tenscale::domain::OrgName;
-use tenscale::store::Store;
+use tenscale::state::store::Store;
 
 #[derive(Parser)]
 #[command(name = "tenscale", version, about = "Multi-tenant, Tailscale-compatible coordination server")]
@@ -187,7 +187,7 @@ async fn browser_keys(command: BrowserKeysCommand, settings: &Settings, store: &
             let body: BrowserKeySettingsBody = serde_json::from_str(&text).context("the settings document")?;
             let config = BrowserKeyConfig::from_body(body)?;
             let policy = store
-                .policy(org.id, tenscale::store::policies::PolicyScope::Org)
+                .policy(org.id, tenscale::state::store::policies::PolicyScope::Org)
                 .await?
                 .and_then(|doc| tenscale::policy::Policy::parse(&doc.document).ok());
             tenscale::policy::validate_tags_for_key(policy.as_ref(), &config.tags.to_strings())
@@ -232,7 +232,7 @@ async fn apikey(command: ApiKeyCommand, store: &Store) -> anyhow::Result<()> {
 }
 
 async fn audit(store: &Store, org_id: i64, action: &str, object_type: &str, id: i64) {
-    let record = tenscale::store::audit::AuditRecord {
+    let record = tenscale::state::store::audit::AuditRecord {
         org_id: Some(org_id),
         actor: "cli",
         action,

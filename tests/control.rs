@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use support::{join, map_until, next_map, random_key, register_request, stream_request, TestServer};
-use tenscale::control::tailcfg::{MapRequest, MapResponse};
 use tenscale::keys::NodePublic;
+use tenscale::netmap::tailcfg::{MapRequest, MapResponse};
 
 #[actix_rt::test]
 async fn single_use_key_registers_once_and_peers_see_each_other() {
@@ -111,15 +111,15 @@ async fn restart_logout_and_rotation() {
     rotate.old_node_key = a.node_key;
     let rotated = a.client.register(&rotate).await.unwrap();
     assert!(rotated.error.is_empty(), "{}", rotated.error);
-    let node = server.state().store.node_by_node_key(&new_key).await.unwrap().expect("rotated node");
+    let node = server.state().api.store.node_by_node_key(&new_key).await.unwrap().expect("rotated node");
     assert_eq!(node.ipv4, "100.64.0.1");
     assert_eq!(node.tag_set().to_strings(), vec!["tag:cli"]);
     // Logout of an ephemeral node deletes it.
     let mut logout = register_request(new_key, Some(&key));
-    logout.expiry = tenscale::control::tailcfg::GoTime::new(chrono::DateTime::from_timestamp(123, 0).unwrap());
+    logout.expiry = tenscale::netmap::tailcfg::GoTime::new(chrono::DateTime::from_timestamp(123, 0).unwrap());
     let out = a.client.register(&logout).await.unwrap();
     assert!(out.node_key_expired && !out.machine_authorized);
-    assert!(server.state().store.node_by_node_key(&new_key).await.unwrap().is_none());
+    assert!(server.state().api.store.node_by_node_key(&new_key).await.unwrap().is_none());
 }
 
 #[actix_rt::test]
@@ -131,7 +131,7 @@ async fn a_key_reaching_its_expiry_is_announced_to_peers() {
     let client = server.control_client().await;
     let a_key = NodePublic::from_bytes(random_key());
     let mut req = register_request(a_key, Some(&key));
-    req.expiry = tenscale::control::tailcfg::GoTime::new(chrono::Utc::now() + chrono::Duration::seconds(2));
+    req.expiry = tenscale::netmap::tailcfg::GoTime::new(chrono::Utc::now() + chrono::Duration::seconds(2));
     assert!(client.register(&req).await.unwrap().error.is_empty());
     let _a_stream = client.map_stream(&stream_request(a_key)).await.unwrap();
 

@@ -13,8 +13,8 @@ use tenscale::derp::client::DerpClient;
 use tenscale::derp::crypto::DerpSecret;
 use tenscale::derp::frame::{Frame, PeerGoneReason};
 use tenscale::derp::DerpError;
-use tenscale::store::nodes::NodeChange;
-use tenscale::tailnet::Event;
+use tenscale::netmap::Event;
+use tenscale::state::store::nodes::NodeChange;
 use tokio::net::TcpStream;
 
 type Derp = DerpClient<TcpStream>;
@@ -49,7 +49,7 @@ async fn closed_within(client: &mut Derp, within: Duration) {
 }
 
 fn dropped(server: &TestServer, reason: &str) -> f64 {
-    counter(&server.state().metrics, "tenscale_derp_packets_dropped_total", ("reason", reason))
+    counter(&server.state().api.metrics, "tenscale_derp_packets_dropped_total", ("reason", reason))
 }
 
 /// Two nodes of namespace A and one of namespace B, registered.
@@ -131,8 +131,12 @@ async fn deleting_a_node_disconnects_it(backend: Backend) {
 
     let node = t.a1.stored(&t.server).await;
     let state = t.server.state();
-    assert!(state.store.delete_node(node.id).await.unwrap());
-    state.tailnet.publish(Event::NodeRemoved { namespace_id: t.ns_a, node_id: node.id, node_key: t.a1.node_key }).await;
+    assert!(state.api.store.delete_node(node.id).await.unwrap());
+    state
+        .api
+        .tailnet
+        .publish(Event::NodeRemoved { namespace_id: t.ns_a, node_id: node.id, node_key: t.a1.node_key })
+        .await;
     closed_within(&mut a1, Duration::from_secs(1)).await;
     let gone = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
@@ -157,15 +161,15 @@ async fn expired_keys_are_refused_and_cut_off(backend: Backend) {
 
     // Expired before connecting: refused.
     let node = t.a1.stored(&t.server).await;
-    let node = state.store.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }).await.unwrap();
-    state.tailnet.publish(Event::node_changed(&node)).await;
+    let node = state.api.store.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }).await.unwrap();
+    state.api.tailnet.publish(Event::node_changed(&node)).await;
     assert!(matches!(derp_as(&t.server, t.a1.node_secret).await, Err(DerpError::Refused)));
 
     // Expiring while connected: disconnected at once.
     let mut a2 = derp(&t.server, &t.a2).await;
     let node = t.a2.stored(&t.server).await;
-    let node = state.store.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }).await.unwrap();
-    state.tailnet.publish(Event::node_changed(&node)).await;
+    let node = state.api.store.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }).await.unwrap();
+    state.api.tailnet.publish(Event::node_changed(&node)).await;
     closed_within(&mut a2, Duration::from_secs(1)).await;
     assert!(matches!(derp_as(&t.server, t.a2.node_secret).await, Err(DerpError::Refused)));
 }
@@ -191,7 +195,7 @@ async fn a_rotated_away_key_is_cut_off(backend: Backend) {
     let newest_key = DerpSecret::from_bytes(newest_secret).public();
     let resp = t.a1.client.register(&support::register_request(newest_key, Some(&t.key_a))).await.unwrap();
     assert!(resp.error.is_empty() && resp.machine_authorized, "{resp:?}");
-    assert_eq!(t.server.state().store.node_by_node_key(&newest_key).await.unwrap().expect("same node").id, a1_id);
+    assert_eq!(t.server.state().api.store.node_by_node_key(&newest_key).await.unwrap().expect("same node").id, a1_id);
     closed_within(&mut current, Duration::from_secs(1)).await;
     assert!(matches!(derp_as(&t.server, new_secret).await, Err(DerpError::Refused)));
     derp_as(&t.server, newest_secret).await.expect("the newest key is admitted");

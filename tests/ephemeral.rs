@@ -27,7 +27,7 @@ fn vanish(node: &SimNode, stream: MapStream) {
     node.client.abort();
 }
 
-fn removes(msg: &tenscale::control::tailcfg::MapResponse, id: i64) -> bool {
+fn removes(msg: &tenscale::netmap::tailcfg::MapResponse, id: i64) -> bool {
     msg.peers_removed.iter().flatten().any(|r| *r == id)
 }
 
@@ -51,8 +51,8 @@ async fn an_idle_ephemeral_node_is_deleted_and_leaves_the_netmap(backend: Backen
     vanish(&kept, kept_stream);
     // Deleted within a few seconds, and the watcher is told.
     map_until_within(&mut watch, Duration::from_secs(5), |m| removes(m, eph_id)).await;
-    assert!(server.state().store.node_by_node_key(&eph.node_key).await.unwrap().is_none());
-    assert!(!server.state().tailnet.is_online(eph_id));
+    assert!(server.state().api.store.node_by_node_key(&eph.node_key).await.unwrap().is_none());
+    assert!(!server.state().api.tailnet.is_online(eph_id));
 
     // The non-ephemeral node outlives several timeouts, offline but present.
     let quiet = tokio::time::timeout(Duration::from_secs(3), async {
@@ -65,7 +65,7 @@ async fn an_idle_ephemeral_node_is_deleted_and_leaves_the_netmap(backend: Backen
     assert!(quiet.is_err(), "the watcher's stream ended");
     let stored = kept.stored(&server).await;
     assert!(stored.last_seen.is_some());
-    assert!(!server.state().tailnet.is_online(kept_id));
+    assert!(!server.state().api.tailnet.is_online(kept_id));
 }
 
 async fn an_ephemeral_node_that_returns_in_time_is_kept(backend: Backend) {
@@ -78,7 +78,7 @@ async fn an_ephemeral_node_that_returns_in_time_is_kept(backend: Backend) {
     // The client restarts: new connection, same machine and node key, well within 1 s.
     let first = streaming(&eph).await;
     vanish(&eph, first);
-    let tailnet = server.state().tailnet.clone();
+    let tailnet = server.state().api.tailnet.clone();
     eventually(Duration::from_secs(2), "the node is offline", || async { !tailnet.is_online(eph_id) }).await;
     let again = server.control_client_as(eph.machine).await;
     let mut back = SimNode::stream_on(&again, eph.node_key).await;
@@ -88,7 +88,7 @@ async fn an_ephemeral_node_that_returns_in_time_is_kept(backend: Backend) {
     let quiet =
         tokio::time::timeout(Duration::from_secs(3), async { while let Some(Ok(_)) = back.next().await {} }).await;
     assert!(quiet.is_err(), "the returning ephemeral node's stream was closed");
-    assert!(server.state().store.node_by_node_key(&eph.node_key).await.unwrap().is_some());
+    assert!(server.state().api.store.node_by_node_key(&eph.node_key).await.unwrap().is_some());
 }
 
 async fn an_ephemeral_node_that_never_streams_is_deleted(backend: Backend) {
@@ -104,7 +104,7 @@ async fn an_ephemeral_node_that_never_streams_is_deleted(backend: Backend) {
     eph.client.abort();
     map_until(&mut watch, |m| announces(m, &eph.node_key)).await;
     map_until_within(&mut watch, Duration::from_secs(5), |m| removes(m, eph_id)).await;
-    assert!(server.state().store.node_by_node_key(&eph.node_key).await.unwrap().is_none());
+    assert!(server.state().api.store.node_by_node_key(&eph.node_key).await.unwrap().is_none());
 }
 
 on_both_backends!(

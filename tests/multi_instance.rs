@@ -11,7 +11,7 @@ use futures::StreamExt;
 use support::{
     announces, eventually, join_ok, map_until, map_until_within, next_map, reports_online, SimNode, TestServer,
 };
-use tenscale::tailnet::Event;
+use tenscale::netmap::Event;
 use tokio::time::Instant;
 
 #[actix_rt::test]
@@ -50,9 +50,9 @@ async fn presence_and_removal_cross_instances() {
     let mut b_stream = b.stream().await;
     let b_first = next_map(&mut b_stream).await;
     assert!(announces(&b_first, &a.node_key), "b sees a: {b_first:?}");
-    let tailnet_one = one.state().tailnet.clone();
+    let tailnet_one = one.state().api.tailnet.clone();
     eventually(Duration::from_secs(1), "instance 1 sees b online", || async { tailnet_one.is_online(b_id) }).await;
-    assert!(!one.state().tailnet.is_online(a_id));
+    assert!(!one.state().api.tailnet.is_online(a_id));
 
     // a streams on instance 1: b's stream on instance 2 hears a come online.
     let mut a_stream = a.stream().await;
@@ -62,8 +62,8 @@ async fn presence_and_removal_cross_instances() {
     map_until(&mut b_stream, |m| reports_online(m, &a.node_key, a_id, true)).await;
 
     // a is deleted through instance 1: b's stream on instance 2 drops it.
-    assert!(one.state().store.delete_node(a_id).await.unwrap());
-    one.state().tailnet.publish(Event::NodeRemoved { namespace_id: ns, node_id: a_id, node_key: a.node_key }).await;
+    assert!(one.state().api.store.delete_node(a_id).await.unwrap());
+    one.state().api.tailnet.publish(Event::NodeRemoved { namespace_id: ns, node_id: a_id, node_key: a.node_key }).await;
     let removed = map_until_within(&mut b_stream, Duration::from_secs(2), |m| {
         m.peers_removed.iter().flatten().any(|id| *id == a_id)
     })
@@ -75,12 +75,12 @@ async fn presence_and_removal_cross_instances() {
     assert!(ended.is_ok(), "deleted node's own stream stays open");
 
     // b is deleted through instance 1: its stream, held by instance 2, ends; presence clears.
-    assert!(one.state().store.delete_node(b_id).await.unwrap());
-    one.state().tailnet.publish(Event::NodeRemoved { namespace_id: ns, node_id: b_id, node_key: b.node_key }).await;
+    assert!(one.state().api.store.delete_node(b_id).await.unwrap());
+    one.state().api.tailnet.publish(Event::NodeRemoved { namespace_id: ns, node_id: b_id, node_key: b.node_key }).await;
     let ended =
         tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = b_stream.next().await {} }).await;
     assert!(ended.is_ok(), "stream on instance 2 of a node deleted through instance 1 stays open");
-    let (t1, t2) = (one.state().tailnet.clone(), two.state().tailnet.clone());
+    let (t1, t2) = (one.state().api.tailnet.clone(), two.state().api.tailnet.clone());
     eventually(Duration::from_secs(1), "b offline on both instances", || async {
         !t1.is_online(b_id) && !t2.is_online(b_id)
     })
@@ -95,7 +95,7 @@ async fn a_stream_closing_on_one_instance_goes_offline_on_the_other() {
     let b = join_ok(&two, &key).await;
     let b_id = b.stored(&two).await.id;
     let b_stream = b.stream().await;
-    let t1 = one.state().tailnet.clone();
+    let t1 = one.state().api.tailnet.clone();
     eventually(Duration::from_secs(1), "instance 1 sees b online", || async { t1.is_online(b_id) }).await;
     drop(b_stream);
     b.client.abort();
@@ -121,7 +121,7 @@ async fn a_node_that_moved_instances_stays_online_when_its_old_stream_ends() {
     next_map(&mut new_stream).await;
     drop(old_stream);
     b.client.abort();
-    let (t1, t2) = (one.state().tailnet.clone(), two.state().tailnet.clone());
+    let (t1, t2) = (one.state().api.tailnet.clone(), two.state().api.tailnet.clone());
     eventually(Duration::from_secs(10), "instance 2 saw b's old stream end", || async { !t2.streams_here(b_id) }).await;
     // Instance 2 reports b offline; instance 1, where b streams, puts it right. a may see the
     // short offline blip or not (both events can land in one batch), but must end on online.
@@ -153,12 +153,12 @@ async fn an_instance_started_later_learns_who_is_online() {
         next_map(&mut s).await;
         s
     };
-    let t2 = two.state().tailnet.clone();
+    let t2 = two.state().api.tailnet.clone();
     eventually(Duration::from_secs(1), "instance 2 sees a online", || async { t2.is_online(a_id) }).await;
 
     // A third instance joins the deployment after a went online.
     let three = TestServer::start_on(one.database().unwrap(), &one.redis_env()).await;
-    let t3 = three.state().tailnet.clone();
+    let t3 = three.state().api.tailnet.clone();
     eventually(Duration::from_secs(2), "a late instance sees a online", || async { t3.is_online(a_id) }).await;
     let b = join_ok(&three, &key).await;
     let mut b_stream = b.stream().await;
@@ -187,7 +187,7 @@ async fn concurrent_registrations_on_two_instances_never_share_an_address() {
     for (node, resp) in &results {
         assert!(resp.error.is_empty() && resp.machine_authorized, "{:?} refused: {resp:?}", node.node_key);
     }
-    let nodes = one.state().store.nodes_in_namespace(ns).await.unwrap();
+    let nodes = one.state().api.store.nodes_in_namespace(ns).await.unwrap();
     assert_eq!(nodes.len(), NODES);
     let v4: HashSet<&str> = nodes.iter().map(|n| n.ipv4.as_str()).collect();
     let v6: HashSet<&str> = nodes.iter().map(|n| n.ipv6.as_str()).collect();
@@ -207,8 +207,8 @@ async fn deleting_a_node_through_one_instance_cuts_its_derp_connection_on_the_ot
         .await
         .expect("registered node is admitted");
 
-    assert!(one.state().store.delete_node(a_id).await.unwrap());
-    one.state().tailnet.publish(Event::NodeRemoved { namespace_id: ns, node_id: a_id, node_key: a.node_key }).await;
+    assert!(one.state().api.store.delete_node(a_id).await.unwrap());
+    one.state().api.tailnet.publish(Event::NodeRemoved { namespace_id: ns, node_id: a_id, node_key: a.node_key }).await;
     let closed =
         tokio::time::timeout(Duration::from_secs(1), async { while let Ok(Some(_)) = derp.recv().await {} }).await;
     assert!(closed.is_ok(), "instance 2 kept the DERP connection of a node deleted through instance 1");
@@ -256,7 +256,7 @@ async fn ephemeral_nodes_across_instances() {
     })
     .await;
     assert!(quiet.is_err(), "the watcher's stream ended");
-    assert!(one.state().store.node_by_node_key(&stays.node_key).await.unwrap().is_some());
+    assert!(one.state().api.store.node_by_node_key(&stays.node_key).await.unwrap().is_some());
     drop(stays_stream);
 }
 
@@ -268,7 +268,7 @@ async fn a_browser_key_token_is_accepted_once_across_instances() {
     let secrets = [("TENSCALE_SECRETS_KEY", "7e".repeat(32))];
     let env: Vec<(&str, &str)> = secrets.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (one, two) = TestServer::start_postgres_pair(&env).await;
-    let store = &one.state().store;
+    let store = &one.state().api.store;
     let org = store.create_org(&tenscale::domain::OrgName::parse("acme").unwrap()).await.unwrap();
     let (_, api_key) = store.create_api_key(org.id, "test").await.unwrap();
     one.namespace("acme", "alice").await;

@@ -5,7 +5,7 @@
 #     PostgreSQL and Redis on loopback; idempotent. TENSCALE_SKIP_SERVICES=1 skips it when
 #     TEST_POSTGRES_URL and TEST_REDIS_URL point at servers of your own;
 #  1. the house habits: `cargo fmt --check` (rustfmt.toml), `cargo clippy --all-targets
-#     -D warnings`;
+#     -D warnings`, and tests/import_order.py (no folder imports one above it);
 #  2. `cargo test` — unit tests and the integration tests in tests/*.rs, against the real
 #     PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379), and SQLite;
 #  3. the real-client interoperability tests (tests/realclient): real Tailscale clients —
@@ -25,6 +25,7 @@ fi
 echo "== fmt, clippy" >&2
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+python3 tests/import_order.py
 
 echo "== cargo test" >&2
 cargo test --workspace --locked

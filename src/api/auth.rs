@@ -14,7 +14,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
 use super::error::ApiError;
-use crate::app::AppState;
+use crate::api::ApiState;
 
 /// The authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub async fn guard(
 /// the request extensions. Surfaces with another error shape call this and render the error.
 pub async fn authenticate(req: &ServiceRequest) -> Result<OrgContext, ApiError> {
     let state = req
-        .app_data::<web::Data<AppState>>()
+        .app_data::<web::Data<ApiState>>()
         .cloned()
         .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
     if let Some(peer) = req.peer_addr() {

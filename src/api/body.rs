@@ -1,7 +1,7 @@
 //! Request bodies: read up to the configured limit, then parse.
 //!
 //! actix's `web::Json` takes its limit when the App is built, but the limit is a setting in
-//! [`AppState`]; this extractor reads it per request, answers 413 before buffering an
+//! [`ApiState`]; this extractor reads it per request, answers 413 before buffering an
 //! oversized body, and hands serde's exact message (field, line, column) to the client.
 
 use std::future::Future;
@@ -15,7 +15,7 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::app::AppState;
+use crate::api::ApiState;
 
 /// A JSON request body of type `T`.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ pub fn media_type(req: &HttpRequest) -> Option<String> {
 /// The whole body, refusing more than `settings.body_limit_bytes` with 413.
 pub async fn read_limited(req: &HttpRequest, mut payload: Payload) -> Result<BytesMut, ApiError> {
     let limit = req
-        .app_data::<web::Data<AppState>>()
+        .app_data::<web::Data<ApiState>>()
         .map(|state| state.settings.body_limit_bytes)
         .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
     // Refuse a declared length at once, without reading a byte of it.

@@ -11,10 +11,10 @@ use super::auth::OrgContext;
 use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
 use super::{parse_id, policy::effective_policy, record, State};
-use crate::app::AppState;
+use crate::api::ApiState;
 use crate::domain::Tags;
-use crate::store::preauth_keys::NewPreauthKey;
-use crate::store::{Namespace, PreauthKey};
+use crate::state::store::preauth_keys::NewPreauthKey;
+use crate::state::store::{Namespace, PreauthKey};
 
 const DEFAULT_EXPIRES_IN: u64 = 3600;
 const MAX_DESCRIPTION: usize = 256;
@@ -221,7 +221,7 @@ pub(crate) struct KeyRequest {
 /// Validates a new key (lifetime within `max_key_expiry`, description length, tags against
 /// the namespace's policy), creates it and records it. Returns the key and its secret.
 pub(crate) async fn create_key(
-    state: &AppState,
+    state: &ApiState,
     ctx: &OrgContext,
     ns: &Namespace,
     request: KeyRequest,
@@ -238,7 +238,7 @@ pub(crate) async fn create_key(
     crate::policy::validate_tags_for_key(policy.as_ref(), &request.tags.to_strings())
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
     // `max` bounds the lifetime far below chrono's range, so the sum cannot overflow.
-    let expires_at = crate::store::now() + chrono::Duration::seconds(request.lifetime_secs);
+    let expires_at = crate::state::store::now() + chrono::Duration::seconds(request.lifetime_secs);
     let new = NewPreauthKey {
         reusable: request.reusable,
         ephemeral: request.ephemeral,
@@ -253,7 +253,7 @@ pub(crate) async fn create_key(
 }
 
 /// Revokes the namespace's key `id` and records it.
-pub(crate) async fn revoke_key(state: &AppState, ctx: &OrgContext, ns: &Namespace, id: i64) -> ApiResult<PreauthKey> {
+pub(crate) async fn revoke_key(state: &ApiState, ctx: &OrgContext, ns: &Namespace, id: i64) -> ApiResult<PreauthKey> {
     let key = state.store.revoke_preauth_key(ns.id, id).await?;
     record(state, ctx, "preauth_key.revoke", "preauth_key", &key.id.to_string(), json!({"namespace": ns.name})).await;
     Ok(key)

@@ -3,7 +3,7 @@
 //!
 //! Shape of a request: [`ratelimit`] and [`auth`] run as middleware on `/v1` and leave an
 //! [`auth::OrgContext`]; a thin handler parses its input into domain values ([`body`], serde
-//! with `deny_unknown_fields`), calls [`crate::store`] with every query scoped by the org id,
+//! with `deny_unknown_fields`), calls [`crate::state::store`] with every query scoped by the org id,
 //! records an audit event, tells the tailnet what changed, and maps failures to
 //! `application/problem+json` through [`error::ApiError`].
 //!
@@ -27,13 +27,24 @@ pub mod ratelimit;
 use actix_web::middleware::from_fn;
 use actix_web::web;
 
-use crate::app::AppState;
-use crate::store::audit::AuditRecord;
+use crate::state::store::audit::AuditRecord;
 use auth::OrgContext;
 use error::{ApiError, ApiResult};
 
-/// The application state as handlers receive it.
-pub type State = web::Data<AppState>;
+/// What every API handler can reach.
+pub struct ApiState {
+    pub settings: std::sync::Arc<crate::config::Settings>,
+    pub store: crate::state::store::Store,
+    pub tailnet: std::sync::Arc<crate::netmap::Tailnet>,
+    pub metrics: prometheus::Registry,
+    /// Shared by every worker, so the configured limit holds whatever the worker count.
+    pub rate_limits: ratelimit::RateLimits,
+    /// The browser-key exchange: secrets key, its own rate limits, refusal counters.
+    pub browser_keys: browser_keys::BrowserKeys,
+}
+
+/// The API state as handlers receive it.
+pub type State = web::Data<ApiState>;
 
 /// Registers the API, the probes, `/openapi.json` and `/docs`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -73,7 +84,7 @@ fn parse_id(text: &str, what: &str) -> ApiResult<i64> {
 /// Records an audit event for a mutation that already happened. A failure is logged, not
 /// returned: the change is committed, and answering 500 would make the client retry it.
 async fn record(
-    state: &AppState,
+    state: &ApiState,
     ctx: &OrgContext,
     action: &str,
     object_type: &str,
@@ -86,7 +97,7 @@ async fn record(
 }
 
 /// [`record`] for an event whose actor is not an API key (a browser-key JWT).
-async fn record_event(state: &AppState, event: AuditRecord<'_>) {
+async fn record_event(state: &ApiState, event: AuditRecord<'_>) {
     let (action, object_id) = (event.action, event.object_id);
     if let Err(err) = state.store.audit(event).await {
         tracing::error!(%err, action, object_id, "audit event not recorded");

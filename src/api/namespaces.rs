@@ -10,11 +10,11 @@ use super::auth::OrgContext;
 use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
 use super::{record, State};
-use crate::app::AppState;
+use crate::api::ApiState;
 use crate::domain::NamespaceName;
 use crate::keys::NodePublic;
-use crate::store::Namespace;
-use crate::tailnet::Event;
+use crate::netmap::Event;
+use crate::state::store::Namespace;
 
 const DEFAULT_PAGE: u64 = 100;
 const MAX_PAGE: u64 = 1000;
@@ -95,7 +95,7 @@ pub async fn create(state: State, ctx: OrgContext, body: ApiJson<CreateNamespace
 }
 
 /// Creates a namespace and records it; shared by `/v1` and the Headscale surface.
-pub(crate) async fn create_namespace(state: &AppState, ctx: &OrgContext, name: &NamespaceName) -> ApiResult<Namespace> {
+pub(crate) async fn create_namespace(state: &ApiState, ctx: &OrgContext, name: &NamespaceName) -> ApiResult<Namespace> {
     let ns = state.store.create_namespace(ctx.org_id, name).await?;
     record(state, ctx, "namespace.create", "namespace", &ns.name, json!({"id": ns.id})).await;
     Ok(ns)
@@ -154,7 +154,7 @@ pub async fn delete(state: State, ctx: OrgContext, name: web::Path<String>) -> A
 }
 
 /// Deletes a namespace with everything in it, disconnects its nodes and records it.
-pub(crate) async fn delete_namespace(state: &AppState, ctx: &OrgContext, ns: &Namespace) -> ApiResult<()> {
+pub(crate) async fn delete_namespace(state: &ApiState, ctx: &OrgContext, ns: &Namespace) -> ApiResult<()> {
     let node_keys: Vec<NodePublic> =
         state.store.delete_namespace(ns).await?.iter().filter_map(|k| NodePublic::parse(k).ok()).collect();
     let nodes = node_keys.len();

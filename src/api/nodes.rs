@@ -13,12 +13,12 @@ use super::auth::OrgContext;
 use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
 use super::{parse_id, policy::effective_policy, record, State};
-use crate::app::AppState;
+use crate::api::ApiState;
 use crate::domain::{NodeName, Tags};
 use crate::keys::NodePublic;
-use crate::store::nodes::NodeChange;
-use crate::store::{Namespace, Node};
-use crate::tailnet::Event;
+use crate::netmap::Event;
+use crate::state::store::nodes::NodeChange;
+use crate::state::store::{Namespace, Node};
 
 /// A node (a machine in a namespace).
 #[derive(Debug, Serialize, ToSchema)]
@@ -68,7 +68,7 @@ pub struct UpdateNode {
     pub tags: Option<Tags>,
 }
 
-fn view(state: &AppState, node: Node, namespace: &str) -> NodeView {
+fn view(state: &ApiState, node: Node, namespace: &str) -> NodeView {
     let hostinfo: serde_json::Value = serde_json::from_str(&node.hostinfo).unwrap_or_default();
     let field = |name: &str| hostinfo.get(name).and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(String::from);
     NodeView {
@@ -90,7 +90,7 @@ fn view(state: &AppState, node: Node, namespace: &str) -> NodeView {
 }
 
 /// The caller's namespace `name` and its node `id`; 404 unless both belong to the caller.
-async fn find(state: &AppState, ctx: &OrgContext, name: &str, id: &str) -> ApiResult<(Namespace, Node)> {
+async fn find(state: &ApiState, ctx: &OrgContext, name: &str, id: &str) -> ApiResult<(Namespace, Node)> {
     let ns = state.store.namespace_by_name(ctx.org_id, name).await?;
     let node = state.store.node_in_namespace(ns.id, parse_id(id, "node")?).await?;
     Ok((ns, node))
@@ -172,7 +172,7 @@ pub async fn update(
 /// Renames and/or retags a node (name free in the namespace, tags allowed by its policy),
 /// publishes the change and records it. Nothing to change leaves the node untouched.
 pub(crate) async fn update_node(
-    state: &AppState,
+    state: &ApiState,
     ctx: &OrgContext,
     ns: &Namespace,
     node: Node,
@@ -223,8 +223,8 @@ pub async fn expire(
 }
 
 /// Expires a node's key now, publishes the change and records it.
-pub(crate) async fn expire_node(state: &AppState, ctx: &OrgContext, ns: &Namespace, node: &Node) -> ApiResult<Node> {
-    let change = NodeChange { key_expiry: Some(Some(crate::store::now())), ..Default::default() };
+pub(crate) async fn expire_node(state: &ApiState, ctx: &OrgContext, ns: &Namespace, node: &Node) -> ApiResult<Node> {
+    let change = NodeChange { key_expiry: Some(Some(crate::state::store::now())), ..Default::default() };
     let node = state.store.update_node(node, change).await?;
     state.tailnet.publish(Event::node_changed(&node)).await;
     record(state, ctx, "node.expire", "node", &node.id.to_string(), json!({"namespace": ns.name})).await;
@@ -248,7 +248,7 @@ pub async fn delete(state: State, ctx: OrgContext, path: web::Path<(String, Stri
 }
 
 /// Deletes a node, disconnects it and records it.
-pub(crate) async fn delete_node(state: &AppState, ctx: &OrgContext, ns: &Namespace, node: &Node) -> ApiResult<()> {
+pub(crate) async fn delete_node(state: &ApiState, ctx: &OrgContext, ns: &Namespace, node: &Node) -> ApiResult<()> {
     if !state.store.delete_node(node.id).await? {
         // Deleted concurrently by someone else: same answer as if it never existed.
         return Err(ApiError::NotFound("node not found".into()));

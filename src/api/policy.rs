@@ -13,11 +13,11 @@ use super::auth::OrgContext;
 use super::body::{media_type, read_limited};
 use super::error::{ApiError, ApiResult, Problem};
 use super::{record, State};
-use crate::app::AppState;
+use crate::api::ApiState;
+use crate::netmap::Event;
 use crate::policy::{hujson, Policy};
-use crate::store::policies::PolicyScope;
-use crate::store::PolicyDoc;
-use crate::tailnet::Event;
+use crate::state::store::policies::PolicyScope;
+use crate::state::store::PolicyDoc;
 
 const HUJSON: &str = "application/hujson";
 
@@ -52,12 +52,12 @@ pub fn namespace_routes(cfg: &mut web::ServiceConfig) {
 /// neither exists. A stored document was valid when saved; should a newer parser refuse it,
 /// it is treated as absent here (the tailnet fails closed on it).
 /// The organization's own policy (not a namespace's), parsed; `None` without one.
-pub async fn org_policy_parsed(state: &AppState, org_id: i64) -> ApiResult<Option<Policy>> {
+pub async fn org_policy_parsed(state: &ApiState, org_id: i64) -> ApiResult<Option<Policy>> {
     let doc = state.store.policy(org_id, PolicyScope::Org).await?;
     Ok(doc.and_then(|doc| Policy::parse(&doc.document).ok()))
 }
 
-pub async fn effective_policy(state: &AppState, org_id: i64, namespace_id: i64) -> ApiResult<Option<Policy>> {
+pub async fn effective_policy(state: &ApiState, org_id: i64, namespace_id: i64) -> ApiResult<Option<Policy>> {
     let doc = match state.store.policy(org_id, PolicyScope::Namespace(namespace_id)).await? {
         Some(doc) => Some(doc),
         None => state.store.policy(org_id, PolicyScope::Org).await?,
@@ -101,7 +101,7 @@ pub async fn put(state: State, ctx: OrgContext, req: HttpRequest, payload: web::
 
 /// Checks the organization's policy (syntax, meaning, its `tests` in every namespace it
 /// governs), saves it verbatim, publishes the change and records it.
-pub(crate) async fn set_org_policy(state: &AppState, ctx: &OrgContext, text: &str) -> ApiResult<PolicyDoc> {
+pub(crate) async fn set_org_policy(state: &ApiState, ctx: &OrgContext, text: &str) -> ApiResult<PolicyDoc> {
     let policy = check(text)?;
     run_tests_on_org(state, ctx.org_id, &policy).await?;
     let doc = state.store.put_policy(ctx.org_id, PolicyScope::Org, text).await?;
@@ -111,7 +111,7 @@ pub(crate) async fn set_org_policy(state: &AppState, ctx: &OrgContext, text: &st
 }
 
 /// The organization's stored policy; 404 when none is set.
-pub(crate) async fn org_policy(state: &AppState, ctx: &OrgContext) -> ApiResult<PolicyDoc> {
+pub(crate) async fn org_policy(state: &ApiState, ctx: &OrgContext) -> ApiResult<PolicyDoc> {
     state
         .store
         .policy(ctx.org_id, PolicyScope::Org)
@@ -239,7 +239,7 @@ async fn read_document(req: &HttpRequest, payload: web::Payload) -> ApiResult<St
 
 /// Runs the policy's `tests` in every namespace of the org that it would govern (those
 /// without an override of their own).
-async fn run_tests_on_org(state: &AppState, org_id: i64, policy: &Policy) -> ApiResult<()> {
+async fn run_tests_on_org(state: &ApiState, org_id: i64, policy: &Policy) -> ApiResult<()> {
     if policy.tests.is_empty() {
         return Ok(());
     }
@@ -251,7 +251,11 @@ async fn run_tests_on_org(state: &AppState, org_id: i64, policy: &Policy) -> Api
     Ok(())
 }
 
-async fn run_tests_on_namespace(state: &AppState, ns: &crate::store::Namespace, policy: &Policy) -> ApiResult<()> {
+async fn run_tests_on_namespace(
+    state: &ApiState,
+    ns: &crate::state::store::Namespace,
+    policy: &Policy,
+) -> ApiResult<()> {
     if policy.tests.is_empty() {
         return Ok(());
     }
@@ -262,7 +266,7 @@ async fn run_tests_on_namespace(state: &AppState, ns: &crate::store::Namespace, 
         .nodes_in_namespace(ns.id)
         .await?
         .iter()
-        .map(|n| crate::tailnet::namespace::policy_node(n, &login))
+        .map(|n| crate::netmap::namespace::policy_node(n, &login))
         .collect();
     crate::policy::validate_namespace(policy, &nodes)
         .map(|_| ())

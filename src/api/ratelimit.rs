@@ -2,7 +2,7 @@
 //!
 //! The IP bucket is checked before authentication, so guessing keys is throttled too; the
 //! key bucket after, so one tenant behind many addresses is still held to its share. The
-//! limiters live in `AppState` (not per actix worker), so the limit is the same whatever the
+//! limiters live in `ApiState` (not per actix worker), so the limit is the same whatever the
 //! worker count.
 
 use std::net::IpAddr;

@@ -15,10 +15,10 @@ use tokio::time::timeout;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::*;
-use crate::control::framing::MapMessage;
 use crate::control::h2server::{accept_ts2021, ControlError, ControlHandler, MapReply, ServeError, ServeOptions};
-use crate::control::tailcfg::{Node, RegisterAuth};
 use crate::keys::NodePublic;
+use crate::netmap::framing::MapMessage;
+use crate::netmap::tailcfg::{Node, RegisterAuth};
 
 const WAIT: Duration = Duration::from_secs(5);
 

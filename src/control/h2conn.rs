@@ -24,13 +24,13 @@ use rand::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::framing::{Compression, MapMessage};
 use super::h2frame::{self as frame, ConnectionError, ErrorCode, Frame, FrameReader, Setting};
 use super::h2server::{ControlError, ControlHandler, MapReply, ServeError, ServeOptions};
 use super::hpack;
 use super::noise_stream::NoiseStream;
-use super::tailcfg::{MapRequest, MapResponse};
 use crate::keys::MachinePublic;
+use crate::netmap::framing::{Compression, MapMessage};
+use crate::netmap::tailcfg::{MapRequest, MapResponse};
 
 /// SETTINGS_HEADER_TABLE_SIZE we leave at its default, so clients may index from the start.
 const HEADER_TABLE_SIZE: usize = 4096;

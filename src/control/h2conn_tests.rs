@@ -18,8 +18,8 @@ use super::hpack;
 use crate::control::h2server::{accept_ts2021, ControlError, ControlHandler, MapReply, ServeError, ServeOptions};
 use crate::control::noise::{Initiator, RESPONSE_LEN};
 use crate::control::noise_stream::NoiseStream;
-use crate::control::tailcfg::{MapRequest, RegisterRequest, RegisterResponse};
 use crate::keys::MachinePublic;
+use crate::netmap::tailcfg::{MapRequest, RegisterRequest, RegisterResponse};
 
 const WAIT: Duration = Duration::from_secs(5);
 

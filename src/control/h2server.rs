@@ -16,12 +16,12 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::control::framing::MapMessage;
 use crate::control::h2frame::ConnectionError;
 use crate::control::noise::{accept, decode_handshake_header, error_message, NoiseError};
 use crate::control::noise_stream::NoiseStream;
-use crate::control::tailcfg::{MapRequest, MapResponse, RegisterRequest, RegisterResponse};
 use crate::keys::{ChallengePublic, MachinePublic};
+use crate::netmap::framing::MapMessage;
+use crate::netmap::tailcfg::{MapRequest, MapResponse, RegisterRequest, RegisterResponse};
 
 /// What the business layer implements. Futures are `'static` so they can outlive the borrow
 /// of the handler (clone an `Arc` into them).

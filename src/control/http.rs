@@ -3,8 +3,8 @@
 
 use actix_web::{web, HttpResponse};
 
-use crate::control::tailcfg::OverTLSPublicKeyResponse;
 use crate::keys::MachinePublic;
+use crate::netmap::tailcfg::OverTLSPublicKeyResponse;
 
 /// The server's Noise public key, shared by the `/key` handler.
 #[derive(Clone, Copy)]

@@ -34,15 +34,12 @@
 //!   it in a `Stream: false, OmitPeers: true` update. It trusts no self-signed control
 //!   certificate, so its test runs control over plain HTTP.
 pub mod client;
-pub mod framing;
 mod h2conn;
 pub mod h2frame;
 pub mod h2server;
 pub mod hpack;
 pub mod http;
 pub mod huffman;
-pub mod mapper;
 pub mod noise;
 pub mod noise_stream;
 pub mod service;
-pub mod tailcfg;

@@ -26,8 +26,8 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::control::noise::{parse_error_message, CipherState, NoiseError, TransportKeys, MSG_ERROR, MSG_RECORD};
-use crate::control::tailcfg::EarlyNoise;
 use crate::keys::ChallengePublic;
+use crate::netmap::tailcfg::EarlyNoise;
 
 /// Largest frame on the wire, header included.
 pub const MAX_FRAME: usize = 4096;

@@ -12,11 +12,11 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 
 use super::h2server::{ControlError, ControlHandler, MapReply};
-use super::tailcfg::{Hostinfo, Login, MapRequest, RegisterRequest, RegisterResponse, User};
 use crate::keys::{MachinePublic, NodePublic};
-use crate::store::nodes::{NewNode, NodeChange, RegisterError};
-use crate::store::{Node, Store, StoreError};
-use crate::tailnet::{Event, Tailnet};
+use crate::netmap::tailcfg::{Hostinfo, Login, MapRequest, RegisterRequest, RegisterResponse, User};
+use crate::netmap::{Event, Tailnet};
+use crate::state::store::nodes::{NewNode, NodeChange, RegisterError};
+use crate::state::store::{Node, Store, StoreError};
 
 pub struct ControlService {
     store: Store,
@@ -85,7 +85,7 @@ impl Registration {
         if node.machine_key != self.machine.to_string() {
             return Ok(refusal("this node key belongs to another machine"));
         }
-        let expired = node.expired_at(crate::store::now());
+        let expired = node.expired_at(crate::state::store::now());
         self.authorized(&node, expired).await
     }
 
@@ -122,7 +122,7 @@ impl Registration {
             hostinfo: req.hostinfo.as_ref().and_then(|h| serde_json::to_string(h).ok()),
             ..Default::default()
         };
-        let updated = if node.expired_at(crate::store::now()) {
+        let updated = if node.expired_at(crate::state::store::now()) {
             let secret = req.auth.as_ref().map(|a| a.auth_key.as_str()).unwrap_or("");
             let key = match self.usable_key(secret).await? {
                 Ok(key) if key.namespace_id == node.namespace_id => key,
@@ -143,12 +143,12 @@ impl Registration {
     }
 
     /// The key, if it exists and may register one more node; else the text for the client.
-    async fn usable_key(&self, secret: &str) -> Result<Result<crate::store::PreauthKey, String>, ControlError> {
+    async fn usable_key(&self, secret: &str) -> Result<Result<crate::state::store::PreauthKey, String>, ControlError> {
         let key = match self.store.preauth_key_by_secret(secret).await.map_err(internal)? {
             Some(key) => key,
-            None => return Ok(Err(crate::store::preauth_keys::KeyRefusal::Unknown.to_string())),
+            None => return Ok(Err(crate::state::store::preauth_keys::KeyRefusal::Unknown.to_string())),
         };
-        Ok(key.usable_at(crate::store::now()).map(|_| key).map_err(|r| r.to_string()))
+        Ok(key.usable_at(crate::state::store::now()).map(|_| key).map_err(|r| r.to_string()))
     }
 
     async fn with_key(&self, secret: &str, req: &RegisterRequest) -> Result<RegisterResponse, ControlError> {

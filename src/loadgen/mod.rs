@@ -37,8 +37,8 @@ use anyhow::Context;
 use futures::StreamExt;
 
 use crate::domain::{NamespaceName, OrgName, Tags};
-use crate::store::preauth_keys::NewPreauthKey;
-use crate::store::Store;
+use crate::state::store::preauth_keys::NewPreauthKey;
+use crate::state::store::Store;
 use machine::{Machine, ProcSample};
 use node::{JoinTarget, SimNode, Slot};
 use target::Target;

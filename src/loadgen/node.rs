@@ -10,9 +10,9 @@ use futures::StreamExt;
 use x25519_dalek::StaticSecret;
 
 use crate::control::client::Client;
-use crate::control::tailcfg::{Hostinfo, MapRequest, RegisterAuth, RegisterRequest};
 use crate::derp::crypto::DerpSecret;
 use crate::keys::{DiscoPublic, MachinePublic, NodePublic};
+use crate::netmap::tailcfg::{Hostinfo, MapRequest, RegisterAuth, RegisterRequest};
 
 /// How long a join step may take before the node counts as failed.
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);

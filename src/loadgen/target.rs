@@ -1,6 +1,6 @@
 //! The server under load: started in this process, started as a child process, or already
 //! running. In every case the load generator seeds the namespaces and pre-auth keys straight
-//! into the server's database through [`crate::store`] before (or, for a running server,
+//! into the server's database through [`crate::state::store`] before (or, for a running server,
 //! while) the nodes join.
 
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::machine::{self, ProcSample};
-use crate::store::Store;
+use crate::state::store::Store;
 
 /// Where the server comes from.
 #[derive(Clone, Debug)]

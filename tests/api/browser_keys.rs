@@ -121,7 +121,7 @@ async fn exchange_and_every_refusal(backend: Backend) {
     let key = json(exchange(&t, &hs256(&claims("alice", "j-1")), Some(ORIGIN)).await, StatusCode::CREATED).await;
     assert!(key["key"].as_str().unwrap().starts_with("tskey-auth-"));
     assert_eq!(key["namespace"], "alice");
-    assert_eq!(key["control_url"].as_str().unwrap(), t.app.state.settings.server_url);
+    assert_eq!(key["control_url"].as_str().unwrap(), t.app.state.api.settings.server_url);
     let expires: chrono::DateTime<chrono::Utc> = key["expires_at"].as_str().unwrap().parse().unwrap();
     assert!((3590..=3610).contains(&(expires.timestamp() - before)), "{expires}");
     let keys = json(t.get("/v1/namespaces/alice/keys", &org.key).await, StatusCode::OK).await;

@@ -69,7 +69,7 @@ async fn probes_and_metrics(backend: Backend) {
     assert_eq!(ready.status(), StatusCode::OK);
 
     let counter = prometheus::IntCounter::new("tenscale_api_test_total", "test counter").unwrap();
-    t.app.state.metrics.register(Box::new(counter.clone())).unwrap();
+    t.app.state.api.metrics.register(Box::new(counter.clone())).unwrap();
     counter.inc_by(3);
     let metrics = t.client.get(t.url("/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), StatusCode::OK);

@@ -30,7 +30,7 @@ fn keys_of(value: &Value) -> Vec<&str> {
 }
 
 async fn audit_actions(t: &TestApp, org: &Org) -> Vec<String> {
-    t.app.state.store.audit_events(org.id, 100).await.unwrap().into_iter().map(|e| e.action).collect()
+    t.app.state.api.store.audit_events(org.id, 100).await.unwrap().into_iter().map(|e| e.action).collect()
 }
 
 async fn post_empty(t: &TestApp, path: &str, key: &str) -> Response {
@@ -52,7 +52,7 @@ async fn users(backend: Backend) {
     );
     assert_eq!(alice["name"], "alice");
     let id = alice["id"].as_str().expect("uint64 ids are text");
-    let ns = t.app.state.store.namespace_by_name(org.id, "alice").await.unwrap();
+    let ns = t.app.state.api.store.namespace_by_name(org.id, "alice").await.unwrap();
     assert_eq!(id, ns.id.to_string(), "a user is a namespace");
     alice["createdAt"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().expect("RFC 3339");
     // Headscale's optional fields are accepted.
@@ -86,7 +86,7 @@ async fn users(backend: Backend) {
 
     let deleted = json(t.delete(&format!("/api/v1/user/{id}"), &org.key).await, StatusCode::OK).await;
     assert_eq!(deleted, json!({}));
-    assert!(t.app.state.store.namespace_by_name(org.id, "alice").await.is_err());
+    assert!(t.app.state.api.store.namespace_by_name(org.id, "alice").await.is_err());
     rpc_error(t.delete(&format!("/api/v1/user/{id}"), &org.key).await, StatusCode::NOT_FOUND, 5).await;
     rpc_error(t.delete("/api/v1/user/alice", &org.key).await, StatusCode::BAD_REQUEST, 3).await;
 
@@ -175,7 +175,7 @@ async fn preauth_keys(backend: Backend) {
         json(t.post("/api/v1/preauthkey/expire", &org.key, json!({"user": id, "key": secret})).await, StatusCode::OK)
             .await;
     assert_eq!(expired, json!({}));
-    let stored = t.app.state.store.preauth_key_by_secret(&secret).await.unwrap().unwrap();
+    let stored = t.app.state.api.store.preauth_key_by_secret(&secret).await.unwrap().unwrap();
     assert!(stored.usable_at(chrono::Utc::now()).is_err());
     let prefix = keys[1]["key"].as_str().unwrap();
     json(t.post("/api/v1/preauthkey/expire", &org.key, json!({"user": id, "key": prefix})).await, StatusCode::OK).await;
@@ -202,7 +202,7 @@ async fn two_nodes(t: &TestApp, org: &Org) -> (i64, i64) {
     let spec = json!({"user": user["id"], "reusable": true, "aclTags": ["tag:ci"]});
     let key = json(t.post("/api/v1/preauthkey", &org.key, spec).await, StatusCode::OK).await;
     let secret = key["preAuthKey"]["key"].as_str().unwrap();
-    let ns = t.app.state.store.namespace_by_name(org.id, "alice").await.unwrap();
+    let ns = t.app.state.api.store.namespace_by_name(org.id, "alice").await.unwrap();
     let a = t.register_node(ns.id, secret, "Laptop").await;
     let b = t.register_node(ns.id, secret, "phone").await;
     (a.id, b.id)
@@ -273,7 +273,7 @@ async fn nodes(backend: Backend) {
     let renamed =
         json(post_empty(&t, &format!("/api/v1/node/{a}/rename/build-box"), &org.key).await, StatusCode::OK).await;
     assert_eq!(renamed["node"]["givenName"], "build-box");
-    assert_eq!(t.app.state.store.node_by_id(a).await.unwrap().given_name, "build-box");
+    assert_eq!(t.app.state.api.store.node_by_id(a).await.unwrap().given_name, "build-box");
     rpc_error(post_empty(&t, &format!("/api/v1/node/{a}/rename/phone"), &org.key).await, StatusCode::CONFLICT, 6).await;
     rpc_error(post_empty(&t, &format!("/api/v1/node/{a}/rename/Bad_Name"), &org.key).await, StatusCode::BAD_REQUEST, 3)
         .await;
@@ -302,13 +302,13 @@ async fn nodes(backend: Backend) {
     let expired = json(post_empty(&t, &format!("/api/v1/node/{a}/expire"), &org.key).await, StatusCode::OK).await;
     let expiry = expired["node"]["expiry"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
     assert!(expiry <= chrono::Utc::now());
-    assert!(t.app.state.store.node_by_id(a).await.unwrap().expired_at(chrono::Utc::now()));
+    assert!(t.app.state.api.store.node_by_id(a).await.unwrap().expired_at(chrono::Utc::now()));
     rpc_error(post_empty(&t, "/api/v1/node/999999/expire", &org.key).await, StatusCode::NOT_FOUND, 5).await;
     rpc_error(t.get(&format!("/api/v1/node/{a}/expire"), &org.key).await, StatusCode::METHOD_NOT_ALLOWED, 12).await;
 
     // Delete.
     assert_eq!(json(t.delete(&format!("/api/v1/node/{a}"), &org.key).await, StatusCode::OK).await, json!({}));
-    assert!(t.app.state.store.node_by_id(a).await.is_err());
+    assert!(t.app.state.api.store.node_by_id(a).await.is_err());
     rpc_error(t.delete(&format!("/api/v1/node/{a}"), &org.key).await, StatusCode::NOT_FOUND, 5).await;
 
     let actions = audit_actions(&t, &org).await;
@@ -371,7 +371,7 @@ async fn errors_and_isolation(backend: Backend) {
 
     // B: a user with a key and a node, and a policy.
     let (b_node, _) = two_nodes(&t, &b).await;
-    let b_user = t.app.state.store.namespace_by_name(b.id, "alice").await.unwrap().id;
+    let b_user = t.app.state.api.store.namespace_by_name(b.id, "alice").await.unwrap().id;
     let b_keys = json(t.get(&format!("/api/v1/preauthkey?user={b_user}"), &b.key).await, StatusCode::OK).await;
     let b_prefix = b_keys["preAuthKeys"][0]["key"].as_str().unwrap().to_string();
     let b_policy = json!({"policy": "{\"acls\": []}"});
@@ -432,7 +432,7 @@ async fn errors_and_isolation(backend: Backend) {
         keys["preAuthKeys"][0]["expiration"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
     assert!(expiration > chrono::Utc::now(), "B's key still works");
     assert_eq!(json(t.get("/api/v1/policy", &b.key).await, StatusCode::OK).await["policy"], "{\"acls\": []}");
-    let a_events = t.app.state.store.audit_events(a.id, 100).await.unwrap();
+    let a_events = t.app.state.api.store.audit_events(a.id, 100).await.unwrap();
     assert!(a_events.iter().all(|e| e.object_id != b_node.to_string()));
     t.finish().await;
 }

@@ -17,7 +17,7 @@ async fn orgs_cannot_see_each_other(backend: Backend) {
     json(t.post("/v1/namespaces", &b.key, json!({"name": "bob"})).await, StatusCode::CREATED).await;
     let b_key =
         json(t.post("/v1/namespaces/bob/keys", &b.key, json!({"reusable": true})).await, StatusCode::CREATED).await;
-    let b_ns = t.app.state.store.namespace_by_name(b.id, "bob").await.unwrap();
+    let b_ns = t.app.state.api.store.namespace_by_name(b.id, "bob").await.unwrap();
     let b_node = t.register_node(b_ns.id, b_key["key"].as_str().unwrap(), "bobs-laptop").await.id;
     let b_policy = "{\"acls\": []}";
     assert_eq!(t.put_policy(&b.key, "application/hujson", b_policy).await.status(), StatusCode::OK);
@@ -74,7 +74,7 @@ async fn orgs_cannot_see_each_other(backend: Backend) {
     let b_list = json(t.get("/v1/namespaces", &b.key).await, StatusCode::OK).await;
     assert_eq!(b_list["namespaces"].as_array().unwrap().len(), 1);
     // And no audit event of A's mentions B's objects.
-    let a_events = t.app.state.store.audit_events(a.id, 100).await.unwrap();
+    let a_events = t.app.state.api.store.audit_events(a.id, 100).await.unwrap();
     let b_ids = [b_node.to_string(), key_id.to_string()];
     assert!(a_events.iter().all(|e| !b_ids.contains(&e.object_id)));
     t.finish().await;

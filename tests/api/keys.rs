@@ -110,7 +110,7 @@ async fn list_and_revoke(backend: Backend) {
     assert_eq!(list["keys"][0]["usable"], false);
     assert_eq!(list["keys"][1]["usable"], true);
     // The store agrees: a revoked key cannot register.
-    let stored = t.app.state.store.preauth_key_by_secret(a["key"].as_str().unwrap()).await.unwrap().unwrap();
+    let stored = t.app.state.api.store.preauth_key_by_secret(a["key"].as_str().unwrap()).await.unwrap().unwrap();
     assert!(stored.usable_at(Utc::now()).is_err());
 
     problem(t.delete(&format!("{path}/999999"), &org.key).await, StatusCode::NOT_FOUND).await;

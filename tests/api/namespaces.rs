@@ -33,7 +33,7 @@ async fn create_get_delete(backend: Backend) {
     let keys = json(t.get("/v1/namespaces/alice/keys", &org.key).await, StatusCode::OK).await;
     assert_eq!(keys["keys"], json!([]));
 
-    let events = t.app.state.store.audit_events(org.id, 100).await.unwrap();
+    let events = t.app.state.api.store.audit_events(org.id, 100).await.unwrap();
     let actions: Vec<&str> = events.iter().rev().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["namespace.create", "preauth_key.create", "namespace.delete", "namespace.create"]);
     assert!(events.iter().all(|e| e.actor.starts_with("api-key:")));

@@ -14,7 +14,7 @@ async fn two_nodes(t: &TestApp, org: &Org) -> (i64, i64) {
     json(t.post("/v1/namespaces", &org.key, json!({"name": "alice"})).await, StatusCode::CREATED).await;
     let key =
         json(t.post("/v1/namespaces/alice/keys", &org.key, json!({"reusable": true})).await, StatusCode::CREATED).await;
-    let ns = t.app.state.store.namespace_by_name(org.id, "alice").await.unwrap();
+    let ns = t.app.state.api.store.namespace_by_name(org.id, "alice").await.unwrap();
     let secret = key["key"].as_str().unwrap();
     let a = t.register_node(ns.id, secret, "Laptop").await;
     let b = t.register_node(ns.id, secret, "phone").await;
@@ -73,7 +73,7 @@ async fn rename_and_retag(backend: Backend) {
     assert_eq!(tagged["name"], "build-box");
     let same = json(t.patch(&path, &org.key, json!({})).await, StatusCode::OK).await;
     assert_eq!(same, tagged);
-    let stored = t.app.state.store.node_by_id(a).await.unwrap();
+    let stored = t.app.state.api.store.node_by_id(a).await.unwrap();
     assert_eq!(stored.given_name, "build-box");
 
     let taken = problem(t.patch(&path, &org.key, json!({"name": "phone"})).await, StatusCode::CONFLICT).await;
@@ -94,7 +94,7 @@ async fn rename_and_retag(backend: Backend) {
     assert_eq!(ok["tags"], json!([]));
 
     let actions: Vec<String> =
-        t.app.state.store.audit_events(org.id, 100).await.unwrap().into_iter().map(|e| e.action).collect();
+        t.app.state.api.store.audit_events(org.id, 100).await.unwrap().into_iter().map(|e| e.action).collect();
     assert_eq!(actions.iter().filter(|a| *a == "node.update").count(), 3, "{actions:?}");
     t.finish().await;
 }
@@ -108,7 +108,7 @@ async fn expire_and_delete(backend: Backend) {
     let expired: Value = json(t.post(&expire(a), &org.key, json!(null)).await, StatusCode::OK).await;
     assert_eq!(expired["expired"], true);
     assert!(expired["key_expiry"].is_string());
-    let stored = t.app.state.store.node_by_id(a).await.unwrap();
+    let stored = t.app.state.api.store.node_by_id(a).await.unwrap();
     assert!(stored.expired_at(chrono::Utc::now()));
     problem(t.post(&expire(999999), &org.key, json!(null)).await, StatusCode::NOT_FOUND).await;
     problem(t.req(Method::GET, &expire(a), &org.key).send().await.unwrap(), StatusCode::METHOD_NOT_ALLOWED).await;
@@ -123,6 +123,6 @@ async fn expire_and_delete(backend: Backend) {
 
     // Deleting the namespace deletes its nodes.
     assert_eq!(t.delete("/v1/namespaces/alice", &org.key).await.status(), StatusCode::NO_CONTENT);
-    assert!(t.app.state.store.node_by_id(b).await.is_err());
+    assert!(t.app.state.api.store.node_by_id(b).await.is_err());
     t.finish().await;
 }

@@ -33,7 +33,7 @@ async fn store_verbatim(backend: Backend) {
     assert_eq!(t.put_policy(&org.key, "application/json; charset=utf-8", plain).await.status(), StatusCode::OK);
     assert_eq!(t.get("/v1/policy", &org.key).await.text().await.unwrap(), plain);
 
-    let events = t.app.state.store.audit_events(org.id, 10).await.unwrap();
+    let events = t.app.state.api.store.audit_events(org.id, 10).await.unwrap();
     assert_eq!(events.iter().filter(|e| e.action == "policy.update").count(), 2);
     t.finish().await;
 }
@@ -131,7 +131,7 @@ async fn tests_run_at_save(backend: Backend) {
         StatusCode::CREATED,
     )
     .await;
-    let ns_id = t.app.state.store.namespace_by_name(org.id, "alice").await.unwrap().id;
+    let ns_id = t.app.state.api.store.namespace_by_name(org.id, "alice").await.unwrap().id;
     let open = "{\"tagOwners\": {\"tag:cli\": [], \"tag:browser\": []}, \"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}]}";
     assert_eq!(t.put_policy(&org.key, "application/hujson", open).await.status(), StatusCode::OK);
     let cli_key = crate::common::json(

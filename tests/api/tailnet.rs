@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use tenscale::control::framing::MapMessage;
+use tenscale::netmap::framing::MapMessage;
 use tokio::sync::mpsc::Receiver;
 
 use crate::common::{json, spawn, Backend};
@@ -25,12 +25,12 @@ async fn mutations_reach_map_sessions(backend: Backend) {
     json(t.post("/v1/namespaces", &org.key, json!({"name": "alice"})).await, StatusCode::CREATED).await;
     let key =
         json(t.post("/v1/namespaces/alice/keys", &org.key, json!({"reusable": true})).await, StatusCode::CREATED).await;
-    let ns = t.app.state.store.namespace_by_name(org.id, "alice").await.unwrap();
+    let ns = t.app.state.api.store.namespace_by_name(org.id, "alice").await.unwrap();
     let secret = key["key"].as_str().unwrap();
     let watcher = t.register_node(ns.id, secret, "watcher").await;
     let peer = t.register_node(ns.id, secret, "peer").await;
 
-    let mut session = t.app.state.tailnet.subscribe(watcher.clone()).await.expect("map session");
+    let mut session = t.app.state.api.tailnet.subscribe(watcher.clone()).await.expect("map session");
     next_mentioning(&mut session.rx, "peer").await;
     let seen = json(t.get(&format!("/v1/namespaces/alice/nodes/{}", watcher.id), &org.key).await, StatusCode::OK).await;
     assert_eq!(seen["online"], true);
@@ -75,9 +75,9 @@ async fn identical_deltas_are_shared_and_policies_narrow_them(backend: Backend) 
     json(t.post("/v1/namespaces", &org.key, json!({"name": "alice"})).await, StatusCode::CREATED).await;
     let key =
         json(t.post("/v1/namespaces/alice/keys", &org.key, json!({"reusable": true})).await, StatusCode::CREATED).await;
-    let ns = t.app.state.store.namespace_by_name(org.id, "alice").await.unwrap();
+    let ns = t.app.state.api.store.namespace_by_name(org.id, "alice").await.unwrap();
     let secret = key["key"].as_str().unwrap();
-    let tailnet = &t.app.state.tailnet;
+    let tailnet = &t.app.state.api.tailnet;
     let a = t.register_node(ns.id, secret, "node-a").await;
     let b = t.register_node(ns.id, secret, "node-b").await;
     let mut sa = tailnet.subscribe(a.clone()).await.unwrap();

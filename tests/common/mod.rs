@@ -12,8 +12,8 @@ use tenscale::app::{self, RunningApp};
 use tenscale::config::Settings;
 use tenscale::domain::OrgName;
 use tenscale::keys::{MachinePublic, NodePublic};
-use tenscale::store::nodes::NewNode;
-use tenscale::store::Node;
+use tenscale::state::store::nodes::NewNode;
+use tenscale::state::store::Node;
 
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -207,7 +207,7 @@ impl TestApp {
 
     /// A new organization with one API key, made the way the CLI makes them.
     pub async fn org(&self, name: &str) -> Org {
-        let store = &self.app.state.store;
+        let store = &self.app.state.api.store;
         let org = store.create_org(&OrgName::parse(name).unwrap()).await.unwrap();
         let (_, key) = store.create_api_key(org.id, "test").await.unwrap();
         Org { id: org.id, key }
@@ -215,7 +215,7 @@ impl TestApp {
 
     /// Registers a node in `namespace` with `preauth_key`, the way the control plane does.
     pub async fn register_node(&self, namespace_id: i64, preauth_key: &str, hostname: &str) -> Node {
-        let store = &self.app.state.store;
+        let store = &self.app.state.api.store;
         let key = store.preauth_key_by_secret(preauth_key).await.unwrap().expect("key exists");
         let mut machine = [0u8; 32];
         let mut node = [0u8; 32];

@@ -23,14 +23,14 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use sea_orm::{ConnectionTrait, Database};
 use tenscale::control::client::ClientError;
-use tenscale::control::tailcfg::{MapRequest, MapResponse, RegisterAuth, RegisterRequest, RegisterResponse};
 use tenscale::keys::{DiscoPublic, NodePublic};
+use tenscale::netmap::tailcfg::{MapRequest, MapResponse, RegisterAuth, RegisterRequest, RegisterResponse};
 
 use tenscale::app::{AppState, RunningApp};
 use tenscale::config::Settings;
 use tenscale::control::client::{fetch_server_key, Client};
 use tenscale::domain::{NamespaceName, OrgName, Tag, Tags};
-use tenscale::store::preauth_keys::NewPreauthKey;
+use tenscale::state::store::preauth_keys::NewPreauthKey;
 use x25519_dalek::StaticSecret;
 
 pub fn random_key() -> [u8; 32] {
@@ -210,7 +210,7 @@ impl TestServer {
 
     /// Creates (or finds) `org` and a namespace in it; returns the namespace id.
     pub async fn namespace(&self, org: &str, name: &str) -> i64 {
-        let store = &self.state().store;
+        let store = &self.state().api.store;
         let org = match store.org_by_name(org).await {
             Ok(o) => o,
             Err(_) => store.create_org(&OrgName::parse(org).unwrap()).await.unwrap(),
@@ -226,7 +226,7 @@ impl TestServer {
             expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
             description: String::new(),
         };
-        self.state().store.create_preauth_key(ns, &spec).await.unwrap().1
+        self.state().api.store.create_preauth_key(ns, &spec).await.unwrap().1
     }
 
     pub async fn expired_key(&self, ns: i64) -> String {
@@ -237,7 +237,7 @@ impl TestServer {
             expires_at: chrono::Utc::now() - chrono::Duration::seconds(1),
             description: String::new(),
         };
-        self.state().store.create_preauth_key(ns, &spec).await.unwrap().1
+        self.state().api.store.create_preauth_key(ns, &spec).await.unwrap().1
     }
 }
 
@@ -284,8 +284,8 @@ pub struct SimNode {
 
 impl SimNode {
     /// The node's row, which must exist.
-    pub async fn stored(&self, server: &TestServer) -> tenscale::store::Node {
-        server.state().store.node_by_node_key(&self.node_key).await.unwrap().expect("node is stored")
+    pub async fn stored(&self, server: &TestServer) -> tenscale::state::store::Node {
+        server.state().api.store.node_by_node_key(&self.node_key).await.unwrap().expect("node is stored")
     }
 
     /// Opens the node's map stream.

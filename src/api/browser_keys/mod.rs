@@ -30,11 +30,11 @@ use utoipa::ToSchema;
 use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
 use super::{auth, State};
-use crate::app::AppState;
+use crate::api::ApiState;
 use crate::secrets::SecretsKey;
-use crate::store::audit::AuditRecord;
-use crate::store::preauth_keys::NewPreauthKey;
-use crate::store::{Namespace, StoreError};
+use crate::state::store::audit::AuditRecord;
+use crate::state::store::preauth_keys::NewPreauthKey;
+use crate::state::store::{Namespace, StoreError};
 use settings::{BrowserKeyConfig, BrowserKeySettingsBody, BrowserKeySettingsView};
 use token::Refusal;
 
@@ -212,7 +212,7 @@ pub async fn exchange(state: State, req: HttpRequest) -> HttpResponse {
     }
 }
 
-async fn issue(state: &AppState, req: &HttpRequest, origin: Option<&str>) -> ApiResult<BrowserKey> {
+async fn issue(state: &ApiState, req: &HttpRequest, origin: Option<&str>) -> ApiResult<BrowserKey> {
     let keys = &state.browser_keys;
     if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
         keys.by_ip.check_key(&ip).map_err(|wait| keys.limited("rate_ip", wait))?;
@@ -236,7 +236,7 @@ async fn issue(state: &AppState, req: &HttpRequest, origin: Option<&str>) -> Api
     Ok(issued)
 }
 
-async fn config_for_issuer(state: &AppState, issuer: &str) -> ApiResult<(i64, BrowserKeyConfig)> {
+async fn config_for_issuer(state: &ApiState, issuer: &str) -> ApiResult<(i64, BrowserKeyConfig)> {
     let row = state
         .store
         .browser_key_settings_by_issuer(issuer)
@@ -247,7 +247,7 @@ async fn config_for_issuer(state: &AppState, issuer: &str) -> ApiResult<(i64, Br
 }
 
 async fn namespace_for(
-    state: &AppState,
+    state: &ApiState,
     org_id: i64,
     config: &BrowserKeyConfig,
     grant: &token::Grant,
@@ -272,7 +272,7 @@ async fn namespace_for(
 }
 
 async fn issue_key(
-    state: &AppState,
+    state: &ApiState,
     org_id: i64,
     config: &BrowserKeyConfig,
     namespace: &Namespace,
@@ -282,7 +282,7 @@ async fn issue_key(
     let policy = super::policy::effective_policy(state, org_id, namespace.id).await?;
     crate::policy::validate_tags_for_key(policy.as_ref(), &config.tags.to_strings())
         .map_err(|e| ApiError::Forbidden(format!("the browser keys' tags are not allowed here: {e}")))?;
-    let expires_at = crate::store::now() + chrono::Duration::seconds(config.expires_in_secs);
+    let expires_at = crate::state::store::now() + chrono::Duration::seconds(config.expires_in_secs);
     let spec = NewPreauthKey {
         reusable: false,
         ephemeral: true,
@@ -303,7 +303,7 @@ async fn issue_key(
 
 /// An audit event whose actor is the token.
 async fn audit(
-    state: &AppState,
+    state: &ApiState,
     org_id: i64,
     grant: &token::Grant,
     action: &str,
@@ -338,7 +338,7 @@ async fn preflight(state: State, req: HttpRequest) -> ApiResult<HttpResponse> {
     Ok(response.finish())
 }
 
-async fn origin_allowed_anywhere(state: &AppState, origin: &str) -> ApiResult<bool> {
+async fn origin_allowed_anywhere(state: &ApiState, origin: &str) -> ApiResult<bool> {
     if settings::origin(origin).is_err() {
         return Ok(false);
     }

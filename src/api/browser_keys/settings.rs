@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use crate::domain::{Tag, Tags};
 use crate::secrets::SecretsKey;
-use crate::store::browser_keys::{BrowserKeySettingsRow, NewBrowserKeySettings};
+use crate::state::store::browser_keys::{BrowserKeySettingsRow, NewBrowserKeySettings};
 
 /// Browser keys live at most this long (the "one hour").
 pub const MAX_KEY_LIFETIME_SECS: i64 = 3600;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::error::ApiError;
-use crate::store::StoreError;
+use crate::state::store::StoreError;
 
 /// A gRPC status as gRPC-gateway renders it (`google.rpc.Status`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -38,8 +38,8 @@ pub use error::{HsError, HsResult, RpcStatus};
 use super::auth::{self, OrgContext};
 use super::body::ApiJson;
 use super::error::ApiError;
-use crate::app::AppState;
-use crate::store::{Namespace, StoreError};
+use crate::api::ApiState;
+use crate::state::store::{Namespace, StoreError};
 
 /// Registers `/api/v1` and its routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -117,7 +117,7 @@ fn id_field(value: Option<&serde_json::Value>, what: &str) -> HsResult<i64> {
 }
 
 /// The caller's namespace with this id, as the Headscale user it stands for.
-async fn user_by_id(state: &AppState, ctx: &OrgContext, id: i64) -> HsResult<Namespace> {
+async fn user_by_id(state: &ApiState, ctx: &OrgContext, id: i64) -> HsResult<Namespace> {
     state.store.namespace_in_org(ctx.org_id, id).await.map_err(|err| match err {
         StoreError::NotFound(_) => ApiError::NotFound(format!("user {id} not found")).into(),
         other => other.into(),

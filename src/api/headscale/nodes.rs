@@ -9,10 +9,10 @@ use super::wire::{Empty, HsNode, ListNodesResponse, NodeResponse, SetTagsRequest
 use super::{parse_id, HsJson};
 use crate::api::auth::OrgContext;
 use crate::api::nodes::{delete_node, expire_node, update_node, UpdateNode};
+use crate::api::ApiState;
 use crate::api::State;
-use crate::app::AppState;
 use crate::domain::NodeName;
-use crate::store::{Namespace, Node};
+use crate::state::store::{Namespace, Node};
 
 /// `ListNodesRequest`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -48,12 +48,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The caller's node `id` with its namespace; 404 unless the node is the caller's.
-async fn find(state: &AppState, ctx: &OrgContext, id: &str) -> HsResult<(Namespace, Node)> {
+async fn find(state: &ApiState, ctx: &OrgContext, id: &str) -> HsResult<(Namespace, Node)> {
     Ok(state.store.node_in_org(ctx.org_id, parse_id(id, "node_id")?).await?)
 }
 
 /// `{"node": …}`, the node as Headscale shows it.
-async fn respond(state: &AppState, ns: &Namespace, node: &Node) -> HsResult<web::Json<NodeResponse>> {
+async fn respond(state: &ApiState, ns: &Namespace, node: &Node) -> HsResult<web::Json<NodeResponse>> {
     let keys = state.store.list_preauth_keys(ns.id).await?;
     Ok(web::Json(NodeResponse { node: HsNode::new(node, ns, &keys, state.tailnet.is_online(node.id)) }))
 }

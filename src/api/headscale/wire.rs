@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::store::{Namespace, Node, PreauthKey};
+use crate::state::store::{Namespace, Node, PreauthKey};
 
 /// `headscale.v1.User`.
 #[derive(Debug, Clone, Serialize, ToSchema)]

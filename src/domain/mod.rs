@@ -1,5 +1,9 @@
 //! Domain values whose only constructor checks them: once you hold a [`NamespaceName`] or a
 //! [`Tag`], it is valid, and no other layer checks it again.
+//!
+//! [`addresses`]: how a node's address index becomes its IPv4 and IPv6 addresses.
+
+pub mod addresses;
 
 use std::fmt;
 

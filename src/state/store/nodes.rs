@@ -8,9 +8,9 @@ use sea_orm::{
 use super::entities::node;
 use super::preauth_keys::KeyRefusal;
 use super::{now, Namespace, Node, PreauthKey, Store, StoreError, StoreResult};
+use crate::domain::addresses;
 use crate::domain::{NodeName, Tags};
 use crate::keys::{DiscoPublic, MachinePublic, NodePublic};
-use crate::tailnet::addresses;
 
 /// A node about to be created from a pre-auth key.
 #[derive(Debug, Clone)]

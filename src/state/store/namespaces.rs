@@ -98,7 +98,7 @@ impl Store {
     /// instead of failing, and whatever the caller does next in the transaction (choosing a
     /// free node name) is serialised per namespace too.
     pub(crate) async fn take_ip_index<C: ConnectionTrait>(conn: &C, namespace_id: i64) -> StoreResult<i64> {
-        use crate::tailnet::addresses::{is_reserved_index, MAX_INDEX};
+        use crate::domain::addresses::{is_reserved_index, MAX_INDEX};
         use sea_orm::sea_query::{Expr, ExprTrait};
         let bumped = namespace::Entity::update_many()
             .col_expr(namespace::Column::NextIpIndex, Expr::col(namespace::Column::NextIpIndex).add(1))
@@ -178,7 +178,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_namespace_refuses() {
-        let (store, ns) = namespace_at(crate::tailnet::addresses::MAX_INDEX + 1).await;
+        let (store, ns) = namespace_at(crate::domain::addresses::MAX_INDEX + 1).await;
         assert!(matches!(take(&store, ns).await, Err(StoreError::Conflict(_))));
     }
 }

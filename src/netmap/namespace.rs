@@ -12,11 +12,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::control::framing::{self, MapMessage};
-use crate::control::mapper::{wire_node, wire_self_node, NamespaceView};
-use crate::control::tailcfg::{self, DerpMap, FilterRule, MapResponse, SshPolicy};
+use crate::netmap::framing::{self, MapMessage};
+use crate::netmap::mapper::{wire_node, wire_self_node, NamespaceView};
+use crate::netmap::tailcfg::{self, DerpMap, FilterRule, MapResponse, SshPolicy};
 use crate::policy::{compile_namespace, CompiledNamespace, Policy, PolicyNode};
-use crate::store::{Node, Store};
+use crate::state::store::{Node, Store};
 
 /// Messages a session channel can hold before the session is considered stuck and closed
 /// (the client then re-polls and gets a fresh full map). Messages are small ([`MapMessage`]
@@ -249,10 +249,12 @@ impl NamespaceTask {
     }
 
     async fn load_policy(&mut self) {
-        let ns_scope = crate::store::policies::PolicyScope::Namespace(self.view.namespace_id);
+        let ns_scope = crate::state::store::policies::PolicyScope::Namespace(self.view.namespace_id);
         let doc = match self.store.policy(self.org_id, ns_scope).await {
             Ok(Some(doc)) => Some(doc),
-            Ok(None) => self.store.policy(self.org_id, crate::store::policies::PolicyScope::Org).await.ok().flatten(),
+            Ok(None) => {
+                self.store.policy(self.org_id, crate::state::store::policies::PolicyScope::Org).await.ok().flatten()
+            }
             Err(err) => {
                 tracing::error!(%err, "cannot load policy; keeping the previous one");
                 return;

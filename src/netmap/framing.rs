@@ -15,7 +15,7 @@ use std::thread::LocalKey;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::control::tailcfg::MapResponse;
+use crate::netmap::tailcfg::MapResponse;
 
 /// Largest message (compressed or not) the decoder accepts; testcontrol refuses > 16 MiB.
 pub const MAX_MESSAGE: usize = 16 << 20;

@@ -10,9 +10,10 @@
 //! that hears a node went offline while the node streams from it says otherwise, so a stale
 //! "offline" (an old stream ending after the node reconnected elsewhere) does not stick.
 
-pub mod addresses;
-pub mod events;
+pub mod framing;
+pub mod mapper;
 pub mod namespace;
+pub mod tailcfg;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,16 +22,16 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use events::{Bus, Event};
+pub use crate::state::events::{Bus, Event};
 use namespace::{Command, NamespaceTask};
 
 use crate::config::Settings;
-use crate::control::framing::MapMessage;
-use crate::control::mapper::{self, NamespaceView};
-use crate::control::tailcfg::{DerpMap, MapResponse};
 use crate::derp::server::DerpServer;
 use crate::keys::NodePublic;
-use crate::store::{Node, Store};
+use crate::netmap::framing::MapMessage;
+use crate::netmap::tailcfg::{DerpMap, MapResponse};
+use crate::state::store::{Node, Store};
+use mapper::NamespaceView;
 
 #[derive(Clone, Copy)]
 struct LocalSession {
@@ -281,9 +282,9 @@ impl Tailnet {
         }
         let tailnet = self.clone();
         tokio::spawn(async move {
-            let now = crate::store::now();
+            let now = crate::state::store::now();
             if let Ok(node) = tailnet.store.node_by_id(node_id).await {
-                let change = crate::store::nodes::NodeChange { last_seen: Some(now), ..Default::default() };
+                let change = crate::state::store::nodes::NodeChange { last_seen: Some(now), ..Default::default() };
                 let _ = tailnet.store.update_node(&node, change).await;
             }
             tailnet.publish(Event::Presence { namespace_id, node_id, online: false }).await;
@@ -297,12 +298,12 @@ impl Tailnet {
     pub fn spawn_expiry_sweep(self: &Arc<Self>, every: Duration) {
         let tailnet = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut last = crate::store::now();
+            let mut last = crate::state::store::now();
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 let Some(tailnet) = tailnet.upgrade() else { return };
-                let now = crate::store::now();
+                let now = crate::state::store::now();
                 match tailnet.store.nodes_expired_between(last, now).await {
                     Ok(nodes) => {
                         for node in nodes {
@@ -328,7 +329,7 @@ impl Tailnet {
             }
             let Ok(node) = tailnet.store.node_by_id(node_id).await else { return };
             let idle_since = node.last_seen.unwrap_or(node.created_at);
-            let idle = crate::store::now().signed_duration_since(idle_since);
+            let idle = crate::state::store::now().signed_duration_since(idle_since);
             if !node.ephemeral || idle.to_std().unwrap_or_default() + Duration::from_millis(50) < after {
                 return;
             }

@@ -10,9 +10,6 @@ use tokio::sync::broadcast;
 
 use crate::keys::NodePublic;
 
-/// Redis pub/sub channel for events unless `TENSCALE_REDIS_CHANNEL` names another.
-pub const DEFAULT_CHANNEL: &str = "tenscale:events";
-
 /// Something changed; receivers reload what they need from the store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -44,8 +41,8 @@ pub enum Event {
 
 impl Event {
     /// The event for `node` as just stored.
-    pub fn node_changed(node: &crate::store::Node) -> Self {
-        let expired = node.expired_at(crate::store::now());
+    pub fn node_changed(node: &crate::state::store::Node) -> Self {
+        let expired = node.expired_at(crate::state::store::now());
         Self::NodeChanged {
             namespace_id: node.namespace_id,
             node_id: node.id,

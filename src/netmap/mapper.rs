@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::control::tailcfg::{
+use crate::keys::{DiscoPublic, MachinePublic, NodePublic};
+use crate::netmap::tailcfg::{
     self, DerpHomeParams, DerpMap, DerpNode, DerpRegion, DnsConfig, GoTime, Hostinfo, UserProfile,
 };
-use crate::keys::{DiscoPublic, MachinePublic, NodePublic};
-use crate::store::Node;
+use crate::state::store::Node;
 
 /// What every map of one namespace shares.
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ pub fn wire_node(node: &Node, view: &NamespaceView, online: bool) -> tailcfg::No
     let addresses = vec![format!("{}/32", node.ipv4), format!("{}/128", node.ipv6)];
     let hostinfo: Option<Hostinfo> = serde_json::from_str(&node.hostinfo).ok();
     let tags = node.tag_set().to_strings();
-    let expired = node.expired_at(crate::store::now());
+    let expired = node.expired_at(crate::state::store::now());
     tailcfg::Node {
         id: node.id,
         stable_id: node.id.to_string(),
