@@ -32,6 +32,7 @@ use crate::front::{self, FrontOptions, Takeover, UpgradeKind};
 use crate::keys::{MachinePublic, NodePublic};
 use crate::netmap::Tailnet;
 use crate::state::store::Store;
+use crate::state::{Bus, Writer};
 
 /// What the upgrade handlers (ts2021 and DERP, over TCP or WebSocket) can reach, and the API's
 /// own state.
@@ -63,15 +64,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     store.migrate().await.context("applying migrations")?;
     let metrics = prometheus::Registry::new();
 
-    let (bus, incoming) = match &settings.redis_url {
-        Some(url) => crate::state::events::redis_bus(url.expose(), &settings.redis_channel)
-            .await
-            .context("connecting to Redis")?,
-        None => Tailnet::local_bus(),
+    let bus = match &settings.redis_url {
+        Some(url) => Bus::redis(url.expose(), &settings.redis_channel).await.context("connecting to Redis")?,
+        None => Bus::local(),
     };
-    let tailnet = Tailnet::start(store.clone(), settings.clone(), bus, incoming);
+    let writer = Writer::new(store.clone(), bus.clone());
+    let incoming = crate::state::events::start_reader(store.clone(), &bus).await.context("reading the outbox")?;
+    let tailnet = Tailnet::start(store.clone(), settings.clone(), writer.clone(), incoming);
     // Instances already running know who streams from them; ask them to say so.
-    tailnet.publish(crate::netmap::Event::PresenceSync).await;
+    writer.presence_sync().await.context("recording the start-up presence sync")?;
+    writer.spawn_pruning(settings.event_retention, std::time::Duration::from_secs(600));
 
     let noise_key = load_secret(&store, "noise_private_key").await?;
     let noise_key = StaticSecret::from(noise_key);
@@ -98,7 +100,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let server_key = ServerKey(MachinePublic::from_bytes(x25519_dalek::PublicKey::from(&noise_key).to_bytes()));
     let control = ControlService::new(store.clone(), tailnet.clone());
     let shutdown = CancellationToken::new();
-    let api = Arc::new(ApiState { settings: settings.clone(), store, tailnet, metrics, rate_limits, browser_keys });
+    let api =
+        Arc::new(ApiState { settings: settings.clone(), store, writer, tailnet, metrics, rate_limits, browser_keys });
     let state = Arc::new(AppState {
         settings: settings.clone(),
         api,

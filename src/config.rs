@@ -68,6 +68,8 @@ pub struct Settings {
     pub derp: DerpSettings,
     /// An ephemeral node that has been offline this long is deleted.
     pub ephemeral_timeout: Duration,
+    /// How long change events stay in the outbox (`events` table) before they are pruned.
+    pub event_retention: Duration,
     /// Interval between map-stream keep-alives.
     pub keepalive_interval: Duration,
     /// Number of actix worker threads (0 = one per core).
@@ -126,6 +128,7 @@ struct Overrides {
     derp_insecure_for_tests: Option<bool>,
     derp_extra_regions: Option<Vec<serde_json::Value>>,
     ephemeral_timeout: Option<String>,
+    event_retention: Option<String>,
     keepalive_interval: Option<String>,
     workers: Option<usize>,
     secrets_key: Option<Secret>,
@@ -211,6 +214,7 @@ impl Settings {
                 extra_regions: o.derp_extra_regions.unwrap_or_default(),
             },
             ephemeral_timeout: duration_or("ephemeral_timeout", o.ephemeral_timeout, "5m")?,
+            event_retention: duration_or("event_retention", o.event_retention, "7d")?,
             keepalive_interval: duration_or("keepalive_interval", o.keepalive_interval, "50s")?,
             workers: o.workers.unwrap_or(0),
             secrets_key: o.secrets_key.filter(|key| !key.expose().is_empty()),
@@ -267,6 +271,7 @@ fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigEr
                 )
             }
             "EPHEMERAL_TIMEOUT" => o.ephemeral_timeout = Some(value),
+            "EVENT_RETENTION" => o.event_retention = Some(value),
             "KEEPALIVE_INTERVAL" => o.keepalive_interval = Some(value),
             "WORKERS" => o.workers = Some(number("WORKERS", &value)?),
             "SECRETS_KEY" => o.secrets_key = Some(Secret::new(value)),
@@ -337,6 +342,7 @@ mod tests {
         assert_eq!(s.rate_limit, RateLimitSettings { per_second: 20, burst: 100 });
         assert_eq!(s.max_key_expiry, Duration::from_secs(366 * 86_400));
         assert_eq!(s.ephemeral_timeout, Duration::from_secs(300));
+        assert_eq!(s.event_retention, Duration::from_secs(7 * 86400));
         assert_eq!(s.redis_channel, "tenscale:events");
         let c = Settings::load_from(None, &env(&[("TENSCALE_REDIS_CHANNEL", "t:1")])).unwrap();
         assert_eq!(c.redis_channel, "t:1");

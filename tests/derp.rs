@@ -13,7 +13,6 @@ use tenscale::derp::client::DerpClient;
 use tenscale::derp::crypto::DerpSecret;
 use tenscale::derp::frame::{Frame, PeerGoneReason};
 use tenscale::derp::DerpError;
-use tenscale::netmap::Event;
 use tenscale::state::store::nodes::NodeChange;
 use tokio::net::TcpStream;
 
@@ -55,7 +54,6 @@ fn dropped(server: &TestServer, reason: &str) -> f64 {
 /// Two nodes of namespace A and one of namespace B, registered.
 struct Tenants {
     server: TestServer,
-    ns_a: i64,
     key_a: String,
     a1: SimNode,
     a2: SimNode,
@@ -71,7 +69,7 @@ async fn tenants(backend: Backend) -> Tenants {
     let a1 = join_ok(&server, &key_a).await;
     let a2 = join_ok(&server, &key_a).await;
     let b = join_ok(&server, &key_b).await;
-    Tenants { server, ns_a, key_a, a1, a2, b }
+    Tenants { server, key_a, a1, a2, b }
 }
 
 async fn unregistered_keys_are_refused(backend: Backend) {
@@ -131,12 +129,7 @@ async fn deleting_a_node_disconnects_it(backend: Backend) {
 
     let node = t.a1.stored(&t.server).await;
     let state = t.server.state();
-    assert!(state.api.store.delete_node(node.id).await.unwrap());
-    state
-        .api
-        .tailnet
-        .publish(Event::NodeRemoved { namespace_id: t.ns_a, node_id: node.id, node_key: t.a1.node_key })
-        .await;
+    assert!(state.api.writer.delete_node(&node).await.unwrap());
     closed_within(&mut a1, Duration::from_secs(1)).await;
     let gone = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
@@ -161,15 +154,13 @@ async fn expired_keys_are_refused_and_cut_off(backend: Backend) {
 
     // Expired before connecting: refused.
     let node = t.a1.stored(&t.server).await;
-    let node = state.api.store.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }).await.unwrap();
-    state.api.tailnet.publish(Event::node_changed(&node)).await;
+    state.api.writer.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }).await.unwrap();
     assert!(matches!(derp_as(&t.server, t.a1.node_secret).await, Err(DerpError::Refused)));
 
     // Expiring while connected: disconnected at once.
     let mut a2 = derp(&t.server, &t.a2).await;
     let node = t.a2.stored(&t.server).await;
-    let node = state.api.store.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }).await.unwrap();
-    state.api.tailnet.publish(Event::node_changed(&node)).await;
+    state.api.writer.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }).await.unwrap();
     closed_within(&mut a2, Duration::from_secs(1)).await;
     assert!(matches!(derp_as(&t.server, t.a2.node_secret).await, Err(DerpError::Refused)));
 }

@@ -61,7 +61,9 @@ def layer(path: list[str]) -> str | None:
 
 
 def strip_comments(line: str) -> str:
-    return line.split("//", 1)[0]
+    """The code of a line: no comment, and no `pub(in crate::…)`, which names who may see an
+    item rather than anything the item uses."""
+    return re.sub(r"pub\(in [\w:]+\)", "pub", line.split("//", 1)[0])
 
 
 def targets(file: pathlib.Path, text: str):

@@ -11,7 +11,6 @@ use futures::StreamExt;
 use support::{
     announces, eventually, join_ok, map_until, map_until_within, next_map, reports_online, SimNode, TestServer,
 };
-use tenscale::netmap::Event;
 use tokio::time::Instant;
 
 #[actix_rt::test]
@@ -62,8 +61,8 @@ async fn presence_and_removal_cross_instances() {
     map_until(&mut b_stream, |m| reports_online(m, &a.node_key, a_id, true)).await;
 
     // a is deleted through instance 1: b's stream on instance 2 drops it.
-    assert!(one.state().api.store.delete_node(a_id).await.unwrap());
-    one.state().api.tailnet.publish(Event::NodeRemoved { namespace_id: ns, node_id: a_id, node_key: a.node_key }).await;
+    let stored = a.stored(&one).await;
+    assert!(one.state().api.writer.delete_node(&stored).await.unwrap());
     let removed = map_until_within(&mut b_stream, Duration::from_secs(2), |m| {
         m.peers_removed.iter().flatten().any(|id| *id == a_id)
     })
@@ -75,8 +74,8 @@ async fn presence_and_removal_cross_instances() {
     assert!(ended.is_ok(), "deleted node's own stream stays open");
 
     // b is deleted through instance 1: its stream, held by instance 2, ends; presence clears.
-    assert!(one.state().api.store.delete_node(b_id).await.unwrap());
-    one.state().api.tailnet.publish(Event::NodeRemoved { namespace_id: ns, node_id: b_id, node_key: b.node_key }).await;
+    let stored = b.stored(&one).await;
+    assert!(one.state().api.writer.delete_node(&stored).await.unwrap());
     let ended =
         tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = b_stream.next().await {} }).await;
     assert!(ended.is_ok(), "stream on instance 2 of a node deleted through instance 1 stays open");
@@ -201,14 +200,13 @@ async fn deleting_a_node_through_one_instance_cuts_its_derp_connection_on_the_ot
     let ns = one.namespace("acme", "alice").await;
     let key = one.preauth_key(ns, true, false, &[]).await;
     let a = join_ok(&two, &key).await;
-    let a_id = a.stored(&two).await.id;
     let secret = tenscale::derp::crypto::DerpSecret::from_bytes(a.node_secret);
     let mut derp = tenscale::derp::client::DerpClient::connect_tcp(two.app.addr, "127.0.0.1", &secret)
         .await
         .expect("registered node is admitted");
 
-    assert!(one.state().api.store.delete_node(a_id).await.unwrap());
-    one.state().api.tailnet.publish(Event::NodeRemoved { namespace_id: ns, node_id: a_id, node_key: a.node_key }).await;
+    let stored = a.stored(&one).await;
+    assert!(one.state().api.writer.delete_node(&stored).await.unwrap());
     let closed =
         tokio::time::timeout(Duration::from_secs(1), async { while let Ok(Some(_)) = derp.recv().await {} }).await;
     assert!(closed.is_ok(), "instance 2 kept the DERP connection of a node deleted through instance 1");

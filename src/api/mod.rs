@@ -34,7 +34,9 @@ use error::{ApiError, ApiResult};
 /// What every API handler can reach.
 pub struct ApiState {
     pub settings: std::sync::Arc<crate::config::Settings>,
+    /// For reading; every change goes through `writer`.
     pub store: crate::state::store::Store,
+    pub writer: crate::state::Writer,
     pub tailnet: std::sync::Arc<crate::netmap::Tailnet>,
     pub metrics: prometheus::Registry,
     /// Shared by every worker, so the configured limit holds whatever the worker count.

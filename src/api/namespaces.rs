@@ -12,8 +12,6 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::{record, State};
 use crate::api::ApiState;
 use crate::domain::NamespaceName;
-use crate::keys::NodePublic;
-use crate::netmap::Event;
 use crate::state::store::Namespace;
 
 const DEFAULT_PAGE: u64 = 100;
@@ -155,10 +153,7 @@ pub async fn delete(state: State, ctx: OrgContext, name: web::Path<String>) -> A
 
 /// Deletes a namespace with everything in it, disconnects its nodes and records it.
 pub(crate) async fn delete_namespace(state: &ApiState, ctx: &OrgContext, ns: &Namespace) -> ApiResult<()> {
-    let node_keys: Vec<NodePublic> =
-        state.store.delete_namespace(ns).await?.iter().filter_map(|k| NodePublic::parse(k).ok()).collect();
-    let nodes = node_keys.len();
-    state.tailnet.publish(Event::NamespaceRemoved { namespace_id: ns.id, node_keys }).await;
+    let nodes = state.writer.delete_namespace(ns).await?;
     record(state, ctx, "namespace.delete", "namespace", &ns.name, json!({"id": ns.id, "nodes": nodes})).await;
     Ok(())
 }

@@ -15,8 +15,6 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::{parse_id, policy::effective_policy, record, State};
 use crate::api::ApiState;
 use crate::domain::{NodeName, Tags};
-use crate::keys::NodePublic;
-use crate::netmap::Event;
 use crate::state::store::nodes::NodeChange;
 use crate::state::store::{Namespace, Node};
 
@@ -194,8 +192,7 @@ pub(crate) async fn update_node(
     }
     let detail = json!({"namespace": ns.name, "name": name, "tags": tags});
     let change = NodeChange { given_name: name, tags, ..Default::default() };
-    let node = state.store.update_node(&node, change).await?;
-    state.tailnet.publish(Event::node_changed(&node)).await;
+    let node = state.writer.update_node(&node, change).await?;
     record(state, ctx, "node.update", "node", &node.id.to_string(), detail).await;
     Ok(node)
 }
@@ -225,8 +222,7 @@ pub async fn expire(
 /// Expires a node's key now, publishes the change and records it.
 pub(crate) async fn expire_node(state: &ApiState, ctx: &OrgContext, ns: &Namespace, node: &Node) -> ApiResult<Node> {
     let change = NodeChange { key_expiry: Some(Some(crate::state::store::now())), ..Default::default() };
-    let node = state.store.update_node(node, change).await?;
-    state.tailnet.publish(Event::node_changed(&node)).await;
+    let node = state.writer.update_node(node, change).await?;
     record(state, ctx, "node.expire", "node", &node.id.to_string(), json!({"namespace": ns.name})).await;
     Ok(node)
 }
@@ -249,13 +245,10 @@ pub async fn delete(state: State, ctx: OrgContext, path: web::Path<(String, Stri
 
 /// Deletes a node, disconnects it and records it.
 pub(crate) async fn delete_node(state: &ApiState, ctx: &OrgContext, ns: &Namespace, node: &Node) -> ApiResult<()> {
-    if !state.store.delete_node(node.id).await? {
+    if !state.writer.delete_node(node).await? {
         // Deleted concurrently by someone else: same answer as if it never existed.
         return Err(ApiError::NotFound("node not found".into()));
     }
-    // Stored node keys were written from a parsed key, so this only falls back on corruption.
-    let node_key = NodePublic::parse(&node.node_key).unwrap_or(NodePublic::ZERO);
-    state.tailnet.publish(Event::NodeRemoved { namespace_id: ns.id, node_id: node.id, node_key }).await;
     record(
         state,
         ctx,

@@ -14,7 +14,6 @@ use super::body::{media_type, read_limited};
 use super::error::{ApiError, ApiResult, Problem};
 use super::{record, State};
 use crate::api::ApiState;
-use crate::netmap::Event;
 use crate::policy::{hujson, Policy};
 use crate::state::store::policies::PolicyScope;
 use crate::state::store::PolicyDoc;
@@ -104,8 +103,7 @@ pub async fn put(state: State, ctx: OrgContext, req: HttpRequest, payload: web::
 pub(crate) async fn set_org_policy(state: &ApiState, ctx: &OrgContext, text: &str) -> ApiResult<PolicyDoc> {
     let policy = check(text)?;
     run_tests_on_org(state, ctx.org_id, &policy).await?;
-    let doc = state.store.put_policy(ctx.org_id, PolicyScope::Org, text).await?;
-    state.tailnet.publish(Event::PolicyChanged { org_id: ctx.org_id, namespace_id: None }).await;
+    let doc = state.writer.put_policy(ctx.org_id, PolicyScope::Org, text).await?;
     record(state, ctx, "policy.update", "policy", "org", json!({"bytes": text.len()})).await;
     Ok(doc)
 }
@@ -198,8 +196,7 @@ pub async fn put_namespace(
     let text = read_document(&req, payload).await?;
     let policy = check(&text)?;
     run_tests_on_namespace(&state, &ns, &policy).await?;
-    state.store.put_policy(ctx.org_id, PolicyScope::Namespace(ns.id), &text).await?;
-    state.tailnet.publish(Event::PolicyChanged { org_id: ctx.org_id, namespace_id: Some(ns.id) }).await;
+    state.writer.put_policy(ctx.org_id, PolicyScope::Namespace(ns.id), &text).await?;
     record(&state, &ctx, "policy.update", "policy", &format!("namespace:{}", ns.name), json!({"bytes": text.len()}))
         .await;
     Ok(HttpResponse::Ok().content_type(HUJSON).body(text))
@@ -216,10 +213,9 @@ pub async fn put_namespace(
     ))]
 pub async fn delete_namespace(state: State, ctx: OrgContext, name: web::Path<String>) -> ApiResult<HttpResponse> {
     let ns = state.store.namespace_by_name(ctx.org_id, &name).await?;
-    if !state.store.delete_policy(ctx.org_id, PolicyScope::Namespace(ns.id)).await? {
+    if !state.writer.delete_policy(ctx.org_id, PolicyScope::Namespace(ns.id)).await? {
         return Err(ApiError::NotFound(format!("namespace {} has no policy of its own", ns.name)));
     }
-    state.tailnet.publish(Event::PolicyChanged { org_id: ctx.org_id, namespace_id: Some(ns.id) }).await;
     record(&state, &ctx, "policy.delete", "policy", &format!("namespace:{}", ns.name), json!({})).await;
     Ok(HttpResponse::NoContent().finish())
 }

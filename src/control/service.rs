@@ -14,7 +14,7 @@ use futures::StreamExt;
 use super::h2server::{ControlError, ControlHandler, MapReply};
 use crate::keys::{MachinePublic, NodePublic};
 use crate::netmap::tailcfg::{Hostinfo, Login, MapRequest, RegisterRequest, RegisterResponse, User};
-use crate::netmap::{Event, Tailnet};
+use crate::netmap::Tailnet;
 use crate::state::store::nodes::{NewNode, NodeChange, RegisterError};
 use crate::state::store::{Node, Store, StoreError};
 
@@ -97,15 +97,12 @@ impl Registration {
         if node.machine_key != self.machine.to_string() {
             return Ok(refusal("this node key belongs to another machine"));
         }
+        let writer = self.tailnet.writer();
         if node.ephemeral {
-            self.store.delete_node(node.id).await.map_err(internal)?;
-            let event =
-                Event::NodeRemoved { namespace_id: node.namespace_id, node_id: node.id, node_key: req.node_key };
-            self.tailnet.publish(event).await;
+            writer.delete_node(&node).await.map_err(internal)?;
         } else {
             let change = NodeChange { key_expiry: Some(req.expiry.get()), ..Default::default() };
-            let updated = self.store.update_node(&node, change).await.map_err(internal)?;
-            self.tailnet.publish(Event::node_changed(&updated)).await;
+            writer.update_node(&node, change).await.map_err(internal)?;
         }
         Ok(logged_out())
     }
@@ -129,16 +126,14 @@ impl Registration {
                 Ok(_) => return Ok(refusal("pre-auth key is for another namespace")),
                 Err(text) => return Ok(refusal(&format!("node key expired; {text}"))),
             };
-            match self.store.reauthorize_node(&node, &key, change).await {
+            match self.tailnet.writer().reauthorize_node(&node, &key, change).await {
                 Ok(node) => node,
                 Err(RegisterError::Key(refused)) => return Ok(refusal(&refused.to_string())),
                 Err(RegisterError::Store(err)) => return Err(internal(err)),
             }
         } else {
-            self.store.update_node(&node, change).await.map_err(internal)?
+            self.tailnet.writer().update_node(&node, change).await.map_err(internal)?
         };
-        self.tailnet.publish(Event::node_changed(&updated)).await;
-        self.tailnet.publish(Event::NodeKeyRetired { node_key: req.old_node_key }).await;
         self.authorized(&updated, false).await
     }
 
@@ -161,8 +156,6 @@ impl Registration {
         let key_expiry = req.expiry.get().filter(|_| key.tag_set().is_empty());
         // The same machine coming back into the same namespace keeps its node (and addresses).
         let existing = self.store.node_by_machine(key.namespace_id, &self.machine).await.map_err(internal)?;
-        let retired =
-            existing.as_ref().and_then(|n| NodePublic::parse(&n.node_key).ok()).filter(|old| *old != req.node_key);
         let result = match existing {
             Some(node) => {
                 let change = NodeChange {
@@ -172,7 +165,7 @@ impl Registration {
                     tags: Some(key.tag_set()),
                     ..Default::default()
                 };
-                self.store.reauthorize_node(&node, &key, change).await
+                self.tailnet.writer().reauthorize_node(&node, &key, change).await
             }
             None => {
                 let new = NewNode {
@@ -183,7 +176,7 @@ impl Registration {
                     hostinfo: hostinfo_json,
                     key_expiry,
                 };
-                self.store.register_node(&key, &new).await
+                self.tailnet.writer().register_node(&key, &new).await
             }
         };
         let node = match result {
@@ -193,10 +186,6 @@ impl Registration {
             Err(RegisterError::Store(err)) => return Err(internal(err)),
         };
         tracing::info!(node_id = node.id, namespace_id = node.namespace_id, "node registered");
-        self.tailnet.publish(Event::node_changed(&node)).await;
-        if let Some(node_key) = retired {
-            self.tailnet.publish(Event::NodeKeyRetired { node_key }).await;
-        }
         if node.ephemeral {
             // Only a map stream keeps it: a client that dies before its first poll would
             // otherwise leave the node behind for good.
@@ -235,7 +224,7 @@ async fn map(
     req: MapRequest,
 ) -> Result<MapReply, ControlError> {
     let node = known_node(&store, &machine, &req.node_key).await?;
-    let node = apply_client_state(&store, &tailnet, node, &req).await?;
+    let node = apply_client_state(&tailnet, node, &req).await?;
     if !req.stream {
         if req.omit_peers {
             return Ok(MapReply::Empty);
@@ -271,12 +260,7 @@ async fn known_node(store: &Store, machine: &MachinePublic, key: &NodePublic) ->
 
 /// Stores disco key, endpoints, home DERP and Hostinfo when they differ from what is stored,
 /// and tells the tailnet. Unchanged requests (most keep-alive re-polls) write nothing.
-async fn apply_client_state(
-    store: &Store,
-    tailnet: &Arc<Tailnet>,
-    node: Node,
-    req: &MapRequest,
-) -> Result<Node, ControlError> {
+async fn apply_client_state(tailnet: &Arc<Tailnet>, node: Node, req: &MapRequest) -> Result<Node, ControlError> {
     let mut change = NodeChange::default();
     let mut dirty = false;
     if !req.disco_key.is_zero() && req.disco_key.to_string() != node.disco_key {
@@ -312,7 +296,5 @@ async fn apply_client_state(
     if !dirty {
         return Ok(node);
     }
-    let updated = store.update_node(&node, change).await.map_err(internal)?;
-    tailnet.publish(Event::node_changed(&updated)).await;
-    Ok(updated)
+    tailnet.writer().update_node(&node, change).await.map_err(internal)
 }

@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use crate::state::events::{Bus, Event};
+pub use crate::state::events::Event;
+use crate::state::Writer;
 use namespace::{Command, NamespaceTask};
 
 use crate::config::Settings;
@@ -42,7 +43,7 @@ struct LocalSession {
 pub struct Tailnet {
     store: Store,
     settings: Arc<Settings>,
-    bus: Bus,
+    writer: Writer,
     derp_map: Arc<DerpMap>,
     /// Namespace tasks running on this instance, started at the first session.
     namespaces: Mutex<HashMap<i64, mpsc::UnboundedSender<Command>>>,
@@ -60,14 +61,14 @@ impl Tailnet {
     pub fn start(
         store: Store,
         settings: Arc<Settings>,
-        bus: Bus,
+        writer: Writer,
         mut incoming: mpsc::UnboundedReceiver<Event>,
     ) -> Arc<Self> {
         let tailnet = Arc::new(Self {
             derp_map: mapper::derp_map(&settings),
             store,
             settings,
-            bus,
+            writer,
             namespaces: Mutex::new(HashMap::new()),
             presence: RwLock::new(HashMap::new()),
             derp: OnceLock::new(),
@@ -82,28 +83,6 @@ impl Tailnet {
             }
         });
         tailnet
-    }
-
-    /// An in-process bus and the receiver to pass to [`Tailnet::start`].
-    pub fn local_bus() -> (Bus, mpsc::UnboundedReceiver<Event>) {
-        let (tx, mut rx) = tokio::sync::broadcast::channel(4096);
-        let (fwd_tx, fwd_rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(event) => {
-                        if fwd_tx.send(event).is_err() {
-                            break;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::error!(n, "tailnet events lagged");
-                    }
-                    Err(_) => break,
-                }
-            }
-        });
-        (Bus::Local(tx), fwd_rx)
     }
 
     pub fn set_derp(&self, derp: Arc<DerpServer>) {
@@ -122,9 +101,9 @@ impl Tailnet {
         &self.store
     }
 
-    /// Publishes a change that is already stored.
-    pub async fn publish(&self, event: Event) {
-        self.bus.publish(&event).await;
+    /// The writer, for changes that start at a map session.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
     }
 
     pub fn is_online(&self, node_id: i64) -> bool {
@@ -168,16 +147,22 @@ impl Tailnet {
                 if !online && self.local_session(node_id).is_some() {
                     // An older stream of the node ended (here or elsewhere) after it had
                     // reconnected to this instance: it is online, tell everyone again.
-                    self.publish(Event::Presence { namespace_id, node_id, online: true }).await;
+                    self.announce_online(namespace_id, node_id).await;
                 }
             }
             Event::PresenceSync => {
                 let local: Vec<(i64, LocalSession)> =
                     self.local_sessions.lock().map(|l| l.iter().map(|(id, s)| (*id, *s)).collect()).unwrap_or_default();
                 for (node_id, LocalSession { namespace_id, .. }) in local {
-                    self.publish(Event::Presence { namespace_id, node_id, online: true }).await;
+                    self.announce_online(namespace_id, node_id).await;
                 }
             }
+        }
+    }
+
+    async fn announce_online(&self, namespace_id: i64, node_id: i64) {
+        if let Err(err) = self.writer.node_online(namespace_id, node_id).await {
+            tracing::warn!(%err, node_id, "could not record presence");
         }
     }
 
@@ -250,7 +235,9 @@ impl Tailnet {
         if let Ok(mut local) = self.local_sessions.lock() {
             local.insert(node_id, LocalSession { session, namespace_id });
         }
-        self.publish(Event::Presence { namespace_id, node_id, online: true }).await;
+        // This instance knows at once; the others (and this one's tasks) learn from the event.
+        self.set_presence(node_id, true);
+        self.announce_online(namespace_id, node_id).await;
         Ok(MapSession { rx, guard: SessionGuard { tailnet: self.clone(), namespace_id, node_id, session } })
     }
 
@@ -282,12 +269,9 @@ impl Tailnet {
         }
         let tailnet = self.clone();
         tokio::spawn(async move {
-            let now = crate::state::store::now();
-            if let Ok(node) = tailnet.store.node_by_id(node_id).await {
-                let change = crate::state::store::nodes::NodeChange { last_seen: Some(now), ..Default::default() };
-                let _ = tailnet.store.update_node(&node, change).await;
+            if let Err(err) = tailnet.writer.node_offline(namespace_id, node_id).await {
+                tracing::warn!(%err, node_id, "could not record the end of a map stream");
             }
-            tailnet.publish(Event::Presence { namespace_id, node_id, online: false }).await;
             tailnet.schedule_ephemeral_cleanup(node_id, tailnet.settings.ephemeral_timeout);
         });
     }
@@ -305,13 +289,10 @@ impl Tailnet {
                 let Some(tailnet) = tailnet.upgrade() else { return };
                 let now = crate::state::store::now();
                 match tailnet.store.nodes_expired_between(last, now).await {
-                    Ok(nodes) => {
-                        for node in nodes {
-                            let event = Event::node_changed(&node);
-                            tailnet.publish(event).await;
-                        }
-                        last = now;
-                    }
+                    Ok(nodes) => match tailnet.writer.announce_expired(&nodes).await {
+                        Ok(()) => last = now,
+                        Err(err) => tracing::warn!(%err, "key expiry sweep failed; retrying"),
+                    },
                     Err(err) => tracing::warn!(%err, "key expiry sweep failed; retrying"),
                 }
             }
@@ -333,10 +314,8 @@ impl Tailnet {
             if !node.ephemeral || idle.to_std().unwrap_or_default() + Duration::from_millis(50) < after {
                 return;
             }
-            if tailnet.store.delete_node(node.id).await.unwrap_or(false) {
+            if tailnet.writer.delete_node(&node).await.unwrap_or(false) {
                 tracing::info!(node_id, "deleted inactive ephemeral node");
-                let key = NodePublic::parse(&node.node_key).unwrap_or(NodePublic::ZERO);
-                tailnet.publish(Event::NodeRemoved { namespace_id: node.namespace_id, node_id, node_key: key }).await;
             }
         });
     }

@@ -1,14 +1,31 @@
-//! Change events and the bus that carries them to every instance.
+//! Change events, their durable record, and the wake-up that carries them to every instance.
 //!
-//! Every change to tailnet state is published as an [`Event`] after it is stored. Without
-//! Redis the bus is an in-process broadcast; with Redis every instance publishes to one
-//! channel and applies what it receives (its own events included), so all instances behind
-//! a load balancer converge on the same view.
+//! Every change to tailnet state appends its [`Event`]s to the outbox (`store::outbox`) in
+//! the transaction that makes the change. The bus only wakes readers: in-process, and with
+//! Redis on every instance behind the load balancer. Each instance runs one [`start_reader`]
+//! that reads the outbox by sequence number from where it stopped, so a lost wake-up (Redis
+//! restarting, a slow subscriber) delays an event by at most [`CATCH_UP_INTERVAL`] and never
+//! loses it. An instance starts reading at the sequence current when it starts.
+//!
+//! **Architecture invariant:** an event is applied only after the change it describes is
+//! committed, and every instance applies every event in sequence order.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{mpsc, Notify};
 
+use super::store::outbox::NewEvent;
+use super::store::Store;
 use crate::keys::NodePublic;
+
+/// How often a reader looks at the outbox without being woken: the bound on how late an
+/// event can be when its wake-up was lost.
+pub const CATCH_UP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Events read per query while catching up.
+const READ_BATCH: u64 = 500;
 
 /// Something changed; receivers reload what they need from the store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,76 +58,165 @@ pub enum Event {
 
 impl Event {
     /// The event for `node` as just stored.
-    pub fn node_changed(node: &crate::state::store::Node) -> Self {
-        let expired = node.expired_at(crate::state::store::now());
+    pub fn node_changed(node: &super::store::Node) -> Self {
+        let expired = node.expired_at(super::store::now());
         Self::NodeChanged {
             namespace_id: node.namespace_id,
             node_id: node.id,
             expired_key: expired.then(|| NodePublic::parse(&node.node_key).ok()).flatten(),
         }
     }
+
+    /// The namespace the event concerns, if one.
+    pub fn namespace_id(&self) -> Option<i64> {
+        match self {
+            Event::NodeChanged { namespace_id, .. }
+            | Event::NodeRemoved { namespace_id, .. }
+            | Event::NamespaceRemoved { namespace_id, .. }
+            | Event::Presence { namespace_id, .. } => Some(*namespace_id),
+            Event::PolicyChanged { namespace_id, .. } => *namespace_id,
+            Event::NodeKeyRetired { .. } | Event::PresenceSync => None,
+        }
+    }
+
+    /// The outbox row for this event.
+    pub(in crate::state) fn to_record(&self) -> NewEvent {
+        // An enum of plain fields and keys always serializes.
+        let payload = serde_json::to_string(self).unwrap_or_default();
+        NewEvent { namespace_id: self.namespace_id(), payload }
+    }
 }
 
-/// Where events go.
+/// The outbox rows for `events`.
+pub(in crate::state) fn records(events: &[Event]) -> Vec<NewEvent> {
+    events.iter().map(Event::to_record).collect()
+}
+
+/// Wakes the outbox readers after a commit: this instance's at once, and with Redis every
+/// other instance's.
 #[derive(Clone)]
-pub enum Bus {
-    Local(broadcast::Sender<Event>),
-    Redis { publisher: redis::aio::ConnectionManager, channel: String },
+pub struct Bus {
+    local: Arc<Notify>,
+    redis: Option<(redis::aio::ConnectionManager, String)>,
 }
 
 impl Bus {
-    pub async fn publish(&self, event: &Event) {
-        match self {
-            Bus::Local(tx) => {
-                let _ = tx.send(event.clone());
-            }
-            Bus::Redis { publisher, channel } => {
-                let payload = match serde_json::to_string(event) {
-                    Ok(p) => p,
-                    Err(err) => return tracing::error!(%err, "cannot encode event"),
-                };
-                // ConnectionManager fails the first command after a dropped connection and
-                // reconnects behind it, so one retry covers a Redis restart.
-                for attempt in 0..3 {
-                    let mut conn = publisher.clone();
-                    let sent: redis::RedisResult<i64> =
-                        redis::cmd("PUBLISH").arg(channel).arg(&payload).query_async(&mut conn).await;
-                    match sent {
-                        Ok(_) => return,
-                        Err(err) if attempt == 2 => tracing::error!(%err, "event lost: Redis publish failed"),
-                        Err(_) => continue,
-                    }
-                }
-            }
+    /// A bus for one instance alone.
+    pub fn local() -> Self {
+        Self { local: Arc::new(Notify::new()), redis: None }
+    }
+
+    /// A bus shared through Redis channel `channel`. The subscription reconnects after Redis
+    /// restarts, and wakes the reader then, since messages sent meanwhile are gone.
+    pub async fn redis(url: &str, channel: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)?;
+        let publisher = redis::aio::ConnectionManager::new(client.clone()).await?;
+        let local = Arc::new(Notify::new());
+        // The first subscription is made here, so start-up fails on a wrong URL.
+        let pubsub = subscribe(&client, channel).await?;
+        tokio::spawn(relay_wake_ups(client, channel.to_string(), pubsub, Arc::downgrade(&local)));
+        Ok(Self { local, redis: Some((publisher, channel.to_string())) })
+    }
+
+    /// Tells every reader the outbox grew. A wake-up that does not arrive only delays the
+    /// events until the next catch-up.
+    pub(in crate::state) async fn wake(&self) {
+        self.local.notify_one();
+        let Some((publisher, channel)) = &self.redis else { return };
+        let mut conn = publisher.clone();
+        let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH").arg(channel).arg("wake").query_async(&mut conn).await;
+        if let Err(err) = sent {
+            tracing::warn!(%err, "Redis publish failed; other instances catch up from the outbox");
         }
     }
 }
 
-/// Connects to Redis, subscribes to `channel`, and returns the bus plus a stream of the
-/// events received on it.
-pub async fn redis_bus(url: &str, channel: &str) -> anyhow::Result<(Bus, tokio::sync::mpsc::UnboundedReceiver<Event>)> {
-    use futures::StreamExt;
-    let client = redis::Client::open(url)?;
-    let publisher = redis::aio::ConnectionManager::new(client.clone()).await?;
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+async fn subscribe(client: &redis::Client, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
-    tokio::spawn(async move {
-        let mut messages = pubsub.into_on_message();
-        while let Some(msg) = messages.next().await {
-            let Ok(payload) = msg.get_payload::<String>() else { continue };
-            match serde_json::from_str::<Event>(&payload) {
-                Ok(event) => {
-                    if tx.send(event).is_err() {
-                        break;
-                    }
-                }
-                Err(err) => tracing::warn!(%err, "ignoring undecodable event"),
+    Ok(pubsub)
+}
+
+/// Turns every message on the channel into a wake-up of this instance's reader, for as long
+/// as the bus exists; resubscribes after the connection drops.
+async fn relay_wake_ups(
+    client: redis::Client,
+    channel: String,
+    mut pubsub: redis::aio::PubSub,
+    local: std::sync::Weak<Notify>,
+) {
+    use futures::StreamExt;
+    loop {
+        {
+            let mut messages = pubsub.on_message();
+            while messages.next().await.is_some() {
+                let Some(local) = local.upgrade() else { return };
+                local.notify_one();
             }
         }
-        tracing::error!("Redis subscription ended; cross-instance events stop");
+        tracing::warn!("Redis subscription lost; resubscribing (the outbox is read meanwhile)");
+        pubsub = loop {
+            if local.strong_count() == 0 {
+                return;
+            }
+            match subscribe(&client, &channel).await {
+                Ok(p) => break p,
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        };
+        tracing::info!("Redis subscription restored");
+        if let Some(local) = local.upgrade() {
+            local.notify_one();
+        }
+    }
+}
+
+/// Reads the outbox in sequence from the current end on, and sends each event to the
+/// returned receiver; woken by `bus`, and every [`CATCH_UP_INTERVAL`] regardless.
+pub async fn start_reader(store: Store, bus: &Bus) -> anyhow::Result<mpsc::UnboundedReceiver<Event>> {
+    let mut last = store.last_event_seq().await?;
+    let wake = bus.local.clone();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let _ = tokio::time::timeout(CATCH_UP_INTERVAL, wake.notified()).await;
+            match forward_after(&store, last, &tx).await {
+                Ok(Some(seq)) => last = seq,
+                Ok(None) => {}
+                Err(Closed) => return,
+            }
+        }
     });
-    Ok((Bus::Redis { publisher, channel: channel.to_string() }, rx))
+    Ok(rx)
+}
+
+struct Closed;
+
+/// Sends every event after `seq`; the sequence number of the last one sent. A store error
+/// ends this round (the next wake-up or catch-up resumes from the last event sent).
+async fn forward_after(store: &Store, mut seq: i64, tx: &mpsc::UnboundedSender<Event>) -> Result<Option<i64>, Closed> {
+    let start = seq;
+    loop {
+        let batch = match store.events_after(seq, READ_BATCH).await {
+            Ok(batch) => batch,
+            Err(err) => {
+                tracing::warn!(%err, seq, "reading the outbox failed; retrying");
+                break;
+            }
+        };
+        let full = batch.len() as u64 == READ_BATCH;
+        for stored in batch {
+            seq = stored.seq;
+            match serde_json::from_str::<Event>(&stored.payload) {
+                Ok(event) => tx.send(event).map_err(|_| Closed)?,
+                Err(err) => tracing::error!(%err, seq, "skipping an undecodable event"),
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok((seq != start).then_some(seq))
 }
 
 #[cfg(test)]

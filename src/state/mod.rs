@@ -1,8 +1,191 @@
-//! State: the one writer. Every change to who is in which tailnet goes through here, and
-//! each change's event is recorded with it.
+//! State: the one writer. Every change to who is in which tailnet goes through [`Writer`],
+//! which writes the rows and appends the change's [`Event`]s to the outbox in one
+//! transaction, then wakes the readers.
 //!
-//! - [`store`]: sea-orm entities and every query, the same on SQLite and PostgreSQL;
-//! - [`events`]: the [`events::Event`]s that describe changes, and the bus between instances.
+//! - [`store`]: sea-orm entities and every query, the same on SQLite and PostgreSQL; its
+//!   event-bearing writes are visible only inside `state`, so a change that would skip its
+//!   event does not compile;
+//! - [`events`]: the [`Event`]s, the wake-up bus and the outbox reader every instance runs.
+//!
+//! **Architecture invariant:** only `state` writes nodes, namespaces and policies, and no such
+//! write commits without its events.
 
 pub mod events;
 pub mod store;
+
+use std::time::Duration;
+
+pub use events::{Bus, Event};
+use store::nodes::{NewNode, NodeChange, RegisterError};
+use store::policies::PolicyScope;
+use store::{Namespace, Node, PolicyDoc, PreauthKey, Store, StoreResult};
+
+use crate::keys::NodePublic;
+
+/// The one writer of tailnet state. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    store: Store,
+    bus: Bus,
+}
+
+impl Writer {
+    pub fn new(store: Store, bus: Bus) -> Self {
+        Self { store, bus }
+    }
+
+    /// The store, for reading.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Creates a node from a pre-auth key (the key's use, the address and the name are taken
+    /// in the same transaction).
+    pub async fn register_node(&self, key: &PreauthKey, new: &NewNode) -> Result<Node, RegisterError> {
+        let node = self.store.register_node(key, new, &|n| events::records(&[Event::node_changed(n)])).await?;
+        self.bus.wake().await;
+        Ok(node)
+    }
+
+    /// A known machine registers again with a usable key: it keeps its node, takes `change`
+    /// (a new node key, say), and the key's use is recorded.
+    pub async fn reauthorize_node(
+        &self,
+        node: &Node,
+        key: &PreauthKey,
+        change: NodeChange,
+    ) -> Result<Node, RegisterError> {
+        let old_key = node.node_key.clone();
+        let events = move |n: &Node| events::records(&changed(n, &old_key));
+        let node = self.store.reauthorize_node(node, key, change, &events).await?;
+        self.bus.wake().await;
+        Ok(node)
+    }
+
+    /// Any other change of a node's stored fields: client state, rename, retag, expiry, key
+    /// rotation. A node key replaced by `change` is retired (cut off DERP everywhere).
+    pub async fn update_node(&self, node: &Node, change: NodeChange) -> StoreResult<Node> {
+        let old_key = node.node_key.clone();
+        let events = move |n: &Node| events::records(&changed(n, &old_key));
+        let node = self.store.update_node(node, change, &events).await?;
+        self.bus.wake().await;
+        Ok(node)
+    }
+
+    /// Deletes the node; false when it was already gone.
+    pub async fn delete_node(&self, node: &Node) -> StoreResult<bool> {
+        let node_key = NodePublic::parse(&node.node_key).unwrap_or(NodePublic::ZERO);
+        let removed = Event::NodeRemoved { namespace_id: node.namespace_id, node_id: node.id, node_key };
+        let deleted = self.store.delete_node(node.id, &events::records(&[removed])).await?;
+        if deleted {
+            self.bus.wake().await;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the namespace with everything in it; its nodes are cut off DERP everywhere.
+    /// Returns how many nodes it held.
+    pub async fn delete_namespace(&self, ns: &Namespace) -> StoreResult<usize> {
+        let namespace_id = ns.id;
+        let events = move |keys: &Vec<String>| {
+            let node_keys = keys.iter().filter_map(|k| NodePublic::parse(k).ok()).collect();
+            events::records(&[Event::NamespaceRemoved { namespace_id, node_keys }])
+        };
+        let node_keys = self.store.delete_namespace(ns, &events).await?;
+        self.bus.wake().await;
+        Ok(node_keys.len())
+    }
+
+    pub async fn put_policy(&self, org_id: i64, scope: PolicyScope, document: &str) -> StoreResult<PolicyDoc> {
+        let events = events::records(&[policy_changed(org_id, scope)]);
+        let doc = self.store.put_policy(org_id, scope, document, &events).await?;
+        self.bus.wake().await;
+        Ok(doc)
+    }
+
+    /// Removes the scope's policy; false when it had none.
+    pub async fn delete_policy(&self, org_id: i64, scope: PolicyScope) -> StoreResult<bool> {
+        let events = events::records(&[policy_changed(org_id, scope)]);
+        let deleted = self.store.delete_policy(org_id, scope, &events).await?;
+        if deleted {
+            self.bus.wake().await;
+        }
+        Ok(deleted)
+    }
+
+    /// A map stream of the node opened on this instance (or is announced again).
+    pub async fn node_online(&self, namespace_id: i64, node_id: i64) -> StoreResult<()> {
+        self.record(&[Event::Presence { namespace_id, node_id, online: true }]).await
+    }
+
+    /// The node's last map stream ended: it was last seen now, and is offline everywhere.
+    pub async fn node_offline(&self, namespace_id: i64, node_id: i64) -> StoreResult<()> {
+        let offline = Event::Presence { namespace_id, node_id, online: false };
+        let node = match self.store.node_by_id(node_id).await {
+            Ok(node) => node,
+            // Deleted meanwhile: nothing to stamp, but peers still learn it went.
+            Err(store::StoreError::NotFound(_)) => return self.record(&[offline]).await,
+            Err(err) => return Err(err),
+        };
+        let change = NodeChange { last_seen: Some(store::now()), ..Default::default() };
+        self.store.update_node(&node, change, &|_| events::records(std::slice::from_ref(&offline))).await?;
+        self.bus.wake().await;
+        Ok(())
+    }
+
+    /// Asks every instance to announce again the nodes streaming from it.
+    pub async fn presence_sync(&self) -> StoreResult<()> {
+        self.record(&[Event::PresenceSync]).await
+    }
+
+    /// Nodes whose key expiry passed: republished, so peers drop them and DERP cuts them off.
+    pub async fn announce_expired(&self, nodes: &[Node]) -> StoreResult<()> {
+        let events: Vec<Event> = nodes.iter().map(Event::node_changed).collect();
+        self.record(&events).await
+    }
+
+    async fn record(&self, events: &[Event]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.store.record_events(&events::records(events)).await?;
+        self.bus.wake().await;
+        Ok(())
+    }
+
+    /// Deletes events older than `retention`, every `every`, for as long as the process runs.
+    pub fn spawn_pruning(&self, retention: Duration, every: Duration) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Ok(age) = chrono::Duration::from_std(retention) else { return };
+                match store.prune_events(store::now() - age).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(n, "pruned old events"),
+                    Err(err) => tracing::warn!(%err, "pruning events failed; retrying"),
+                }
+            }
+        });
+    }
+}
+
+/// A node's change, and the retirement of the node key it replaced, if any.
+fn changed(node: &Node, old_key: &str) -> Vec<Event> {
+    let mut events = vec![Event::node_changed(node)];
+    if node.node_key != old_key {
+        if let Ok(node_key) = NodePublic::parse(old_key) {
+            events.push(Event::NodeKeyRetired { node_key });
+        }
+    }
+    events
+}
+
+fn policy_changed(org_id: i64, scope: PolicyScope) -> Event {
+    let namespace_id = match scope {
+        PolicyScope::Org => None,
+        PolicyScope::Namespace(id) => Some(id),
+    };
+    Event::PolicyChanged { org_id, namespace_id }
+}

@@ -229,7 +229,7 @@ impl TestApp {
             hostinfo: serde_json::json!({"OS": "linux", "IPNVersion": "1.80.0", "Hostname": hostname}).to_string(),
             key_expiry: None,
         };
-        store.register_node(&key, &new).await.expect("register node")
+        self.app.state.api.writer.register_node(&key, &new).await.expect("register node")
     }
 
     /// A direct connection to the test database, for reading tables behind the API's back.

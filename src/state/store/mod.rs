@@ -11,6 +11,7 @@ pub mod entities;
 pub mod namespaces;
 pub mod nodes;
 pub mod orgs;
+pub mod outbox;
 pub mod policies;
 pub mod preauth_keys;
 pub mod server_state;

@@ -6,6 +6,7 @@ use sea_orm::{
 };
 
 use super::entities::{namespace, node};
+use super::outbox::EventsFor;
 use super::{now, Namespace, Store, StoreError, StoreResult};
 use crate::domain::NamespaceName;
 
@@ -72,7 +73,11 @@ impl Store {
 
     /// Deletes the namespace with its keys, nodes and policy (by cascade). Returns the node
     /// keys that were registered in it, so their connections can be closed.
-    pub async fn delete_namespace(&self, ns: &Namespace) -> StoreResult<Vec<String>> {
+    pub(in crate::state) async fn delete_namespace(
+        &self,
+        ns: &Namespace,
+        events: EventsFor<'_, Vec<String>>,
+    ) -> StoreResult<Vec<String>> {
         let txn = self.db.begin().await?;
         let node_keys: Vec<String> = node::Entity::find()
             .filter(node::Column::NamespaceId.eq(ns.id))
@@ -85,6 +90,7 @@ impl Store {
         // connections that were opened without foreign keys honest too.
         delete_children(&txn, ns.id).await?;
         namespace::Entity::delete_by_id(ns.id).exec(&txn).await?;
+        super::outbox::append(&txn, &events(&node_keys)).await?;
         txn.commit().await?;
         Ok(node_keys)
     }

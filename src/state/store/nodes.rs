@@ -6,6 +6,7 @@ use sea_orm::{
 };
 
 use super::entities::node;
+use super::outbox::{append, EventsFor, NewEvent};
 use super::preauth_keys::KeyRefusal;
 use super::{now, Namespace, Node, PreauthKey, Store, StoreError, StoreResult};
 use crate::domain::addresses;
@@ -136,13 +137,18 @@ impl Store {
 
     /// Creates a node from a pre-auth key in one transaction: the key's use is recorded, an
     /// address index taken and a unique name chosen, or nothing happens at all.
-    pub async fn register_node(&self, key: &PreauthKey, new: &NewNode) -> Result<Node, RegisterError> {
+    pub(in crate::state) async fn register_node(
+        &self,
+        key: &PreauthKey,
+        new: &NewNode,
+        events: EventsFor<'_, Node>,
+    ) -> Result<Node, RegisterError> {
         // Taking the address index locks the namespace, so registrations in one namespace
         // queue rather than collide. A name taken meanwhile by a rename is still caught by the
         // unique index; the transaction then changed nothing, so retrying is safe.
         let mut last_error = None;
         for _ in 0..5 {
-            match self.try_register_node(key, new).await {
+            match self.try_register_node(key, new, events).await {
                 Err(RegisterError::Store(StoreError::Conflict(msg))) => last_error = Some(msg),
                 other => return other,
             }
@@ -150,7 +156,12 @@ impl Store {
         Err(StoreError::Conflict(last_error.unwrap_or_default()).into())
     }
 
-    async fn try_register_node(&self, key: &PreauthKey, new: &NewNode) -> Result<Node, RegisterError> {
+    async fn try_register_node(
+        &self,
+        key: &PreauthKey,
+        new: &NewNode,
+        events: EventsFor<'_, Node>,
+    ) -> Result<Node, RegisterError> {
         let txn = self.db.begin().await?;
         Store::consume_preauth_key(&txn, key).await?;
         let ip_index = Store::take_ip_index(&txn, new.namespace_id).await?;
@@ -180,31 +191,50 @@ impl Store {
         .insert(&txn)
         .await
         .map_err(|e| StoreError::conflict_or_db(e, "node name or address taken"))?;
+        append(&txn, &events(&model)).await?;
         txn.commit().await?;
         Ok(model)
     }
 
     /// Re-registration of a known machine with a (new) valid key: the node keeps its id,
     /// addresses and name, takes the new node key, and the key's use is recorded.
-    pub async fn reauthorize_node(
+    pub(in crate::state) async fn reauthorize_node(
         &self,
         node: &Node,
         key: &PreauthKey,
         change: NodeChange,
+        events: EventsFor<'_, Node>,
     ) -> Result<Node, RegisterError> {
         let txn = self.db.begin().await?;
         Store::consume_preauth_key(&txn, key).await?;
         let updated = apply_change(&txn, node.clone(), change).await?;
+        append(&txn, &events(&updated)).await?;
         txn.commit().await?;
         Ok(updated)
     }
 
-    pub async fn update_node(&self, node: &Node, change: NodeChange) -> StoreResult<Node> {
-        apply_change(&self.db, node.clone(), change).await
+    pub(in crate::state) async fn update_node(
+        &self,
+        node: &Node,
+        change: NodeChange,
+        events: EventsFor<'_, Node>,
+    ) -> StoreResult<Node> {
+        let txn = self.db.begin().await?;
+        let updated = apply_change(&txn, node.clone(), change).await?;
+        append(&txn, &events(&updated)).await?;
+        txn.commit().await?;
+        Ok(updated)
     }
 
-    pub async fn delete_node(&self, id: i64) -> StoreResult<bool> {
-        Ok(node::Entity::delete_by_id(id).exec(&self.db).await?.rows_affected > 0)
+    /// Deletes the node; `events` are appended only when there was one to delete.
+    pub(in crate::state) async fn delete_node(&self, id: i64, events: &[NewEvent]) -> StoreResult<bool> {
+        let txn = self.db.begin().await?;
+        let deleted = node::Entity::delete_by_id(id).exec(&txn).await?.rows_affected > 0;
+        if deleted {
+            append(&txn, events).await?;
+        }
+        txn.commit().await?;
+        Ok(deleted)
     }
 
     /// Whether `name` is free in the namespace (ignoring node `except`).

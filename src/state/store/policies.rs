@@ -1,6 +1,8 @@
 //! Stored policy documents: the org default (scope "org") and per-namespace overrides.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+
+use super::outbox::{append, NewEvent};
 
 use super::entities::policy;
 use super::{now, PolicyDoc, Store, StoreResult};
@@ -31,35 +33,70 @@ impl Store {
     }
 
     /// Saves `document` verbatim, replacing what the scope held.
-    pub async fn put_policy(&self, org_id: i64, scope: PolicyScope, document: &str) -> StoreResult<PolicyDoc> {
-        if let Some(existing) = self.policy(org_id, scope).await? {
-            let mut active: policy::ActiveModel = existing.into();
-            active.document = Set(document.to_string());
-            active.updated_at = Set(now());
-            return Ok(active.update(&self.db).await?);
-        }
-        Ok(policy::ActiveModel {
-            org_id: Set(org_id),
-            namespace_id: Set(match scope {
-                PolicyScope::Org => None,
-                PolicyScope::Namespace(id) => Some(id),
-            }),
-            scope: Set(scope.key()),
-            document: Set(document.to_string()),
-            updated_at: Set(now()),
-            ..Default::default()
-        }
-        .insert(&self.db)
-        .await?)
+    pub(in crate::state) async fn put_policy(
+        &self,
+        org_id: i64,
+        scope: PolicyScope,
+        document: &str,
+        events: &[NewEvent],
+    ) -> StoreResult<PolicyDoc> {
+        let txn = self.db.begin().await?;
+        let saved = save_policy(&txn, org_id, scope, document).await?;
+        append(&txn, events).await?;
+        txn.commit().await?;
+        Ok(saved)
     }
 
-    /// Removes the scope's document; true when there was one.
-    pub async fn delete_policy(&self, org_id: i64, scope: PolicyScope) -> StoreResult<bool> {
+    /// Removes the scope's document; true when there was one. `events` are appended only then.
+    pub(in crate::state) async fn delete_policy(
+        &self,
+        org_id: i64,
+        scope: PolicyScope,
+        events: &[NewEvent],
+    ) -> StoreResult<bool> {
+        let txn = self.db.begin().await?;
         let result = policy::Entity::delete_many()
             .filter(policy::Column::OrgId.eq(org_id))
             .filter(policy::Column::Scope.eq(scope.key()))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
-        Ok(result.rows_affected > 0)
+        let deleted = result.rows_affected > 0;
+        if deleted {
+            append(&txn, events).await?;
+        }
+        txn.commit().await?;
+        Ok(deleted)
     }
+}
+
+async fn save_policy<C: ConnectionTrait>(
+    conn: &C,
+    org_id: i64,
+    scope: PolicyScope,
+    document: &str,
+) -> StoreResult<PolicyDoc> {
+    let existing = policy::Entity::find()
+        .filter(policy::Column::OrgId.eq(org_id))
+        .filter(policy::Column::Scope.eq(scope.key()))
+        .one(conn)
+        .await?;
+    if let Some(existing) = existing {
+        let mut active: policy::ActiveModel = existing.into();
+        active.document = Set(document.to_string());
+        active.updated_at = Set(now());
+        return Ok(active.update(conn).await?);
+    }
+    Ok(policy::ActiveModel {
+        org_id: Set(org_id),
+        namespace_id: Set(match scope {
+            PolicyScope::Org => None,
+            PolicyScope::Namespace(id) => Some(id),
+        }),
+        scope: Set(scope.key()),
+        document: Set(document.to_string()),
+        updated_at: Set(now()),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await?)
 }

@@ -2,6 +2,7 @@
 pub mod api_key;
 pub mod audit_event;
 pub mod browser_key_settings;
+pub mod event;
 pub mod namespace;
 pub mod node;
 pub mod organization;
