@@ -19,6 +19,8 @@ mod limits;
 mod namespaces;
 #[path = "api/nodes.rs"]
 mod nodes;
+#[path = "api/outbox.rs"]
+mod outbox;
 #[path = "api/policy.rs"]
 mod policy;
 #[path = "api/tailnet.rs"]

@@ -290,3 +290,77 @@ async fn a_browser_key_token_is_accepted_once_across_instances() {
     assert_eq!(statuses, [201, 401], "one instance accepts the token, the other refuses the replay");
     assert_eq!(exchange(&two).await.unwrap().status(), 401);
 }
+
+/// A Redis of the test's own, on a free port, so stopping it disturbs no other test.
+struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut redis = Self { port, child: None };
+        redis.restart().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and waits until it answers.
+    async fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (tests/services.sh installs it)");
+        self.child = Some(child);
+        let url = self.url();
+        eventually(Duration::from_secs(10), "the private Redis answers", || {
+            let url = url.clone();
+            async move {
+                let Ok(client) = redis::Client::open(url) else { return false };
+                let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return false };
+                redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+            }
+        })
+        .await;
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Redis carries only wake-ups: with it stopped, a change made through one instance still
+/// reaches a stream on the other (which catches up from the outbox), and once it is back the
+/// instances resubscribe and go on as before.
+#[actix_rt::test]
+async fn changes_made_while_redis_is_down_reach_the_other_instance() {
+    let mut redis = PrivateRedis::start().await;
+    let (one, two) = TestServer::start_postgres_pair_on(&redis.url(), &[]).await;
+    let ns = one.namespace("acme", "alice").await;
+    let key = one.preauth_key(ns, true, false, &[]).await;
+    let watcher = join_ok(&two, &key).await;
+    let mut stream = watcher.stream().await;
+    next_map(&mut stream).await;
+
+    redis.stop();
+    let during = join_ok(&one, &key).await;
+    map_until_within(&mut stream, Duration::from_secs(15), |m| announces(m, &during.node_key)).await;
+
+    redis.restart().await;
+    let after = join_ok(&one, &key).await;
+    map_until_within(&mut stream, Duration::from_secs(15), |m| announces(m, &after.node_key)).await;
+}

@@ -120,14 +120,23 @@ impl Bus {
 
     /// Tells every reader the outbox grew. A wake-up that does not arrive only delays the
     /// events until the next catch-up.
+    ///
+    /// The change is committed already, so its writer does not wait for Redis: a Redis that
+    /// is down or slow costs the other instances at most one catch-up interval.
     pub(in crate::state) async fn wake(&self) {
         self.local.notify_one();
         let Some((publisher, channel)) = &self.redis else { return };
-        let mut conn = publisher.clone();
-        let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH").arg(channel).arg("wake").query_async(&mut conn).await;
-        if let Err(err) = sent {
-            tracing::warn!(%err, "Redis publish failed; other instances catch up from the outbox");
-        }
+        let (mut conn, channel) = (publisher.clone(), channel.clone());
+        tokio::spawn(async move {
+            let mut command = redis::cmd("PUBLISH");
+            command.arg(&channel).arg("wake");
+            let publish = command.query_async::<i64>(&mut conn);
+            match tokio::time::timeout(CATCH_UP_INTERVAL, publish).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => tracing::debug!(%err, "Redis publish failed; other instances catch up from the outbox"),
+                Err(_) => tracing::debug!("Redis publish timed out; other instances catch up from the outbox"),
+            }
+        });
     }
 }
 

@@ -163,10 +163,14 @@ impl TestServer {
     /// Two instances of one deployment: the same fresh PostgreSQL database, events over the
     /// local Redis on a channel of their own (so parallel tests do not hear each other).
     pub async fn start_postgres_pair(extra: &[(&str, &str)]) -> (Self, Self) {
+        Self::start_postgres_pair_on(&redis_url(), extra).await
+    }
+
+    /// Two instances of one deployment whose events go through the Redis at `redis`.
+    pub async fn start_postgres_pair_on(redis: &str, extra: &[(&str, &str)]) -> (Self, Self) {
         let db = Arc::new(PgDatabase::create().await);
         let channel = format!("tenscale:test:{}", hex::encode(&random_key()[..8]));
-        let redis = redis_url();
-        let mut env: Vec<(&str, &str)> = vec![("TENSCALE_REDIS_URL", &redis), ("TENSCALE_REDIS_CHANNEL", &channel)];
+        let mut env: Vec<(&str, &str)> = vec![("TENSCALE_REDIS_URL", redis), ("TENSCALE_REDIS_CHANNEL", &channel)];
         env.extend_from_slice(extra);
         let first = Self::start_on(&db, &env).await;
         let second = Self::start_on(&db, &env).await;
