@@ -75,9 +75,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     writer.presence_sync().await.context("recording the start-up presence sync")?;
     writer.spawn_pruning(settings.event_retention, std::time::Duration::from_secs(600));
 
-    let noise_key = load_secret(&store, "noise_private_key").await?;
+    let noise_key = load_secret(&writer, "noise_private_key").await?;
     let noise_key = StaticSecret::from(noise_key);
-    let derp_secret = DerpSecret::from_bytes(load_secret(&store, "derp_private_key").await?);
+    let derp_secret = DerpSecret::from_bytes(load_secret(&writer, "derp_private_key").await?);
     let derp_metrics = DerpMetrics::register(&metrics)?;
     let admission = Arc::new(StoreAdmission { store: store.clone() });
     let derp = DerpServer::new(derp_secret, DerpConfig::default(), admission, derp_metrics);
@@ -156,8 +156,8 @@ fn worker_count(settings: &Settings) -> usize {
 
 /// A 32-byte private key kept in the store, created on first start; every instance on the
 /// same database shares it, and a restart keeps it, so clients stay registered.
-async fn load_secret(store: &Store, name: &str) -> anyhow::Result<[u8; 32]> {
-    let text = store
+async fn load_secret(writer: &Writer, name: &str) -> anyhow::Result<[u8; 32]> {
+    let text = writer
         .state_value_or_insert(name, || {
             use rand::RngCore;
             let mut bytes = [0u8; 32];

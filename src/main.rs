@@ -9,6 +9,7 @@ use serde_json::json;
 use tenscale::config::Settings;
 use tenscale::domain::OrgName;
 use tenscale::state::store::Store;
+use tenscale::state::{Bus, Writer};
 
 #[derive(Parser)]
 #[command(name = "tenscale", version, about = "Multi-tenant, Tailscale-compatible coordination server")]
@@ -116,10 +117,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     }
 }
 
-async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+/// The store, behind the one writer. The CLI's changes carry no events (organizations, API
+/// keys, browser-key settings), so a local bus is enough.
+async fn open_store(settings: &Settings) -> anyhow::Result<Writer> {
     let store = Store::connect(settings.database_url.expose()).await.context("connecting to the database")?;
     store.migrate().await.context("applying migrations")?;
-    Ok(store)
+    Ok(Writer::new(store, Bus::local()))
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -135,13 +138,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn org(command: OrgCommand, store: &Store) -> anyhow::Result<()> {
+async fn org(command: OrgCommand, writer: &Writer) -> anyhow::Result<()> {
+    let store = writer.store();
     match command {
         OrgCommand::Create { name } => {
             let name = OrgName::parse(&name)?;
-            let org = store.create_org(&name).await?;
-            let (key, secret) = store.create_api_key(org.id, "created with the organization").await?;
-            audit(store, org.id, "org.create", "organization", org.id).await;
+            let org = writer.create_org(&name).await?;
+            let (key, secret) = writer.create_api_key(org.id, "created with the organization").await?;
+            audit(writer, org.id, "org.create", "organization", org.id).await;
             let out = json!({
                 "org": {"id": org.id, "name": org.name, "created_at": org.created_at},
                 "api_key": secret,
@@ -162,7 +166,8 @@ async fn org(command: OrgCommand, store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn browser_keys(command: BrowserKeysCommand, settings: &Settings, store: &Store) -> anyhow::Result<()> {
+async fn browser_keys(command: BrowserKeysCommand, settings: &Settings, writer: &Writer) -> anyhow::Result<()> {
+    let store = writer.store();
     use tenscale::api::browser_keys::settings::{BrowserKeyConfig, BrowserKeySettingsBody};
     let secrets = tenscale::secrets::SecretsKey::load(
         settings.secrets_key.as_ref().map(|k| k.expose()),
@@ -192,20 +197,21 @@ async fn browser_keys(command: BrowserKeysCommand, settings: &Settings, store: &
                 .and_then(|doc| tenscale::policy::Policy::parse(&doc.document).ok());
             tenscale::policy::validate_tags_for_key(policy.as_ref(), &config.tags.to_strings())
                 .map_err(|e| anyhow::anyhow!("tags: {e}"))?;
-            let saved = store.put_browser_key_settings(org.id, config.to_row(&secrets)?).await?;
-            audit(store, org.id, "browser_keys.settings", "organization", org.id).await;
+            let saved = writer.put_browser_key_settings(org.id, config.to_row(&secrets)?).await?;
+            audit(writer, org.id, "browser_keys.settings", "organization", org.id).await;
             println!("{}", serde_json::to_string(&config.view(saved.updated_at))?);
         }
     }
     Ok(())
 }
 
-async fn apikey(command: ApiKeyCommand, store: &Store) -> anyhow::Result<()> {
+async fn apikey(command: ApiKeyCommand, writer: &Writer) -> anyhow::Result<()> {
+    let store = writer.store();
     match command {
         ApiKeyCommand::Create { org, description } => {
             let org = store.org_by_name(&org).await?;
-            let (key, secret) = store.create_api_key(org.id, &description).await?;
-            audit(store, org.id, "api_key.create", "api_key", key.id).await;
+            let (key, secret) = writer.create_api_key(org.id, &description).await?;
+            audit(writer, org.id, "api_key.create", "api_key", key.id).await;
             println!("{}", json!({"id": key.id, "prefix": key.prefix, "api_key": secret}));
         }
         ApiKeyCommand::List { org } => {
@@ -223,15 +229,15 @@ async fn apikey(command: ApiKeyCommand, store: &Store) -> anyhow::Result<()> {
         }
         ApiKeyCommand::Revoke { org, id } => {
             let org = store.org_by_name(&org).await?;
-            let key = store.revoke_api_key(org.id, id).await?;
-            audit(store, org.id, "api_key.revoke", "api_key", key.id).await;
+            let key = writer.revoke_api_key(org.id, id).await?;
+            audit(writer, org.id, "api_key.revoke", "api_key", key.id).await;
             println!("{}", json!({"id": key.id, "revoked_at": key.revoked_at}));
         }
     }
     Ok(())
 }
 
-async fn audit(store: &Store, org_id: i64, action: &str, object_type: &str, id: i64) {
+async fn audit(writer: &Writer, org_id: i64, action: &str, object_type: &str, id: i64) {
     let record = tenscale::state::store::audit::AuditRecord {
         org_id: Some(org_id),
         actor: "cli",
@@ -240,7 +246,7 @@ async fn audit(store: &Store, org_id: i64, action: &str, object_type: &str, id: 
         object_id: &id.to_string(),
         detail: json!({}),
     };
-    if let Err(err) = store.audit(record).await {
+    if let Err(err) = writer.audit(record).await {
         tracing::warn!(%err, "audit event not recorded");
     }
 }

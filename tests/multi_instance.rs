@@ -266,9 +266,9 @@ async fn a_browser_key_token_is_accepted_once_across_instances() {
     let secrets = [("TENSCALE_SECRETS_KEY", "7e".repeat(32))];
     let env: Vec<(&str, &str)> = secrets.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (one, two) = TestServer::start_postgres_pair(&env).await;
-    let store = &one.state().api.store;
-    let org = store.create_org(&tenscale::domain::OrgName::parse("acme").unwrap()).await.unwrap();
-    let (_, api_key) = store.create_api_key(org.id, "test").await.unwrap();
+    let writer = &one.state().api.writer;
+    let org = writer.create_org(&tenscale::domain::OrgName::parse("acme").unwrap()).await.unwrap();
+    let (_, api_key) = writer.create_api_key(org.id, "test").await.unwrap();
     one.namespace("acme", "alice").await;
     let http = reqwest::Client::new();
     let secret = "a-shared-secret-of-at-least-32-bytes!";

@@ -246,7 +246,7 @@ pub(crate) async fn create_key(
         expires_at,
         description: request.description,
     };
-    let (key, secret) = state.store.create_preauth_key(ns.id, &new).await?;
+    let (key, secret) = state.writer.create_preauth_key(ns.id, &new).await?;
     let detail = json!({"namespace": ns.name, "reusable": key.reusable, "ephemeral": key.ephemeral, "tags": new.tags});
     record(state, ctx, "preauth_key.create", "preauth_key", &key.id.to_string(), detail).await;
     Ok((key, secret))
@@ -254,7 +254,7 @@ pub(crate) async fn create_key(
 
 /// Revokes the namespace's key `id` and records it.
 pub(crate) async fn revoke_key(state: &ApiState, ctx: &OrgContext, ns: &Namespace, id: i64) -> ApiResult<PreauthKey> {
-    let key = state.store.revoke_preauth_key(ns.id, id).await?;
+    let key = state.writer.revoke_preauth_key(ns.id, id).await?;
     record(state, ctx, "preauth_key.revoke", "preauth_key", &key.id.to_string(), json!({"namespace": ns.name})).await;
     Ok(key)
 }

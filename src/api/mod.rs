@@ -101,7 +101,7 @@ async fn record(
 /// [`record`] for an event whose actor is not an API key (a browser-key JWT).
 async fn record_event(state: &ApiState, event: AuditRecord<'_>) {
     let (action, object_id) = (event.action, event.object_id);
-    if let Err(err) = state.store.audit(event).await {
+    if let Err(err) = state.writer.audit(event).await {
         tracing::error!(%err, action, object_id, "audit event not recorded");
     }
 }

@@ -94,7 +94,7 @@ pub async fn create(state: State, ctx: OrgContext, body: ApiJson<CreateNamespace
 
 /// Creates a namespace and records it; shared by `/v1` and the Headscale surface.
 pub(crate) async fn create_namespace(state: &ApiState, ctx: &OrgContext, name: &NamespaceName) -> ApiResult<Namespace> {
-    let ns = state.store.create_namespace(ctx.org_id, name).await?;
+    let ns = state.writer.create_namespace(ctx.org_id, name).await?;
     record(state, ctx, "namespace.create", "namespace", &ns.name, json!({"id": ns.id})).await;
     Ok(ns)
 }

@@ -38,7 +38,7 @@ use futures::StreamExt;
 
 use crate::domain::{NamespaceName, OrgName, Tags};
 use crate::state::store::preauth_keys::NewPreauthKey;
-use crate::state::store::Store;
+use crate::state::{Bus, Writer};
 use machine::{Machine, ProcSample};
 use node::{JoinTarget, SimNode, Slot};
 use target::Target;
@@ -192,7 +192,9 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     let machine = Machine::probe();
     let (dir, database_url, store) = Target::prepare(&options.target).await?;
     let seed_start = Instant::now();
-    let keys = seed(&store, options.namespaces).await.context("seeding namespaces and keys")?;
+    let keys = seed(&Writer::new(store.clone(), Bus::local()), options.namespaces)
+        .await
+        .context("seeding namespaces and keys")?;
     let seed_time = seed_start.elapsed();
     drop(store);
     let target = Target::start(&options.target, dir, database_url).await?;
@@ -215,9 +217,9 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
 }
 
 /// One org, `count` namespaces `ns<i>`, one reusable pre-auth key each (valid for a day).
-async fn seed(store: &Store, count: usize) -> anyhow::Result<Vec<String>> {
+async fn seed(writer: &Writer, count: usize) -> anyhow::Result<Vec<String>> {
     let org_name = format!("loadgen-{}", hex::encode(&node::random_bytes()[..4]));
-    let org = store.create_org(&OrgName::parse(&org_name)?).await?;
+    let org = writer.create_org(&OrgName::parse(&org_name)?).await?;
     let spec = NewPreauthKey {
         reusable: true,
         ephemeral: false,
@@ -227,8 +229,8 @@ async fn seed(store: &Store, count: usize) -> anyhow::Result<Vec<String>> {
     };
     let mut keys = Vec::with_capacity(count);
     for i in 0..count {
-        let ns = store.create_namespace(org.id, &NamespaceName::parse(&format!("ns{i}"))?).await?;
-        keys.push(store.create_preauth_key(ns.id, &spec).await?.1);
+        let ns = writer.create_namespace(org.id, &NamespaceName::parse(&format!("ns{i}"))?).await?;
+        keys.push(writer.create_preauth_key(ns.id, &spec).await?.1);
     }
     Ok(keys)
 }

@@ -15,11 +15,16 @@ pub mod store;
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 pub use events::{Bus, Event};
+use store::audit::AuditRecord;
+use store::browser_keys::{BrowserKeySettingsRow, NewBrowserKeySettings};
 use store::nodes::{NewNode, NodeChange, RegisterError};
 use store::policies::PolicyScope;
-use store::{Namespace, Node, PolicyDoc, PreauthKey, Store, StoreResult};
+use store::preauth_keys::NewPreauthKey;
+use store::{ApiKey, Namespace, Node, Organization, PolicyDoc, PreauthKey, Store, StoreResult};
 
+use crate::domain::{NamespaceName, OrgName};
 use crate::keys::NodePublic;
 
 /// The one writer of tailnet state. Cheap to clone.
@@ -168,6 +173,63 @@ impl Writer {
                 }
             }
         });
+    }
+}
+
+/// Changes that concern no map: organizations, credentials, settings, the audit log. They
+/// carry no event, but they are writes, so they too go through the one writer.
+impl Writer {
+    pub async fn create_org(&self, name: &OrgName) -> StoreResult<Organization> {
+        self.store.create_org(name).await
+    }
+
+    /// A new API key and its secret, shown this once (only its digest is stored).
+    pub async fn create_api_key(&self, org_id: i64, description: &str) -> StoreResult<(ApiKey, String)> {
+        self.store.create_api_key(org_id, description).await
+    }
+
+    pub async fn revoke_api_key(&self, org_id: i64, id: i64) -> StoreResult<ApiKey> {
+        self.store.revoke_api_key(org_id, id).await
+    }
+
+    /// A namespace starts empty: no event until a node joins it.
+    pub async fn create_namespace(&self, org_id: i64, name: &NamespaceName) -> StoreResult<Namespace> {
+        self.store.create_namespace(org_id, name).await
+    }
+
+    /// A new pre-auth key and its secret, shown this once.
+    pub async fn create_preauth_key(
+        &self,
+        namespace_id: i64,
+        spec: &NewPreauthKey,
+    ) -> StoreResult<(PreauthKey, String)> {
+        self.store.create_preauth_key(namespace_id, spec).await
+    }
+
+    pub async fn revoke_preauth_key(&self, namespace_id: i64, id: i64) -> StoreResult<PreauthKey> {
+        self.store.revoke_preauth_key(namespace_id, id).await
+    }
+
+    pub async fn audit(&self, record: AuditRecord<'_>) -> StoreResult<()> {
+        self.store.audit(record).await
+    }
+
+    pub async fn put_browser_key_settings(
+        &self,
+        org_id: i64,
+        new: NewBrowserKeySettings,
+    ) -> StoreResult<BrowserKeySettingsRow> {
+        self.store.put_browser_key_settings(org_id, new).await
+    }
+
+    /// Spends a token id; false when it was spent already (here or on another instance).
+    pub async fn spend_token_id(&self, org_id: i64, jti: &str, expires_at: DateTime<Utc>) -> StoreResult<bool> {
+        self.store.spend_token_id(org_id, jti, expires_at).await
+    }
+
+    /// A server-wide value (a private key), created by `make` on first use.
+    pub async fn state_value_or_insert(&self, name: &str, make: impl FnOnce() -> String) -> StoreResult<String> {
+        self.store.state_value_or_insert(name, make).await
     }
 }
 

@@ -207,9 +207,9 @@ impl TestApp {
 
     /// A new organization with one API key, made the way the CLI makes them.
     pub async fn org(&self, name: &str) -> Org {
-        let store = &self.app.state.api.store;
-        let org = store.create_org(&OrgName::parse(name).unwrap()).await.unwrap();
-        let (_, key) = store.create_api_key(org.id, "test").await.unwrap();
+        let writer = &self.app.state.api.writer;
+        let org = writer.create_org(&OrgName::parse(name).unwrap()).await.unwrap();
+        let (_, key) = writer.create_api_key(org.id, "test").await.unwrap();
         Org { id: org.id, key }
     }
 

@@ -214,12 +214,12 @@ impl TestServer {
 
     /// Creates (or finds) `org` and a namespace in it; returns the namespace id.
     pub async fn namespace(&self, org: &str, name: &str) -> i64 {
-        let store = &self.state().api.store;
-        let org = match store.org_by_name(org).await {
+        let writer = &self.state().api.writer;
+        let org = match writer.store().org_by_name(org).await {
             Ok(o) => o,
-            Err(_) => store.create_org(&OrgName::parse(org).unwrap()).await.unwrap(),
+            Err(_) => writer.create_org(&OrgName::parse(org).unwrap()).await.unwrap(),
         };
-        store.create_namespace(org.id, &NamespaceName::parse(name).unwrap()).await.unwrap().id
+        writer.create_namespace(org.id, &NamespaceName::parse(name).unwrap()).await.unwrap().id
     }
 
     pub async fn preauth_key(&self, ns: i64, reusable: bool, ephemeral: bool, tags: &[&str]) -> String {
@@ -230,7 +230,7 @@ impl TestServer {
             expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
             description: String::new(),
         };
-        self.state().api.store.create_preauth_key(ns, &spec).await.unwrap().1
+        self.state().api.writer.create_preauth_key(ns, &spec).await.unwrap().1
     }
 
     pub async fn expired_key(&self, ns: i64) -> String {
@@ -241,7 +241,7 @@ impl TestServer {
             expires_at: chrono::Utc::now() - chrono::Duration::seconds(1),
             description: String::new(),
         };
-        self.state().api.store.create_preauth_key(ns, &spec).await.unwrap().1
+        self.state().api.writer.create_preauth_key(ns, &spec).await.unwrap().1
     }
 }
 

@@ -157,7 +157,7 @@ pub async fn put_settings(
     crate::policy::validate_tags_for_key(policy.as_ref(), &config.tags.to_strings())
         .map_err(|e| ApiError::Invalid(format!("tags: {e}")))?;
     let row = config.to_row(&state.browser_keys.secrets).map_err(|e| ApiError::Invalid(e.0))?;
-    let saved = state.store.put_browser_key_settings(ctx.org_id, row).await?;
+    let saved = state.writer.put_browser_key_settings(ctx.org_id, row).await?;
     let detail = json!({"issuer": config.issuer, "keys": config.keys.len(), "origins": config.allowed_origins});
     super::record(&state, &ctx, "browser_keys.settings", "organization", &ctx.org_id.to_string(), detail).await;
     Ok(web::Json(config.view(saved.updated_at)))
@@ -228,7 +228,7 @@ async fn issue(state: &ApiState, req: &HttpRequest, origin: Option<&str>) -> Api
     }
     let namespace = namespace_for(state, org_id, &config, &grant).await.map_err(|e| keys.refuse("namespace", e))?;
     keys.by_namespace.check_key(&namespace.id).map_err(|wait| keys.limited("rate_namespace", wait))?;
-    if !state.store.spend_token_id(org_id, &grant.jti, grant.expires_at).await? {
+    if !state.writer.spend_token_id(org_id, &grant.jti, grant.expires_at).await? {
         return Err(keys.refuse("replay", ApiError::InvalidToken(format!("jti {:?} was used before", grant.jti))));
     }
     let issued = issue_key(state, org_id, &config, &namespace, &grant).await?;
@@ -255,7 +255,7 @@ async fn namespace_for(
     match state.store.namespace_by_name(org_id, grant.namespace.as_str()).await {
         Ok(ns) => Ok(ns),
         Err(StoreError::NotFound(_)) if config.create_namespaces => {
-            let ns = match state.store.create_namespace(org_id, &grant.namespace).await {
+            let ns = match state.writer.create_namespace(org_id, &grant.namespace).await {
                 Ok(ns) => ns,
                 // Created by a concurrent exchange for the same user.
                 Err(StoreError::Conflict(_)) => state.store.namespace_by_name(org_id, grant.namespace.as_str()).await?,
@@ -290,7 +290,7 @@ async fn issue_key(
         expires_at,
         description: format!("browser key (jti {})", grant.jti),
     };
-    let (key, secret) = state.store.create_preauth_key(namespace.id, &spec).await?;
+    let (key, secret) = state.writer.create_preauth_key(namespace.id, &spec).await?;
     let detail = json!({"namespace": namespace.name, "jti": grant.jti, "tags": config.tags.to_strings()});
     audit(state, org_id, grant, "browser_key.issue", "preauth_key", &key.id.to_string(), detail).await;
     Ok(BrowserKey {

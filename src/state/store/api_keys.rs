@@ -9,7 +9,11 @@ pub const API_KEY_PREFIX: &str = "tskey-api-";
 
 impl Store {
     /// Creates a key; the plaintext is returned here and never again.
-    pub async fn create_api_key(&self, org_id: i64, description: &str) -> StoreResult<(ApiKey, String)> {
+    pub(in crate::state) async fn create_api_key(
+        &self,
+        org_id: i64,
+        description: &str,
+    ) -> StoreResult<(ApiKey, String)> {
         let (secret, shown) = new_secret(API_KEY_PREFIX);
         let model = api_key::ActiveModel {
             org_id: Set(org_id),
@@ -34,7 +38,7 @@ impl Store {
             .await?)
     }
 
-    pub async fn revoke_api_key(&self, org_id: i64, id: i64) -> StoreResult<ApiKey> {
+    pub(in crate::state) async fn revoke_api_key(&self, org_id: i64, id: i64) -> StoreResult<ApiKey> {
         let key = api_key::Entity::find_by_id(id)
             .filter(api_key::Column::OrgId.eq(org_id))
             .one(&self.db)

@@ -18,7 +18,7 @@ pub struct AuditRecord<'a> {
 }
 
 impl Store {
-    pub async fn audit(&self, record: AuditRecord<'_>) -> StoreResult<()> {
+    pub(in crate::state) async fn audit(&self, record: AuditRecord<'_>) -> StoreResult<()> {
         audit_event::ActiveModel {
             org_id: Set(record.org_id),
             actor: Set(record.actor.to_string()),

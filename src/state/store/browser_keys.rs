@@ -47,7 +47,7 @@ impl Store {
     }
 
     /// Replaces the organization's settings. Another organization's issuer is a conflict.
-    pub async fn put_browser_key_settings(
+    pub(in crate::state) async fn put_browser_key_settings(
         &self,
         org_id: i64,
         new: NewBrowserKeySettings,
@@ -76,7 +76,12 @@ impl Store {
 
     /// Spends `jti` for the organization: true the first time, false for a replay. Ids whose
     /// tokens have expired are forgotten on the way (a replay of those fails on `exp`).
-    pub async fn spend_token_id(&self, org_id: i64, jti: &str, expires_at: DateTime<Utc>) -> StoreResult<bool> {
+    pub(in crate::state) async fn spend_token_id(
+        &self,
+        org_id: i64,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         spent_token_id::Entity::delete_many()
             .filter(spent_token_id::Column::ExpiresAt.lt(now() - chrono::Duration::minutes(5)))
             .exec(&self.db)

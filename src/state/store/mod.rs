@@ -51,7 +51,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The database handle every store function takes.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pub(crate) db: DatabaseConnection,
+    pub(in crate::state) db: DatabaseConnection,
 }
 
 impl Store {

@@ -14,7 +14,7 @@ use crate::domain::NamespaceName;
 pub const FIRST_IP_INDEX: i64 = 1;
 
 impl Store {
-    pub async fn create_namespace(&self, org_id: i64, name: &NamespaceName) -> StoreResult<Namespace> {
+    pub(in crate::state) async fn create_namespace(&self, org_id: i64, name: &NamespaceName) -> StoreResult<Namespace> {
         namespace::ActiveModel {
             org_id: Set(org_id),
             name: Set(name.to_string()),
@@ -103,7 +103,7 @@ impl Store {
     /// registrations racing in one namespace — on this instance or another — wait their turn
     /// instead of failing, and whatever the caller does next in the transaction (choosing a
     /// free node name) is serialised per namespace too.
-    pub(crate) async fn take_ip_index<C: ConnectionTrait>(conn: &C, namespace_id: i64) -> StoreResult<i64> {
+    pub(in crate::state) async fn take_ip_index<C: ConnectionTrait>(conn: &C, namespace_id: i64) -> StoreResult<i64> {
         use crate::domain::addresses::{is_reserved_index, MAX_INDEX};
         use sea_orm::sea_query::{Expr, ExprTrait};
         let bumped = namespace::Entity::update_many()

@@ -7,7 +7,7 @@ use super::{now, Organization, Store, StoreError, StoreResult};
 use crate::domain::OrgName;
 
 impl Store {
-    pub async fn create_org(&self, name: &OrgName) -> StoreResult<Organization> {
+    pub(in crate::state) async fn create_org(&self, name: &OrgName) -> StoreResult<Organization> {
         org::ActiveModel { name: Set(name.to_string()), created_at: Set(now()), ..Default::default() }
             .insert(&self.db)
             .await

@@ -53,7 +53,7 @@ impl PreauthKey {
 
 impl Store {
     /// Creates a key; the plaintext is returned here and never again.
-    pub async fn create_preauth_key(
+    pub(in crate::state) async fn create_preauth_key(
         &self,
         namespace_id: i64,
         spec: &NewPreauthKey,
@@ -86,7 +86,7 @@ impl Store {
             .await?)
     }
 
-    pub async fn revoke_preauth_key(&self, namespace_id: i64, id: i64) -> StoreResult<PreauthKey> {
+    pub(in crate::state) async fn revoke_preauth_key(&self, namespace_id: i64, id: i64) -> StoreResult<PreauthKey> {
         let key = preauth_key::Entity::find_by_id(id)
             .filter(preauth_key::Column::NamespaceId.eq(namespace_id))
             .one(&self.db)
@@ -104,7 +104,10 @@ impl Store {
 
     /// Records one use of a key, refusing a second use of a single-use key even when two
     /// registrations race: the update only matches while the key is still usable.
-    pub(crate) async fn consume_preauth_key<C: ConnectionTrait>(conn: &C, key: &PreauthKey) -> Result<(), KeyRefusal> {
+    pub(in crate::state) async fn consume_preauth_key<C: ConnectionTrait>(
+        conn: &C,
+        key: &PreauthKey,
+    ) -> Result<(), KeyRefusal> {
         use sea_orm::sea_query::{Expr, ExprTrait};
         let mut update = preauth_key::Entity::update_many()
             .col_expr(preauth_key::Column::UsedCount, Expr::col(preauth_key::Column::UsedCount).add(1))

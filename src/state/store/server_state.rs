@@ -9,7 +9,11 @@ use super::{Store, StoreError, StoreResult};
 impl Store {
     /// The value stored under `name`, creating it with `make` on first use. When two
     /// instances race, the loser reads the winner's value.
-    pub async fn state_value_or_insert(&self, name: &str, make: impl FnOnce() -> String) -> StoreResult<String> {
+    pub(in crate::state) async fn state_value_or_insert(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> String,
+    ) -> StoreResult<String> {
         if let Some(row) = server_state::Entity::find_by_id(name.to_string()).one(&self.db).await? {
             return Ok(row.value);
         }
