@@ -3,8 +3,9 @@
 //!
 //! Shape of a request: [`ratelimit`] and [`auth`] run as middleware on `/v1` and leave an
 //! [`auth::OrgContext`]; a thin handler parses its input into domain values ([`body`], serde
-//! with `deny_unknown_fields`), calls [`crate::state::store`] with every query scoped by the org id,
-//! records an audit event, tells the tailnet what changed, and maps failures to
+//! with `deny_unknown_fields`), reads [`crate::state::store`] with every query scoped by the org id,
+//! changes things through [`crate::state::Writer`] (which records the events), records an
+//! audit event, and maps failures to
 //! `application/problem+json` through [`error::ApiError`].
 //!
 //! Isolation invariant: no handler reads an object by id alone. Namespaces are looked up by

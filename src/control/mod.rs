@@ -1,13 +1,12 @@
-//! The coordination plane: the ts2021 channel (Noise transport, HTTP/2 inside), the wire
-//! types and framing, and the register/map logic behind them.
+//! The coordination plane's edge: the ts2021 channel (Noise transport, HTTP/2 inside) and the
+//! register/map logic that turns its requests into [`crate::state::Writer`] calls and
+//! [`crate::netmap`] sessions. The wire types and framing live in [`crate::netmap`].
 //!
 //! - [`noise`], [`noise_stream`]: Noise IK handshake and the big-endian-nonce record layer;
 //! - [`h2server`]: the ts2021 server, dispatching to a [`h2server::ControlHandler`];
 //! - [`h2conn`], [`h2frame`], [`hpack`], [`huffman`]: our own HTTP/2 server connection, frames and
 //!   header compression (a control connection idles for days, so it keeps no codec buffers);
-//! - [`tailcfg`], [`framing`]: the JSON types and the zstd map-message framing;
 //! - [`service`]: registration and map sessions (the business logic);
-//! - [`mapper`]: how stored nodes look on the wire;
 //! - [`http`]: `GET /key` and plain answers for non-upgraded `/ts2021`;
 //! - [`client`]: our own client of the protocol, for tests and the load generator.
 //!
@@ -27,7 +26,7 @@
 //!   absolute form (`POST http://host:port/ts2021`, `Host` without a port) for `/key`,
 //!   `/ts2021` and `POST /derp` (the front takes all of them over); needs both
 //!   `legacyPublicKey` and `publicKey` from `/key`; sends no `Compress`, so its map messages
-//!   are plain JSON behind the length ([`framing::Compression`]); spells `HostInfo`,
+//!   are plain JSON behind the length ([`crate::netmap::framing::Compression`]); spells `HostInfo`,
 //!   `IpnVersion` and `NetInfo.PreferredDerp` (Go's decoder ignores case, so ours does for
 //!   those keys); speaks DERP over TLS only and picks a home region only after `GET
 //!   https://<HostName>/derp/latency-check` on that TLS connection answered 2xx, then reports

@@ -1,9 +1,11 @@
-//! Tailnet state: which nodes are online, the live view of each namespace, and the fan-out
-//! of every change to the map sessions that must hear about it.
+//! The reader: which nodes are online, the live view of each namespace, and the fan-out of
+//! every change to the map sessions that must hear about it; and the wire forms of all of it
+//! ([`tailcfg`], [`framing`], [`mapper`]).
 //!
-//! The store is the source of truth. A change is written to the store first, then published
-//! as an [`Event`] on the [`Bus`]; every instance receives every event (its own included) and
-//! hands it to the task that owns the namespace ([`namespace::NamespaceTask`]), which reloads
+//! The store is the source of truth, and netmap only reads it. A change is made by
+//! [`crate::state::Writer`], which records its [`Event`]s in the outbox in the same
+//! transaction; every instance reads every event in sequence (its own included) and hands it
+//! to the task that owns the namespace ([`namespace::NamespaceTask`]), which reloads
 //! what changed and sends each connected session its delta. Presence (online/offline) travels
 //! the same way, so an instance knows about streams held by the others; an instance that
 //! starts asks the others to announce theirs again ([`Event::PresenceSync`]), and an instance
