@@ -1,7 +1,7 @@
 //! Integration tests of the REST API: the real server on a random port, every scenario once
 //! against SQLite and once against PostgreSQL (a fresh database each).
 
-mod common;
+mod support;
 
 #[path = "api/browser_keys.rs"]
 mod browser_keys;

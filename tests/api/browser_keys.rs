@@ -5,8 +5,8 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::common::{json, problem, spawn, Backend, TestApp};
 use crate::on_both_backends;
+use crate::support::api::{json, problem, spawn, Backend, TestApp};
 
 on_both_backends!(settings_round_trip, exchange_and_every_refusal, cors_and_rate_limit, public_keys_and_jwks);
 
@@ -260,7 +260,7 @@ async fn cors_and_rate_limit(backend: Backend) {
     // Per namespace too: three addresses, one namespace, one budget.
     json(t.post("/v1/namespaces", &org.key, json!({"name": "carol"})).await, StatusCode::CREATED).await;
     let from = |last: u8, jti: &str| {
-        let client = crate::common::client_from(Some(std::net::IpAddr::from([127, 0, 0, last])));
+        let client = crate::support::api::client_from(Some(std::net::IpAddr::from([127, 0, 0, last])));
         client.post(t.url("/v1/browser-keys")).bearer_auth(hs256(&claims("carol", jti))).send()
     };
     for (last, jti) in [(2, "n-1"), (3, "n-2"), (4, "n-3")] {

@@ -3,8 +3,8 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::common::{spawn, Backend};
 use crate::on_both_backends;
+use crate::support::api::{spawn, Backend};
 
 on_both_backends!(openapi_matches_committed_file, probes_and_metrics);
 

@@ -4,8 +4,8 @@
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::common::{json, spawn, Backend, Org, TestApp};
 use crate::on_both_backends;
+use crate::support::api::{json, spawn, Backend, Org, TestApp};
 
 on_both_backends!(users, preauth_keys, nodes, policy, errors_and_isolation);
 

@@ -3,8 +3,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::common::{json, problem, spawn, Backend};
 use crate::on_both_backends;
+use crate::support::api::{json, problem, spawn, Backend};
 
 on_both_backends!(orgs_cannot_see_each_other);
 

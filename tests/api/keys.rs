@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::common::{json, problem, spawn, Backend};
 use crate::on_both_backends;
+use crate::support::api::{json, problem, spawn, Backend};
 
 on_both_backends!(create_with_defaults_and_options, refused_keys, list_and_revoke, tags_follow_policy);
 

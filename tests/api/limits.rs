@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::common::{client_from, json, problem, spawn, Backend};
 use crate::on_both_backends;
+use crate::support::api::{client_from, json, problem, spawn, Backend};
 
 on_both_backends!(authentication, rate_limits, body_limit, secrets_stored_hashed);
 

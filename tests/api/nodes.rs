@@ -4,8 +4,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::common::{json, problem, spawn, Backend, Org, TestApp};
 use crate::on_both_backends;
+use crate::support::api::{json, problem, spawn, Backend, Org, TestApp};
 
 on_both_backends!(list_and_get, rename_and_retag, expire_and_delete);
 

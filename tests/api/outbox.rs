@@ -5,8 +5,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tenscale::state::Event;
 
-use crate::common::{json, spawn, Backend};
 use crate::on_both_backends;
+use crate::support::api::{json, spawn, Backend};
 
 on_both_backends!(every_change_is_recorded_in_sequence);
 

@@ -2,8 +2,8 @@
 
 use reqwest::StatusCode;
 
-use crate::common::{problem, spawn, Backend};
 use crate::on_both_backends;
+use crate::support::api::{problem, spawn, Backend};
 
 on_both_backends!(
     store_verbatim,
@@ -75,7 +75,7 @@ async fn refuse_with_position(backend: Backend) {
     t.finish().await;
 }
 
-async fn put_at(t: &crate::common::TestApp, path: &str, key: &str, body: &str) -> reqwest::Response {
+async fn put_at(t: &crate::support::api::TestApp, path: &str, key: &str, body: &str) -> reqwest::Response {
     t.req(reqwest::Method::PUT, path, key)
         .header("content-type", "application/hujson")
         .body(body.to_string())
@@ -126,7 +126,7 @@ async fn namespace_override_and_validate(backend: Backend) {
 async fn tests_run_at_save(backend: Backend) {
     let t = spawn(backend, &[]).await;
     let org = t.org("acme").await;
-    crate::common::json(
+    crate::support::api::json(
         t.post("/v1/namespaces", &org.key, serde_json::json!({"name": "alice"})).await,
         StatusCode::CREATED,
     )
@@ -134,12 +134,12 @@ async fn tests_run_at_save(backend: Backend) {
     let ns_id = t.app.state.api.store.namespace_by_name(org.id, "alice").await.unwrap().id;
     let open = "{\"tagOwners\": {\"tag:cli\": [], \"tag:browser\": []}, \"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}]}";
     assert_eq!(t.put_policy(&org.key, "application/hujson", open).await.status(), StatusCode::OK);
-    let cli_key = crate::common::json(
+    let cli_key = crate::support::api::json(
         t.post("/v1/namespaces/alice/keys", &org.key, serde_json::json!({"tags": ["tag:cli"], "reusable": true})).await,
         StatusCode::CREATED,
     )
     .await;
-    let browser_key = crate::common::json(
+    let browser_key = crate::support::api::json(
         t.post("/v1/namespaces/alice/keys", &org.key, serde_json::json!({"tags": ["tag:browser"], "reusable": true}))
             .await,
         StatusCode::CREATED,

@@ -8,8 +8,8 @@ use serde_json::json;
 use tenscale::netmap::framing::MapMessage;
 use tokio::sync::mpsc::Receiver;
 
-use crate::common::{json, spawn, Backend};
 use crate::on_both_backends;
+use crate::support::api::{json, spawn, Backend};
 
 on_both_backends!(mutations_reach_map_sessions);
 on_both_backends!(identical_deltas_are_shared_and_policies_narrow_them);

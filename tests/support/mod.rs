@@ -3,18 +3,24 @@
 //! with its events on the local Redis; plus a simulated node speaking our protocol client.
 #![allow(dead_code)]
 
-/// Runs each scenario `fn(Backend)` as two tests, `sqlite::<name>` and `postgres::<name>`.
-/// The caller must have `Backend` in scope (`use support::Backend`).
-#[allow(unused_macros)]
+pub mod api;
+
+/// Runs `$scenario(Backend)` once per database, as two tests named `<scenario>::sqlite` and
+/// `<scenario>::postgres`.
+#[macro_export]
 macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[actix_rt::test] async fn $scenario() { super::$scenario(super::Backend::Sqlite).await })*
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[actix_rt::test]
+            async fn sqlite() {
+                super::$scenario($crate::support::Backend::Sqlite).await
+            }
+            #[actix_rt::test]
+            async fn postgres() {
+                super::$scenario($crate::support::Backend::Postgres).await
+            }
         }
-        mod postgres {
-            $(#[actix_rt::test] async fn $scenario() { super::$scenario(super::Backend::Postgres).await })*
-        }
-    };
+    )*};
 }
 
 use std::sync::Arc;

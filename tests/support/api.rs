@@ -1,6 +1,7 @@
-//! Test harness: the real server (through `tenscale::app::start`) on a random port, against a
-//! fresh SQLite file or a fresh PostgreSQL database, plus helpers to talk to it.
-#![allow(dead_code)]
+//! The REST API's side of the harness: a [`TestApp`] is the real server (through
+//! `tenscale::app::start`) on a random port with generous rate limits, against a fresh SQLite
+//! file or a fresh PostgreSQL database on the server `TEST_POSTGRES_URL` names, plus an HTTP
+//! client and helpers for the API.
 
 use std::net::IpAddr;
 
@@ -15,30 +16,11 @@ use tenscale::keys::{MachinePublic, NodePublic};
 use tenscale::state::store::nodes::NewNode;
 use tenscale::state::store::Node;
 
-pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+use super::postgres_url;
+pub use super::Backend;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// Runs `$scenario(Backend)` once per database, as two tests named `<scenario>::sqlite` and
-/// `<scenario>::postgres`.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[actix_rt::test]
-            async fn sqlite() {
-                super::$scenario($crate::common::Backend::Sqlite).await
-            }
-            #[actix_rt::test]
-            async fn postgres() {
-                super::$scenario($crate::common::Backend::Postgres).await
-            }
-        }
-    )*};
+fn admin_url() -> String {
+    format!("{}/postgres", postgres_url())
 }
 
 pub struct TestApp {
@@ -67,7 +49,7 @@ impl Cleanup {
                 let _ = std::fs::remove_file(key);
             }
             Cleanup::Database(name) => {
-                if let Ok(admin) = Database::connect(PG_ADMIN_URL).await {
+                if let Ok(admin) = Database::connect(admin_url()).await {
                     let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
                     admin.close().await.ok();
                 }
@@ -113,10 +95,10 @@ pub async fn spawn(backend: Backend, env: &[(&str, &str)]) -> TestApp {
         }
         Backend::Postgres => {
             let name = format!("tenscale_test_{}", random_hex(8));
-            let admin = Database::connect(PG_ADMIN_URL).await.expect("PostgreSQL at 127.0.0.1:5432");
+            let admin = Database::connect(admin_url()).await.expect("PostgreSQL reachable (TEST_POSTGRES_URL)");
             admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create database");
             admin.close().await.ok();
-            (format!("postgres://postgres@127.0.0.1:5432/{name}"), Cleanup::Database(name))
+            (format!("{}/{name}", postgres_url()), Cleanup::Database(name))
         }
     };
     let mut vars: Vec<(String, String)> = vec![
