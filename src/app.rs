@@ -11,12 +11,13 @@
 //! Tests call [`start`] with `listen_addr` port 0 and read the bound address back.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use actix_web::{guard, web, App, HttpRequest, HttpResponse};
 use anyhow::Context;
 use futures::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use x25519_dalek::StaticSecret;
 
@@ -32,7 +33,7 @@ use crate::front::{self, FrontOptions, Takeover, UpgradeKind};
 use crate::keys::{MachinePublic, NodePublic};
 use crate::netmap::Tailnet;
 use crate::state::store::Store;
-use crate::state::{Bus, Writer};
+use crate::state::{Bus, Event, Writer};
 
 /// What the upgrade handlers (ts2021 and DERP, over TCP or WebSocket) can reach, and the API's
 /// own state.
@@ -70,7 +71,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     };
     let writer = Writer::new(store.clone(), bus.clone());
     let incoming = crate::state::events::start_reader(store.clone(), &bus).await.context("reading the outbox")?;
-    let tailnet = Tailnet::start(store.clone(), settings.clone(), writer.clone(), incoming);
+    let tailnet = Tailnet::new(store.clone(), settings.clone(), writer.clone());
     // Instances already running know who streams from them; ask them to say so.
     writer.presence_sync().await.context("recording the start-up presence sync")?;
     writer.spawn_pruning(settings.event_retention, std::time::Duration::from_secs(600));
@@ -81,7 +82,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let derp_metrics = DerpMetrics::register(&metrics)?;
     let admission = Arc::new(StoreAdmission { store: store.clone() });
     let derp = DerpServer::new(derp_secret, DerpConfig::default(), admission, derp_metrics);
-    tailnet.set_derp(derp.clone());
+    apply_events(incoming, Arc::downgrade(&tailnet), derp.clone());
     schedule_ephemeral_cleanup(&store, &tailnet).await?;
     tailnet.spawn_expiry_sweep(std::time::Duration::from_secs(5));
 
@@ -168,6 +169,31 @@ async fn load_secret(writer: &Writer, name: &str) -> anyhow::Result<[u8; 32]> {
     let mut bytes = [0u8; 32];
     hex::decode_to_slice(text.trim(), &mut bytes).with_context(|| format!("stored {name} is not 64 hex digits"))?;
     Ok(bytes)
+}
+
+/// The outbox's consumers, fed every event in sequence: the live view (map sessions), and
+/// the relay, which cuts off keys that stopped being valid (removed, expired or retired
+/// nodes, deleted namespaces) on every instance.
+fn apply_events(mut incoming: mpsc::UnboundedReceiver<Event>, tailnet: Weak<Tailnet>, derp: Arc<DerpServer>) {
+    tokio::spawn(async move {
+        while let Some(event) = incoming.recv().await {
+            for key in keys_to_cut_off(&event) {
+                derp.close_node(key);
+            }
+            let Some(tailnet) = tailnet.upgrade() else { break };
+            tailnet.apply(event).await;
+        }
+    });
+}
+
+/// The node keys an event makes invalid.
+fn keys_to_cut_off(event: &Event) -> Vec<&NodePublic> {
+    match event {
+        Event::NodeChanged { expired_key, .. } => expired_key.iter().collect(),
+        Event::NodeRemoved { node_key, .. } | Event::NodeKeyRetired { node_key } => vec![node_key],
+        Event::NamespaceRemoved { node_keys, .. } => node_keys.iter().collect(),
+        Event::PolicyChanged { .. } | Event::Presence { .. } | Event::PresenceSync => vec![],
+    }
 }
 
 /// Ephemeral nodes that were offline when the server stopped still get deleted.

@@ -19,7 +19,7 @@ pub mod tailcfg;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -29,8 +29,6 @@ use crate::state::Writer;
 use namespace::{Command, NamespaceTask};
 
 use crate::config::Settings;
-use crate::derp::server::DerpServer;
-use crate::keys::NodePublic;
 use crate::netmap::framing::MapMessage;
 use crate::netmap::tailcfg::{DerpMap, MapResponse};
 use crate::state::store::{Node, Store};
@@ -51,44 +49,25 @@ pub struct Tailnet {
     namespaces: Mutex<HashMap<i64, mpsc::UnboundedSender<Command>>>,
     /// Online nodes across all instances, by node id.
     presence: RwLock<HashMap<i64, bool>>,
-    /// Set once the relay exists: removed or expired nodes are cut off it at once.
-    derp: OnceLock<Arc<DerpServer>>,
     next_session: AtomicU64,
     /// The newest session of each node streaming from this instance.
     local_sessions: Mutex<HashMap<i64, LocalSession>>,
 }
 
 impl Tailnet {
-    /// Builds the tailnet and starts applying events from `incoming`.
-    pub fn start(
-        store: Store,
-        settings: Arc<Settings>,
-        writer: Writer,
-        mut incoming: mpsc::UnboundedReceiver<Event>,
-    ) -> Arc<Self> {
-        let tailnet = Arc::new(Self {
+    /// Builds the tailnet; it learns of changes through [`Tailnet::apply`], called in
+    /// sequence for every event of the outbox (the start-up wiring owns that loop).
+    pub fn new(store: Store, settings: Arc<Settings>, writer: Writer) -> Arc<Self> {
+        Arc::new(Self {
             derp_map: mapper::derp_map(&settings),
             store,
             settings,
             writer,
             namespaces: Mutex::new(HashMap::new()),
             presence: RwLock::new(HashMap::new()),
-            derp: OnceLock::new(),
             next_session: AtomicU64::new(1),
             local_sessions: Mutex::new(HashMap::new()),
-        });
-        let weak = Arc::downgrade(&tailnet);
-        tokio::spawn(async move {
-            while let Some(event) = incoming.recv().await {
-                let Some(tailnet) = weak.upgrade() else { break };
-                tailnet.apply(event).await;
-            }
-        });
-        tailnet
-    }
-
-    pub fn set_derp(&self, derp: Arc<DerpServer>) {
-        let _ = self.derp.set(derp);
+        })
     }
 
     pub fn derp_map(&self) -> &Arc<DerpMap> {
@@ -112,26 +91,20 @@ impl Tailnet {
         self.presence.read().map(|p| p.get(&node_id).copied().unwrap_or(false)).unwrap_or(false)
     }
 
-    async fn apply(&self, event: Event) {
+    /// Applies one event of the outbox to the live view.
+    pub async fn apply(&self, event: Event) {
         match event {
-            Event::NodeChanged { namespace_id, node_id, expired_key } => {
+            Event::NodeChanged { namespace_id, node_id, .. } => {
                 self.send(namespace_id, Command::Reload { node_id });
-                if let Some(key) = expired_key {
-                    self.cut_from_derp(&key);
-                }
             }
-            Event::NodeRemoved { namespace_id, node_id, node_key } => {
+            Event::NodeRemoved { namespace_id, node_id, .. } => {
                 self.set_presence(node_id, false);
                 self.send(namespace_id, Command::Remove { node_id });
-                self.cut_from_derp(&node_key);
             }
-            Event::NodeKeyRetired { node_key } => self.cut_from_derp(&node_key),
-            Event::NamespaceRemoved { namespace_id, node_keys } => {
+            Event::NodeKeyRetired { .. } => {}
+            Event::NamespaceRemoved { namespace_id, .. } => {
                 // Dropping the task's sender ends it, and with it every session's stream.
                 self.namespaces.lock().map(|mut n| n.remove(&namespace_id)).ok();
-                for key in node_keys {
-                    self.cut_from_derp(&key);
-                }
             }
             Event::PolicyChanged { org_id: _, namespace_id: Some(ns) } => self.send(ns, Command::PolicyChanged),
             Event::PolicyChanged { org_id, namespace_id: None } => {
@@ -184,12 +157,6 @@ impl Tailnet {
             } else {
                 p.remove(&node_id);
             }
-        }
-    }
-
-    fn cut_from_derp(&self, node_key: &NodePublic) {
-        if let Some(derp) = self.derp.get() {
-            derp.close_node(node_key);
         }
     }
 
