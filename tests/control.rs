@@ -112,8 +112,8 @@ async fn restart_logout_and_rotation() {
     let rotated = a.client.register(&rotate).await.unwrap();
     assert!(rotated.error.is_empty(), "{}", rotated.error);
     let node = server.state().api.store.node_by_node_key(&new_key).await.unwrap().expect("rotated node");
-    assert_eq!(node.ipv4, "100.64.0.1");
-    assert_eq!(node.tag_set().to_strings(), vec!["tag:cli"]);
+    assert_eq!(node.ipv4.to_string(), "100.64.0.1");
+    assert_eq!(node.tags.to_strings(), vec!["tag:cli"]);
     // Logout of an ephemeral node deletes it.
     let mut logout = register_request(new_key, Some(&key));
     logout.expiry = tenscale::netmap::tailcfg::GoTime::new(chrono::DateTime::from_timestamp(123, 0).unwrap());

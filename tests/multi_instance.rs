@@ -188,8 +188,8 @@ async fn concurrent_registrations_on_two_instances_never_share_an_address() {
     }
     let nodes = one.state().api.store.nodes_in_namespace(ns).await.unwrap();
     assert_eq!(nodes.len(), NODES);
-    let v4: HashSet<&str> = nodes.iter().map(|n| n.ipv4.as_str()).collect();
-    let v6: HashSet<&str> = nodes.iter().map(|n| n.ipv6.as_str()).collect();
+    let v4: HashSet<_> = nodes.iter().map(|n| n.ipv4).collect();
+    let v6: HashSet<_> = nodes.iter().map(|n| n.ipv6).collect();
     let names: HashSet<&str> = nodes.iter().map(|n| n.given_name.as_str()).collect();
     assert_eq!((v4.len(), v6.len(), names.len()), (NODES, NODES, NODES), "shared address or name: {nodes:#?}");
 }

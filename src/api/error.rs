@@ -145,6 +145,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             StoreError::Conflict(message) => ApiError::Conflict(message),
             StoreError::Db(db) => ApiError::Internal(db.to_string()),
+            StoreError::Corrupt(what) => ApiError::Internal(what),
         }
     }
 }

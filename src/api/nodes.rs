@@ -67,19 +67,18 @@ pub struct UpdateNode {
 }
 
 fn view(state: &ApiState, node: Node, namespace: &str) -> NodeView {
-    let hostinfo: serde_json::Value = serde_json::from_str(&node.hostinfo).unwrap_or_default();
-    let field = |name: &str| hostinfo.get(name).and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(String::from);
+    let reported = |field: Option<&str>| field.filter(|s| !s.is_empty()).map(String::from);
     NodeView {
         id: node.id,
         online: state.tailnet.is_online(node.id),
         expired: node.expired_at(Utc::now()),
-        tags: node.tag_set().to_strings(),
-        os: field("OS"),
-        client_version: field("IPNVersion"),
-        name: node.given_name,
+        tags: node.tags.to_strings(),
+        os: reported(node.hostinfo.os()),
+        client_version: reported(node.hostinfo.ipn_version()),
+        name: node.given_name.to_string(),
         hostname: node.hostname,
         namespace: namespace.to_string(),
-        addresses: vec![node.ipv4, node.ipv6],
+        addresses: vec![node.ipv4.to_string(), node.ipv6.to_string()],
         ephemeral: node.ephemeral,
         last_seen: node.last_seen,
         created_at: node.created_at,

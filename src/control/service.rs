@@ -2,21 +2,23 @@
 //! registration, restarts, key rotation, logout, and map sessions. The wire layer
 //! ([`super::h2server`]) calls this through [`ControlHandler`].
 //!
-//! Refusals a user should read (bad key, expired key) go back as HTTP 200 with `Error` set,
-//! which the client logs; protocol misuse (unknown node, wrong machine) is a 4xx.
+//! Registration's rules live in [`crate::state::registration`]; this module only translates:
+//! a refusal a user should read (bad key, expired key) goes back as HTTP 200 with `Error`
+//! set, which the client logs; protocol misuse (no node key, unknown node) is a 4xx.
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 
 use super::h2server::{ControlError, ControlHandler, MapReply};
+use crate::domain::Node;
 use crate::keys::{MachinePublic, NodePublic};
-use crate::netmap::tailcfg::{Hostinfo, Login, MapRequest, RegisterRequest, RegisterResponse, User};
+use crate::netmap::tailcfg::{Login, MapRequest, RegisterRequest, RegisterResponse, User};
 use crate::netmap::Tailnet;
-use crate::state::store::nodes::{NewNode, NodeChange, RegisterError};
-use crate::state::store::{Node, Store, StoreError};
+use crate::state::client_state::ClientReport;
+use crate::state::registration::{Refusal, RegisterAttempt, Registered, RegistrationError};
+use crate::state::store::Store;
 
 pub struct ControlService {
     store: Store,
@@ -36,7 +38,7 @@ impl ControlHandler for ControlService {
         req: RegisterRequest,
     ) -> BoxFuture<'static, Result<RegisterResponse, ControlError>> {
         let (store, tailnet) = (self.store.clone(), self.tailnet.clone());
-        Box::pin(async move { Registration { store, tailnet, machine }.handle(req).await })
+        Box::pin(register(store, tailnet, machine, req))
     }
 
     fn map(&self, machine: MachinePublic, req: MapRequest) -> BoxFuture<'static, Result<MapReply, ControlError>> {
@@ -50,166 +52,57 @@ fn internal(err: impl std::fmt::Display) -> ControlError {
     ControlError::Internal("internal error".into())
 }
 
-struct Registration {
+/// `/machine/register`: the request in domain terms, `state`'s rules, the outcome on the wire.
+async fn register(
     store: Store,
     tailnet: Arc<Tailnet>,
     machine: MachinePublic,
-}
-
-impl Registration {
-    async fn handle(self, req: RegisterRequest) -> Result<RegisterResponse, ControlError> {
-        if req.node_key.is_zero() {
-            return Err(ControlError::BadRequest("NodeKey is required".into()));
-        }
-        let now = Utc::now();
-        if req.expiry.get().is_some_and(|e| e <= now) {
-            return self.logout(&req).await;
-        }
-        if !req.old_node_key.is_zero() {
-            if let Some(node) = self.store.node_by_node_key(&req.old_node_key).await.map_err(internal)? {
-                return self.rotate(node, &req).await;
+    req: RegisterRequest,
+) -> Result<RegisterResponse, ControlError> {
+    if req.node_key.is_zero() {
+        return Err(ControlError::BadRequest("NodeKey is required".into()));
+    }
+    let attempt = RegisterAttempt {
+        machine,
+        node_key: req.node_key,
+        old_node_key: Some(req.old_node_key).filter(|k| !k.is_zero()),
+        expiry: req.expiry.get(),
+        auth_key: req.auth.map(|a| a.auth_key),
+        hostinfo: req.hostinfo,
+    };
+    match tailnet.writer().register(&attempt).await {
+        Ok(Registered::Known { node, expired }) => authorized(&store, &node, expired).await,
+        Ok(Registered::Joined(node)) => {
+            if node.ephemeral {
+                // Only a map stream keeps it: a client that dies before its first poll would
+                // otherwise leave the node behind for good.
+                tailnet.schedule_ephemeral_cleanup(node.id, tailnet.ephemeral_timeout());
             }
+            authorized(&store, &node, false).await
         }
-        if let Some(node) = self.store.node_by_node_key(&req.node_key).await.map_err(internal)? {
-            return self.known_node(node).await;
-        }
-        match req.auth.as_ref().map(|a| a.auth_key.trim()).filter(|k| !k.is_empty()) {
-            Some(secret) => self.with_key(secret, &req).await,
-            None => Ok(refusal("tenscale needs a pre-auth key to register (interactive login is not supported)")),
-        }
-    }
-
-    /// A client restart re-registers its saved node key: answer with the current state
-    /// without re-checking the (possibly spent) auth key it may send again.
-    async fn known_node(&self, node: Node) -> Result<RegisterResponse, ControlError> {
-        if node.machine_key != self.machine.to_string() {
-            return Ok(refusal("this node key belongs to another machine"));
-        }
-        let expired = node.expired_at(crate::state::store::now());
-        self.authorized(&node, expired).await
-    }
-
-    /// Logout: ephemeral nodes go away, others keep their row with the key expired.
-    async fn logout(&self, req: &RegisterRequest) -> Result<RegisterResponse, ControlError> {
-        let Some(node) = self.store.node_by_node_key(&req.node_key).await.map_err(internal)? else {
-            return Ok(logged_out());
-        };
-        if node.machine_key != self.machine.to_string() {
-            return Ok(refusal("this node key belongs to another machine"));
-        }
-        let writer = self.tailnet.writer();
-        if node.ephemeral {
-            writer.delete_node(&node).await.map_err(internal)?;
-        } else {
-            let change = NodeChange { key_expiry: Some(req.expiry.get()), ..Default::default() };
-            writer.update_node(&node, change).await.map_err(internal)?;
-        }
-        Ok(logged_out())
-    }
-
-    /// Node-key rotation (`OldNodeKey` set). A live node may rotate freely; an expired one
-    /// must present a usable pre-auth key of its namespace.
-    async fn rotate(&self, node: Node, req: &RegisterRequest) -> Result<RegisterResponse, ControlError> {
-        if node.machine_key != self.machine.to_string() {
-            return Ok(refusal("this node key belongs to another machine"));
-        }
-        let change = NodeChange {
-            node_key: Some(req.node_key),
-            key_expiry: Some(None),
-            hostinfo: req.hostinfo.as_ref().and_then(|h| serde_json::to_string(h).ok()),
-            ..Default::default()
-        };
-        let updated = if node.expired_at(crate::state::store::now()) {
-            let secret = req.auth.as_ref().map(|a| a.auth_key.as_str()).unwrap_or("");
-            let key = match self.usable_key(secret).await? {
-                Ok(key) if key.namespace_id == node.namespace_id => key,
-                Ok(_) => return Ok(refusal("pre-auth key is for another namespace")),
-                Err(text) => return Ok(refusal(&format!("node key expired; {text}"))),
-            };
-            match self.tailnet.writer().reauthorize_node(&node, &key, change).await {
-                Ok(node) => node,
-                Err(RegisterError::Key(refused)) => return Ok(refusal(&refused.to_string())),
-                Err(RegisterError::Store(err)) => return Err(internal(err)),
-            }
-        } else {
-            self.tailnet.writer().update_node(&node, change).await.map_err(internal)?
-        };
-        self.authorized(&updated, false).await
-    }
-
-    /// The key, if it exists and may register one more node; else the text for the client.
-    async fn usable_key(&self, secret: &str) -> Result<Result<crate::state::store::PreauthKey, String>, ControlError> {
-        let key = match self.store.preauth_key_by_secret(secret).await.map_err(internal)? {
-            Some(key) => key,
-            None => return Ok(Err(crate::state::store::preauth_keys::KeyRefusal::Unknown.to_string())),
-        };
-        Ok(key.usable_at(crate::state::store::now()).map(|_| key).map_err(|r| r.to_string()))
-    }
-
-    async fn with_key(&self, secret: &str, req: &RegisterRequest) -> Result<RegisterResponse, ControlError> {
-        let key = match self.usable_key(secret).await? {
-            Ok(key) => key,
-            Err(text) => return Ok(refusal(&text)),
-        };
-        let hostinfo = req.hostinfo.clone().unwrap_or_default();
-        let hostinfo_json = serde_json::to_string(&hostinfo).unwrap_or_else(|_| "{}".into());
-        let key_expiry = req.expiry.get().filter(|_| key.tag_set().is_empty());
-        // The same machine coming back into the same namespace keeps its node (and addresses).
-        let existing = self.store.node_by_machine(key.namespace_id, &self.machine).await.map_err(internal)?;
-        let result = match existing {
-            Some(node) => {
-                let change = NodeChange {
-                    node_key: Some(req.node_key),
-                    key_expiry: Some(key_expiry),
-                    hostinfo: Some(hostinfo_json),
-                    tags: Some(key.tag_set()),
-                    ..Default::default()
-                };
-                self.tailnet.writer().reauthorize_node(&node, &key, change).await
-            }
-            None => {
-                let new = NewNode {
-                    namespace_id: key.namespace_id,
-                    machine_key: self.machine,
-                    node_key: req.node_key,
-                    hostname: hostinfo.hostname().unwrap_or("node").to_string(),
-                    hostinfo: hostinfo_json,
-                    key_expiry,
-                };
-                self.tailnet.writer().register_node(&key, &new).await
-            }
-        };
-        let node = match result {
-            Ok(node) => node,
-            Err(RegisterError::Key(refused)) => return Ok(refusal(&refused.to_string())),
-            Err(RegisterError::Store(StoreError::Conflict(msg))) => return Ok(refusal(&msg)),
-            Err(RegisterError::Store(err)) => return Err(internal(err)),
-        };
-        tracing::info!(node_id = node.id, namespace_id = node.namespace_id, "node registered");
-        if node.ephemeral {
-            // Only a map stream keeps it: a client that dies before its first poll would
-            // otherwise leave the node behind for good.
-            self.tailnet.schedule_ephemeral_cleanup(node.id, self.tailnet.ephemeral_timeout());
-        }
-        self.authorized(&node, false).await
-    }
-
-    async fn authorized(&self, node: &Node, expired: bool) -> Result<RegisterResponse, ControlError> {
-        let ns = self.store.namespace_by_id(node.namespace_id).await.map_err(internal)?;
-        let org = self.store.org_by_id(ns.org_id).await.map_err(internal)?;
-        let login = format!("{}@{}", ns.name, org.name);
-        Ok(RegisterResponse {
-            user: User { id: ns.id, display_name: ns.name.clone(), ..Default::default() },
-            login: Login { id: ns.id, login_name: login, display_name: ns.name, ..Default::default() },
-            node_key_expired: expired,
-            machine_authorized: !expired,
-            ..Default::default()
-        })
+        Ok(Registered::LoggedOut) => Ok(logged_out()),
+        Err(RegistrationError::Refused(refusal)) => Ok(refused(&refusal)),
+        Err(RegistrationError::Store(err)) => Err(internal(err)),
     }
 }
 
-fn refusal(text: &str) -> RegisterResponse {
-    RegisterResponse { error: text.to_string(), ..Default::default() }
+/// The answer to a registration that went through: who the node now belongs to.
+async fn authorized(store: &Store, node: &Node, expired: bool) -> Result<RegisterResponse, ControlError> {
+    let ns = store.namespace_by_id(node.namespace_id).await.map_err(internal)?;
+    let org = store.org_by_id(ns.org_id).await.map_err(internal)?;
+    let login = format!("{}@{}", ns.name, org.name);
+    Ok(RegisterResponse {
+        user: User { id: ns.id, display_name: ns.name.clone(), ..Default::default() },
+        login: Login { id: ns.id, login_name: login, display_name: ns.name, ..Default::default() },
+        node_key_expired: expired,
+        machine_authorized: !expired,
+        ..Default::default()
+    })
+}
+
+/// A refusal goes back as HTTP 200 with `Error` set: the client logs the text.
+fn refused(refusal: &Refusal) -> RegisterResponse {
+    RegisterResponse { error: refusal.to_string(), ..Default::default() }
 }
 
 fn logged_out() -> RegisterResponse {
@@ -224,7 +117,7 @@ async fn map(
     req: MapRequest,
 ) -> Result<MapReply, ControlError> {
     let node = known_node(&store, &machine, &req.node_key).await?;
-    let node = apply_client_state(&tailnet, node, &req).await?;
+    let node = tailnet.writer().report_client_state(node, client_report(&req)).await.map_err(internal)?;
     if !req.stream {
         if req.omit_peers {
             return Ok(MapReply::Empty);
@@ -252,49 +145,25 @@ async fn known_node(store: &Store, machine: &MachinePublic, key: &NodePublic) ->
         .await
         .map_err(internal)?
         .ok_or_else(|| ControlError::NotFound("unknown node key".into()))?;
-    if node.machine_key != machine.to_string() {
+    if !node.belongs_to(machine) {
         return Err(ControlError::NotFound("unknown node key".into()));
     }
     Ok(node)
 }
 
-/// Stores disco key, endpoints, home DERP and Hostinfo when they differ from what is stored,
-/// and tells the tailnet. Unchanged requests (most keep-alive re-polls) write nothing.
-async fn apply_client_state(tailnet: &Arc<Tailnet>, node: Node, req: &MapRequest) -> Result<Node, ControlError> {
-    let mut change = NodeChange::default();
-    let mut dirty = false;
-    if !req.disco_key.is_zero() && req.disco_key.to_string() != node.disco_key {
-        change.disco_key = Some(req.disco_key);
-        dirty = true;
-    }
-    if let Some(endpoints) = &req.endpoints {
-        if *endpoints != node.endpoint_list() {
-            change.endpoints = Some(endpoints.clone());
-            dirty = true;
-        }
-    }
-    if let Some(hostinfo) = &req.hostinfo {
-        let mut hostinfo: Hostinfo = hostinfo.clone();
-        if let Ok(previous) = serde_json::from_str::<Hostinfo>(&node.hostinfo) {
-            hostinfo.keep_net_info_from(&previous);
-        }
-        if let Some(derp) = hostinfo.preferred_derp().filter(|d| *d > 0) {
-            if derp as i32 != node.home_derp {
-                change.home_derp = Some(derp as i32);
-                dirty = true;
-            }
-        }
-        let text = serde_json::to_string(&hostinfo).unwrap_or_else(|_| "{}".into());
-        if text != node.hostinfo {
-            if let Some(name) = hostinfo.hostname() {
-                change.hostname = Some(name.to_string());
-            }
-            change.hostinfo = Some(text);
-            dirty = true;
-        }
-    }
-    if !dirty {
-        return Ok(node);
-    }
-    tailnet.writer().update_node(&node, change).await.map_err(internal)
+/// What the map request reports about the client, in domain terms. Endpoints come as Go's
+/// `netip.AddrPort` text; one that does not parse (none seen from a real client) is dropped.
+fn client_report(req: &MapRequest) -> ClientReport {
+    let endpoints = req.endpoints.as_ref().map(|list| {
+        list.iter()
+            .filter_map(|text| {
+                let parsed = text.parse().ok();
+                if parsed.is_none() {
+                    tracing::debug!(endpoint = %text, "dropping an endpoint that does not parse");
+                }
+                parsed
+            })
+            .collect()
+    });
+    ClientReport { disco_key: Some(req.disco_key), endpoints, hostinfo: req.hostinfo.clone() }
 }

@@ -1,13 +1,19 @@
 //! Domain values whose only constructor checks them: once you hold a [`NamespaceName`] or a
 //! [`Tag`], it is valid, and no other layer checks it again.
 //!
-//! [`addresses`]: how a node's address index becomes its IPv4 and IPv6 addresses.
+//! - [`addresses`]: how a node's address index becomes its IPv4 and IPv6 addresses;
+//! - [`hostinfo`]: what a client says about itself, kept as it sent it;
+//! - [`node`]: the [`Node`] every layer above the store works with.
 
 pub mod addresses;
+pub mod hostinfo;
+pub mod node;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+pub use node::Node;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -163,8 +169,13 @@ impl Tags {
     }
     /// Reads the stored form back; anything unreadable (never written by us) is an empty set.
     pub fn from_json(text: &str) -> Self {
-        let raw: Vec<String> = serde_json::from_str(text).unwrap_or_default();
-        Self::new(raw.iter().filter_map(|t| Tag::parse(t).ok()).collect())
+        Self::from_stored(text).unwrap_or_default()
+    }
+    /// Reads the stored form back, refusing what we never write: not an array of tags.
+    pub fn from_stored(text: &str) -> Result<Self, InvalidValue> {
+        let raw: Vec<String> =
+            serde_json::from_str(text).map_err(|err| InvalidValue(format!("tags {text:?} are not a list: {err}")))?;
+        Ok(Self::new(raw.iter().map(|t| Tag::parse(t)).collect::<Result<_, _>>()?))
     }
 }
 

@@ -8,11 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::keys::{DiscoPublic, MachinePublic, NodePublic};
-use crate::netmap::tailcfg::{
-    self, DerpHomeParams, DerpMap, DerpNode, DerpRegion, DnsConfig, GoTime, Hostinfo, UserProfile,
-};
-use crate::state::store::Node;
+use crate::domain::Node;
+use crate::netmap::tailcfg::{self, DerpHomeParams, DerpMap, DerpNode, DerpRegion, DnsConfig, GoTime, UserProfile};
 
 /// What every map of one namespace shares.
 #[derive(Debug, Clone)]
@@ -66,24 +63,23 @@ impl NamespaceView {
 /// The wire form of a stored node. `online` comes from presence, which the store does not hold.
 pub fn wire_node(node: &Node, view: &NamespaceView, online: bool) -> tailcfg::Node {
     let addresses = vec![format!("{}/32", node.ipv4), format!("{}/128", node.ipv6)];
-    let hostinfo: Option<Hostinfo> = serde_json::from_str(&node.hostinfo).ok();
-    let tags = node.tag_set().to_strings();
+    let tags = node.tags.to_strings();
     let expired = node.expired_at(crate::state::store::now());
     tailcfg::Node {
         id: node.id,
         stable_id: node.id.to_string(),
-        name: view.fqdn(&node.given_name),
+        name: view.fqdn(node.given_name.as_str()),
         user: view.user_id(),
-        key: NodePublic::parse(&node.node_key).unwrap_or(NodePublic::ZERO),
+        key: node.node_key,
         key_expiry: GoTime(node.key_expiry),
-        machine: MachinePublic::parse(&node.machine_key).unwrap_or(MachinePublic::ZERO),
-        disco_key: DiscoPublic::parse(&node.disco_key).unwrap_or(DiscoPublic::ZERO),
+        machine: node.machine_key,
+        disco_key: node.disco_key,
         allowed_ips: Some(addresses.clone()),
         addresses,
-        endpoints: node.endpoint_list(),
+        endpoints: node.endpoints.iter().map(ToString::to_string).collect(),
         legacy_derp: format!("127.3.3.40:{}", node.home_derp),
         home_derp: node.home_derp,
-        hostinfo,
+        hostinfo: Some(node.hostinfo.clone()),
         created: GoTime::new(node.created_at),
         cap: 0,
         tags,

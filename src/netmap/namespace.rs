@@ -602,10 +602,10 @@ fn remember_policy(session: &mut Session, sent: &MapResponse) {
 /// How the policy compiler sees a node: untagged nodes belong to the namespace's user
 /// (`login`), tagged nodes are identified by their tags.
 pub fn policy_node(node: &Node, login: &str) -> PolicyNode {
-    let tags = node.tag_set().to_strings();
+    let tags = node.tags.to_strings();
     PolicyNode {
         id: node.id,
-        addresses: [node.ipv4.parse().ok(), node.ipv6.parse().ok()].into_iter().flatten().collect(),
+        addresses: vec![node.ipv4.into(), node.ipv6.into()],
         user: tags.is_empty().then(|| login.to_string()),
         tags,
     }

@@ -3,10 +3,9 @@
 //! writers leave out what Go leaves out, so "absent" and `null`/`[]` stay distinct where the
 //! client gives them different meanings (see `MapResponse::packet_filter`).
 //!
-//! Submodules: [`time`] (Go zero time), [`hostinfo`] (raw-retaining Hostinfo), [`node`]
+//! Submodules: [`time`] (Go zero time), [`Hostinfo`] (raw-retaining, from [`crate::domain::hostinfo`]), [`node`]
 //! (Node, PeerChange), [`netmap`] (DERP map, DNS, packet filter, SSH policy).
 
-pub mod hostinfo;
 pub mod netmap;
 pub mod node;
 pub mod time;
@@ -16,7 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-pub use hostinfo::{Hostinfo, Service};
+pub use crate::domain::hostinfo::{Hostinfo, Service};
 pub use netmap::{
     CapGrant, DerpHomeParams, DerpMap, DerpNode, DerpRegion, DnsConfig, DnsRecord, DnsResolver, FilterRule,
     NetPortRange, PortRange, SshAction, SshPolicy, SshPrincipal, SshRecorderFailureAction, SshRule,

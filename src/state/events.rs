@@ -63,7 +63,7 @@ impl Event {
         Self::NodeChanged {
             namespace_id: node.namespace_id,
             node_id: node.id,
-            expired_key: expired.then(|| NodePublic::parse(&node.node_key).ok()).flatten(),
+            expired_key: expired.then_some(node.node_key),
         }
     }
 

@@ -5,12 +5,16 @@
 //! - [`store`]: sea-orm entities and every query, the same on SQLite and PostgreSQL; its
 //!   event-bearing writes are visible only inside `state`, so a change that would skip its
 //!   event does not compile;
-//! - [`events`]: the [`Event`]s, the wake-up bus and the outbox reader every instance runs.
+//! - [`events`]: the [`Event`]s, the wake-up bus and the outbox reader every instance runs;
+//! - [`registration`]: registration's rules (keys, restarts, rotation, logout) as outcomes;
+//! - [`client_state`]: what clients report on map requests, stored when it changed.
 //!
 //! **Architecture invariant:** only `state` writes nodes, namespaces and policies, and no such
 //! write commits without its events.
 
+pub mod client_state;
 pub mod events;
+pub mod registration;
 pub mod store;
 
 use std::time::Duration;
@@ -60,8 +64,8 @@ impl Writer {
         key: &PreauthKey,
         change: NodeChange,
     ) -> Result<Node, RegisterError> {
-        let old_key = node.node_key.clone();
-        let events = move |n: &Node| events::records(&changed(n, &old_key));
+        let old_key = node.node_key;
+        let events = move |n: &Node| events::records(&changed(n, old_key));
         let node = self.store.reauthorize_node(node, key, change, &events).await?;
         self.bus.wake().await;
         Ok(node)
@@ -70,8 +74,8 @@ impl Writer {
     /// Any other change of a node's stored fields: client state, rename, retag, expiry, key
     /// rotation. A node key replaced by `change` is retired (cut off DERP everywhere).
     pub async fn update_node(&self, node: &Node, change: NodeChange) -> StoreResult<Node> {
-        let old_key = node.node_key.clone();
-        let events = move |n: &Node| events::records(&changed(n, &old_key));
+        let old_key = node.node_key;
+        let events = move |n: &Node| events::records(&changed(n, old_key));
         let node = self.store.update_node(node, change, &events).await?;
         self.bus.wake().await;
         Ok(node)
@@ -79,8 +83,7 @@ impl Writer {
 
     /// Deletes the node; false when it was already gone.
     pub async fn delete_node(&self, node: &Node) -> StoreResult<bool> {
-        let node_key = NodePublic::parse(&node.node_key).unwrap_or(NodePublic::ZERO);
-        let removed = Event::NodeRemoved { namespace_id: node.namespace_id, node_id: node.id, node_key };
+        let removed = Event::NodeRemoved { namespace_id: node.namespace_id, node_id: node.id, node_key: node.node_key };
         let deleted = self.store.delete_node(node.id, &events::records(&[removed])).await?;
         if deleted {
             self.bus.wake().await;
@@ -234,12 +237,10 @@ impl Writer {
 }
 
 /// A node's change, and the retirement of the node key it replaced, if any.
-fn changed(node: &Node, old_key: &str) -> Vec<Event> {
+fn changed(node: &Node, old_key: NodePublic) -> Vec<Event> {
     let mut events = vec![Event::node_changed(node)];
     if node.node_key != old_key {
-        if let Ok(node_key) = NodePublic::parse(old_key) {
-            events.push(Event::NodeKeyRetired { node_key });
-        }
+        events.push(Event::NodeKeyRetired { node_key: old_key });
     }
     events
 }
@@ -292,3 +293,7 @@ mod tests {
         assert_eq!(writer.store().events_after(0, 10).await.unwrap().len(), 1);
     }
 }
+
+#[cfg(test)]
+#[path = "registration_tests.rs"]
+mod registration_tests;

@@ -273,7 +273,7 @@ async fn nodes(backend: Backend) {
     let renamed =
         json(post_empty(&t, &format!("/api/v1/node/{a}/rename/build-box"), &org.key).await, StatusCode::OK).await;
     assert_eq!(renamed["node"]["givenName"], "build-box");
-    assert_eq!(t.app.state.api.store.node_by_id(a).await.unwrap().given_name, "build-box");
+    assert_eq!(t.app.state.api.store.node_by_id(a).await.unwrap().given_name.as_str(), "build-box");
     rpc_error(post_empty(&t, &format!("/api/v1/node/{a}/rename/phone"), &org.key).await, StatusCode::CONFLICT, 6).await;
     rpc_error(post_empty(&t, &format!("/api/v1/node/{a}/rename/Bad_Name"), &org.key).await, StatusCode::BAD_REQUEST, 3)
         .await;

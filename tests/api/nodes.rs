@@ -74,7 +74,7 @@ async fn rename_and_retag(backend: Backend) {
     let same = json(t.patch(&path, &org.key, json!({})).await, StatusCode::OK).await;
     assert_eq!(same, tagged);
     let stored = t.app.state.api.store.node_by_id(a).await.unwrap();
-    assert_eq!(stored.given_name, "build-box");
+    assert_eq!(stored.given_name.as_str(), "build-box");
 
     let taken = problem(t.patch(&path, &org.key, json!({"name": "phone"})).await, StatusCode::CONFLICT).await;
     assert!(taken["detail"].as_str().unwrap().contains("phone"), "{taken}");

@@ -13,7 +13,7 @@ use tenscale::app::{self, RunningApp};
 use tenscale::config::Settings;
 use tenscale::domain::OrgName;
 use tenscale::keys::{MachinePublic, NodePublic};
-use tenscale::state::store::nodes::NewNode;
+use tenscale::state::registration::{RegisterAttempt, Registered};
 use tenscale::state::store::Node;
 
 use super::postgres_url;
@@ -197,21 +197,26 @@ impl TestApp {
 
     /// Registers a node in `namespace` with `preauth_key`, the way the control plane does.
     pub async fn register_node(&self, namespace_id: i64, preauth_key: &str, hostname: &str) -> Node {
-        let store = &self.app.state.api.store;
-        let key = store.preauth_key_by_secret(preauth_key).await.unwrap().expect("key exists");
         let mut machine = [0u8; 32];
         let mut node = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut machine);
         rand::thread_rng().fill_bytes(&mut node);
-        let new = NewNode {
-            namespace_id,
-            machine_key: MachinePublic::from_bytes(machine),
+        let hostinfo = serde_json::json!({"OS": "linux", "IPNVersion": "1.80.0", "Hostname": hostname});
+        let attempt = RegisterAttempt {
+            machine: MachinePublic::from_bytes(machine),
             node_key: NodePublic::from_bytes(node),
-            hostname: hostname.to_string(),
-            hostinfo: serde_json::json!({"OS": "linux", "IPNVersion": "1.80.0", "Hostname": hostname}).to_string(),
-            key_expiry: None,
+            old_node_key: None,
+            expiry: None,
+            auth_key: Some(preauth_key.to_string()),
+            hostinfo: Some(serde_json::from_value(hostinfo).expect("a Hostinfo object")),
         };
-        self.app.state.api.writer.register_node(&key, &new).await.expect("register node")
+        match self.app.state.api.writer.register(&attempt).await.expect("register node") {
+            Registered::Joined(node) => {
+                assert_eq!(node.namespace_id, namespace_id, "the key is of namespace {namespace_id}");
+                node
+            }
+            other => panic!("a new machine with a key joins, got {other:?}"),
+        }
     }
 
     /// A direct connection to the test database, for reading tables behind the API's back.

@@ -134,15 +134,15 @@ pub struct HsNode {
 impl HsNode {
     /// `keys` are the namespace's pre-auth keys, to show the one the node registered with.
     pub fn new(node: &Node, ns: &Namespace, keys: &[PreauthKey], online: bool) -> Self {
-        let tags = node.tag_set().to_strings();
+        let tags = node.tags.to_strings();
         let pre_auth_key =
             node.preauth_key_id.and_then(|id| keys.iter().find(|k| k.id == id)).map(|k| PreAuthKey::listed(k, ns));
         Self {
             id: node.id.to_string(),
-            machine_key: node.machine_key.clone(),
-            node_key: node.node_key.clone(),
-            disco_key: node.disco_key.clone(),
-            ip_addresses: vec![node.ipv4.clone(), node.ipv6.clone()],
+            machine_key: node.machine_key.to_string(),
+            node_key: node.node_key.to_string(),
+            disco_key: node.disco_key.to_string(),
+            ip_addresses: vec![node.ipv4.to_string(), node.ipv6.to_string()],
             name: node.hostname.clone(),
             user: ns.into(),
             last_seen: node.last_seen,
@@ -153,7 +153,7 @@ impl HsNode {
             forced_tags: tags.clone(),
             invalid_tags: Vec::new(),
             valid_tags: tags.clone(),
-            given_name: node.given_name.clone(),
+            given_name: node.given_name.to_string(),
             online,
             approved_routes: Vec::new(),
             available_routes: Vec::new(),

@@ -20,8 +20,9 @@ use migration::MigratorTrait;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 use sha2::{Digest, Sha256};
 
+pub use crate::domain::Node;
 pub use entities::{
-    api_key::Model as ApiKey, audit_event::Model as AuditEvent, namespace::Model as Namespace, node::Model as Node,
+    api_key::Model as ApiKey, audit_event::Model as AuditEvent, namespace::Model as Namespace,
     organization::Model as Organization, policy::Model as PolicyDoc, preauth_key::Model as PreauthKey,
 };
 
@@ -34,6 +35,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("database error: {0}")]
     Db(#[from] DbErr),
+    /// A stored row that does not convert to its domain type: a damaged database.
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
 }
 
 impl StoreError {

@@ -1,8 +1,11 @@
 //! Nodes: registered machines, each in exactly one namespace.
 
+use std::net::SocketAddr;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Unchanged, ColumnTrait, ConnectionTrait, EntityTrait,
+    QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 
 use super::entities::node;
@@ -10,8 +13,9 @@ use super::outbox::{append, EventsFor, NewEvent};
 use super::preauth_keys::KeyRefusal;
 use super::{now, Namespace, Node, PreauthKey, Store, StoreError, StoreResult};
 use crate::domain::addresses;
+use crate::domain::hostinfo::Hostinfo;
 use crate::domain::{NodeName, Tags};
-use crate::keys::{DiscoPublic, MachinePublic, NodePublic};
+use crate::keys::{DiscoPublic, KeyParseError, MachinePublic, NodePublic};
 
 /// A node about to be created from a pre-auth key.
 #[derive(Debug, Clone)]
@@ -20,7 +24,7 @@ pub struct NewNode {
     pub machine_key: MachinePublic,
     pub node_key: NodePublic,
     pub hostname: String,
-    pub hostinfo: String,
+    pub hostinfo: Hostinfo,
     pub key_expiry: Option<DateTime<Utc>>,
 }
 
@@ -49,58 +53,115 @@ pub struct NodeChange {
     pub tags: Option<Tags>,
     pub key_expiry: Option<Option<DateTime<Utc>>>,
     pub last_seen: Option<DateTime<Utc>>,
-    pub hostinfo: Option<String>,
-    pub endpoints: Option<Vec<String>>,
+    pub hostinfo: Option<Hostinfo>,
+    pub endpoints: Option<Vec<SocketAddr>>,
     pub home_derp: Option<i32>,
 }
 
-impl Node {
-    pub fn tag_set(&self) -> Tags {
-        Tags::from_json(&self.tags)
+/// The node a stored row describes, converted once on its way out of the store. A row that
+/// does not convert (only a hand-edited or damaged database holds one) is an error, logged
+/// here, never a node with a zero key.
+impl TryFrom<node::Model> for Node {
+    type Error = StoreError;
+
+    fn try_from(row: node::Model) -> Result<Self, Self::Error> {
+        let id = row.id;
+        node_from_row(row).map_err(|reason| {
+            tracing::error!(node_id = id, %reason, "a stored node does not convert; it is left out");
+            StoreError::Corrupt(format!("node {id}: {reason}"))
+        })
     }
-    pub fn endpoint_list(&self) -> Vec<String> {
-        serde_json::from_str(&self.endpoints).unwrap_or_default()
+}
+
+fn node_from_row(row: node::Model) -> Result<Node, String> {
+    let key = |what: &str, err: KeyParseError| format!("{what}: {err}");
+    Ok(Node {
+        id: row.id,
+        namespace_id: row.namespace_id,
+        machine_key: MachinePublic::parse(&row.machine_key).map_err(|e| key("machine key", e))?,
+        node_key: NodePublic::parse(&row.node_key).map_err(|e| key("node key", e))?,
+        disco_key: DiscoPublic::parse(&row.disco_key).map_err(|e| key("disco key", e))?,
+        given_name: NodeName::parse(&row.given_name).map_err(|e| e.to_string())?,
+        ipv4: row.ipv4.parse().map_err(|e| format!("IPv4 {:?}: {e}", row.ipv4))?,
+        ipv6: row.ipv6.parse().map_err(|e| format!("IPv6 {:?}: {e}", row.ipv6))?,
+        tags: Tags::from_stored(&row.tags).map_err(|e| e.to_string())?,
+        hostinfo: stored_hostinfo(&row.hostinfo)?,
+        endpoints: stored_endpoints(&row.endpoints)?,
+        hostname: row.hostname,
+        ephemeral: row.ephemeral,
+        key_expiry: row.key_expiry,
+        last_seen: row.last_seen,
+        home_derp: row.home_derp,
+        preauth_key_id: row.preauth_key_id,
+        created_at: row.created_at,
+    })
+}
+
+/// The stored Hostinfo: the JSON object the client sent (empty text is an empty object).
+fn stored_hostinfo(text: &str) -> Result<Hostinfo, String> {
+    if text.is_empty() {
+        return Ok(Hostinfo::default());
     }
-    /// Whether the node key has expired at `at`.
-    pub fn expired_at(&self, at: DateTime<Utc>) -> bool {
-        self.key_expiry.is_some_and(|e| e <= at)
-    }
+    serde_json::from_str(text).map_err(|e| format!("Hostinfo is not a JSON object: {e}"))
+}
+
+fn stored_endpoints(text: &str) -> Result<Vec<SocketAddr>, String> {
+    let raw: Vec<String> = serde_json::from_str(text).map_err(|e| format!("endpoints are not a list: {e}"))?;
+    raw.iter().map(|e| e.parse().map_err(|err| format!("endpoint {e:?}: {err}"))).collect()
+}
+
+fn hostinfo_text(hostinfo: &Hostinfo) -> String {
+    // A JSON object always serializes.
+    serde_json::to_string(hostinfo).unwrap_or_else(|_| "{}".into())
+}
+
+fn endpoints_text(endpoints: &[SocketAddr]) -> String {
+    let raw: Vec<String> = endpoints.iter().map(SocketAddr::to_string).collect();
+    serde_json::to_string(&raw).unwrap_or_else(|_| "[]".into())
+}
+
+/// Rows as nodes, leaving out (and logging) any that does not convert.
+fn convertible(rows: Vec<node::Model>) -> Vec<Node> {
+    rows.into_iter().filter_map(|row| Node::try_from(row).ok()).collect()
+}
+
+fn one(row: Option<node::Model>) -> StoreResult<Option<Node>> {
+    row.map(Node::try_from).transpose()
 }
 
 impl Store {
     pub async fn all_nodes(&self) -> StoreResult<Vec<Node>> {
-        Ok(node::Entity::find().order_by_asc(node::Column::Id).all(&self.db).await?)
+        Ok(convertible(node::Entity::find().order_by_asc(node::Column::Id).all(&self.db).await?))
     }
 
     /// Nodes whose key expiry falls in `(after, until]`.
     pub async fn nodes_expired_between(&self, after: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<Vec<Node>> {
-        Ok(node::Entity::find()
+        let rows = node::Entity::find()
             .filter(node::Column::KeyExpiry.gt(after))
             .filter(node::Column::KeyExpiry.lte(until))
             .all(&self.db)
-            .await?)
+            .await?;
+        Ok(convertible(rows))
     }
 
     pub async fn nodes_in_namespace(&self, namespace_id: i64) -> StoreResult<Vec<Node>> {
-        Ok(node::Entity::find()
+        let rows = node::Entity::find()
             .filter(node::Column::NamespaceId.eq(namespace_id))
             .order_by_asc(node::Column::Id)
             .all(&self.db)
-            .await?)
+            .await?;
+        Ok(convertible(rows))
     }
 
     pub async fn node_in_namespace(&self, namespace_id: i64, id: i64) -> StoreResult<Node> {
-        node::Entity::find_by_id(id)
-            .filter(node::Column::NamespaceId.eq(namespace_id))
-            .one(&self.db)
-            .await?
-            .ok_or(StoreError::NotFound("node"))
+        let row = node::Entity::find_by_id(id).filter(node::Column::NamespaceId.eq(namespace_id)).one(&self.db).await?;
+        one(row)?.ok_or(StoreError::NotFound("node"))
     }
 
     /// The node with this id and its namespace, if the namespace belongs to the org;
     /// another org's node is `NotFound`, like a missing one.
     pub async fn node_in_org(&self, org_id: i64, id: i64) -> StoreResult<(Namespace, Node)> {
-        let node = node::Entity::find_by_id(id).one(&self.db).await?.ok_or(StoreError::NotFound("node"))?;
+        let node = self.node_by_id(id).await?;
         let ns = self.namespace_in_org(org_id, node.namespace_id).await.map_err(|err| match err {
             StoreError::NotFound(_) => StoreError::NotFound("node"),
             other => other,
@@ -109,30 +170,30 @@ impl Store {
     }
 
     pub async fn node_by_id(&self, id: i64) -> StoreResult<Node> {
-        node::Entity::find_by_id(id).one(&self.db).await?.ok_or(StoreError::NotFound("node"))
+        one(node::Entity::find_by_id(id).one(&self.db).await?)?.ok_or(StoreError::NotFound("node"))
     }
 
     /// Those of `ids` that exist, in any order (one query per 500 ids).
     pub async fn nodes_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Node>> {
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            found.extend(
-                node::Entity::find().filter(node::Column::Id.is_in(chunk.iter().copied())).all(&self.db).await?,
-            );
+            let rows = node::Entity::find().filter(node::Column::Id.is_in(chunk.iter().copied())).all(&self.db).await?;
+            found.extend(convertible(rows));
         }
         Ok(found)
     }
 
     pub async fn node_by_node_key(&self, key: &NodePublic) -> StoreResult<Option<Node>> {
-        Ok(node::Entity::find().filter(node::Column::NodeKey.eq(key.to_string())).one(&self.db).await?)
+        one(node::Entity::find().filter(node::Column::NodeKey.eq(key.to_string())).one(&self.db).await?)
     }
 
     pub async fn node_by_machine(&self, namespace_id: i64, machine: &MachinePublic) -> StoreResult<Option<Node>> {
-        Ok(node::Entity::find()
+        let row = node::Entity::find()
             .filter(node::Column::NamespaceId.eq(namespace_id))
             .filter(node::Column::MachineKey.eq(machine.to_string()))
             .one(&self.db)
-            .await?)
+            .await?;
+        one(row)
     }
 
     /// Creates a node from a pre-auth key in one transaction: the key's use is recorded, an
@@ -181,8 +242,8 @@ impl Store {
             ephemeral: Set(key.ephemeral),
             key_expiry: Set(new.key_expiry),
             last_seen: Set(Some(now())),
-            hostinfo: Set(new.hostinfo.clone()),
-            endpoints: Set("[]".to_string()),
+            hostinfo: Set(hostinfo_text(&new.hostinfo)),
+            endpoints: Set(endpoints_text(&[])),
             home_derp: Set(0),
             preauth_key_id: Set(Some(key.id)),
             created_at: Set(now()),
@@ -191,9 +252,10 @@ impl Store {
         .insert(&txn)
         .await
         .map_err(|e| StoreError::conflict_or_db(e, "node name or address taken"))?;
-        append(&txn, &events(&model)).await?;
+        let node = Node::try_from(model)?;
+        append(&txn, &events(&node)).await?;
         txn.commit().await?;
-        Ok(model)
+        Ok(node)
     }
 
     /// Re-registration of a known machine with a (new) valid key: the node keeps its id,
@@ -207,7 +269,7 @@ impl Store {
     ) -> Result<Node, RegisterError> {
         let txn = self.db.begin().await?;
         Store::consume_preauth_key(&txn, key).await?;
-        let updated = apply_change(&txn, node.clone(), change).await?;
+        let updated = apply_change(&txn, node, change).await?;
         append(&txn, &events(&updated)).await?;
         txn.commit().await?;
         Ok(updated)
@@ -220,7 +282,7 @@ impl Store {
         events: EventsFor<'_, Node>,
     ) -> StoreResult<Node> {
         let txn = self.db.begin().await?;
-        let updated = apply_change(&txn, node.clone(), change).await?;
+        let updated = apply_change(&txn, node, change).await?;
         append(&txn, &events(&updated)).await?;
         txn.commit().await?;
         Ok(updated)
@@ -249,39 +311,46 @@ impl Store {
     }
 }
 
-async fn apply_change<C: ConnectionTrait>(conn: &C, node: Node, change: NodeChange) -> StoreResult<Node> {
-    let mut active: node::ActiveModel = node.into();
-    if let Some(key) = change.node_key {
-        active.node_key = Set(key.to_string());
+/// Writes the fields `change` sets, and only those; an empty change writes nothing.
+async fn apply_change<C: ConnectionTrait>(conn: &C, node: &Node, change: NodeChange) -> StoreResult<Node> {
+    let active = changed_columns(node.id, change);
+    if !active.is_changed() {
+        return Ok(node.clone());
     }
-    if let Some(key) = change.disco_key {
-        active.disco_key = Set(key.to_string());
+    let row = active
+        .update(conn)
+        .await
+        .map_err(|e| StoreError::conflict_or_db(e, "node name already taken in this namespace"))?;
+    Node::try_from(row)
+}
+
+fn changed_columns(id: i64, change: NodeChange) -> node::ActiveModel {
+    let NodeChange {
+        node_key,
+        disco_key,
+        hostname,
+        given_name,
+        tags,
+        key_expiry,
+        last_seen,
+        hostinfo,
+        endpoints,
+        home_derp,
+    } = change;
+    node::ActiveModel {
+        id: Unchanged(id),
+        node_key: node_key.map(|k| k.to_string()).map_or(NotSet, Set),
+        disco_key: disco_key.map(|k| k.to_string()).map_or(NotSet, Set),
+        hostname: hostname.map_or(NotSet, Set),
+        given_name: given_name.map(|n| n.to_string()).map_or(NotSet, Set),
+        tags: tags.map(|t| t.to_json()).map_or(NotSet, Set),
+        key_expiry: key_expiry.map_or(NotSet, Set),
+        last_seen: last_seen.map(Some).map_or(NotSet, Set),
+        hostinfo: hostinfo.map(|h| hostinfo_text(&h)).map_or(NotSet, Set),
+        endpoints: endpoints.map(|e| endpoints_text(&e)).map_or(NotSet, Set),
+        home_derp: home_derp.map_or(NotSet, Set),
+        ..Default::default()
     }
-    if let Some(hostname) = change.hostname {
-        active.hostname = Set(hostname);
-    }
-    if let Some(name) = change.given_name {
-        active.given_name = Set(name.to_string());
-    }
-    if let Some(tags) = change.tags {
-        active.tags = Set(tags.to_json());
-    }
-    if let Some(expiry) = change.key_expiry {
-        active.key_expiry = Set(expiry);
-    }
-    if let Some(seen) = change.last_seen {
-        active.last_seen = Set(Some(seen));
-    }
-    if let Some(hostinfo) = change.hostinfo {
-        active.hostinfo = Set(hostinfo);
-    }
-    if let Some(endpoints) = change.endpoints {
-        active.endpoints = Set(serde_json::to_string(&endpoints).unwrap_or_else(|_| "[]".into()));
-    }
-    if let Some(derp) = change.home_derp {
-        active.home_derp = Set(derp);
-    }
-    active.update(conn).await.map_err(|e| StoreError::conflict_or_db(e, "node name already taken in this namespace"))
 }
 
 /// `base`, or `base-1`, `base-2`, … whichever is not yet used in the namespace.
