@@ -195,7 +195,7 @@ async fn browser_keys(command: BrowserKeysCommand, settings: &Settings, writer: 
                 .policy(org.id, tenscale::state::store::policies::PolicyScope::Org)
                 .await?
                 .and_then(|doc| tenscale::policy::Policy::parse(&doc.document).ok());
-            tenscale::policy::validate_tags_for_key(policy.as_ref(), &config.tags.to_strings())
+            tenscale::policy::validate_tags_for_key(policy.as_ref(), &config.tags)
                 .map_err(|e| anyhow::anyhow!("tags: {e}"))?;
             let saved = writer.put_browser_key_settings(org.id, config.to_row(&secrets)?).await?;
             audit(writer, org.id, "browser_keys.settings", "organization", org.id).await;

@@ -235,7 +235,7 @@ pub(crate) async fn create_key(
         return Err(ApiError::Invalid(format!("description is longer than {MAX_DESCRIPTION} characters")));
     }
     let policy = effective_policy(state, ctx.org_id, ns.id).await?;
-    crate::policy::validate_tags_for_key(policy.as_ref(), &request.tags.to_strings())
+    crate::policy::validate_tags_for_key(policy.as_ref(), &request.tags)
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
     // `max` bounds the lifetime far below chrono's range, so the sum cannot overflow.
     let expires_at = crate::state::store::now() + chrono::Duration::seconds(request.lifetime_secs);

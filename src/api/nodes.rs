@@ -186,8 +186,7 @@ pub(crate) async fn update_node(
     }
     if let Some(tags) = &tags {
         let policy = effective_policy(state, ctx.org_id, ns.id).await?;
-        crate::policy::validate_tags_for_key(policy.as_ref(), &tags.to_strings())
-            .map_err(|e| ApiError::Invalid(e.to_string()))?;
+        crate::policy::validate_tags_for_key(policy.as_ref(), tags).map_err(|e| ApiError::Invalid(e.to_string()))?;
     }
     let detail = json!({"namespace": ns.name, "name": name, "tags": tags});
     let change = NodeChange { given_name: name, tags, ..Default::default() };

@@ -11,9 +11,10 @@ use crate::config::Settings;
 use crate::domain::Node;
 use crate::netmap::tailcfg::{self, DerpHomeParams, DerpMap, DerpNode, DerpRegion, DnsConfig, GoTime, UserProfile};
 
-/// What every map of one namespace shares.
+/// The namespace as its nodes see it: the one user they belong to and their DNS names. Every
+/// map of the namespace shares it.
 #[derive(Debug, Clone)]
-pub struct NamespaceView {
+pub struct NamespaceIdentity {
     pub namespace_id: i64,
     pub namespace: String,
     pub org: String,
@@ -21,7 +22,7 @@ pub struct NamespaceView {
     pub dns_suffix: String,
 }
 
-impl NamespaceView {
+impl NamespaceIdentity {
     pub fn new(namespace_id: i64, namespace: &str, org: &str, base_domain: &str) -> Self {
         Self {
             namespace_id,
@@ -61,7 +62,7 @@ impl NamespaceView {
 }
 
 /// The wire form of a stored node. `online` comes from presence, which the store does not hold.
-pub fn wire_node(node: &Node, view: &NamespaceView, online: bool) -> tailcfg::Node {
+pub fn wire_node(node: &Node, view: &NamespaceIdentity, online: bool) -> tailcfg::Node {
     let addresses = vec![format!("{}/32", node.ipv4), format!("{}/128", node.ipv6)];
     let tags = node.tags.to_strings();
     let expired = node.expired_at(crate::state::store::now());
@@ -92,7 +93,7 @@ pub fn wire_node(node: &Node, view: &NamespaceView, online: bool) -> tailcfg::No
 }
 
 /// The self node: the same as a peer, plus capabilities only the node itself receives.
-pub fn wire_self_node(node: &Node, view: &NamespaceView) -> tailcfg::Node {
+pub fn wire_self_node(node: &Node, view: &NamespaceIdentity) -> tailcfg::Node {
     let mut wire = wire_node(node, view, true);
     let mut caps = tailcfg::CapMap::new();
     caps.insert("https://tailscale.com/cap/ssh".to_string(), None);

@@ -32,7 +32,7 @@ use crate::config::Settings;
 use crate::netmap::framing::MapMessage;
 use crate::netmap::tailcfg::{DerpMap, MapResponse};
 use crate::state::store::{Node, Store};
-use mapper::NamespaceView;
+use mapper::NamespaceIdentity;
 
 #[derive(Clone, Copy)]
 struct LocalSession {
@@ -179,7 +179,7 @@ impl Tailnet {
         }
         let ns = self.store.namespace_by_id(namespace_id).await?;
         let org = self.store.org_by_id(ns.org_id).await?;
-        let view = Arc::new(NamespaceView::new(ns.id, &ns.name, &org.name, &self.settings.base_domain));
+        let view = Arc::new(NamespaceIdentity::new(ns.id, &ns.name, &org.name, &self.settings.base_domain));
         // Only this namespace's entries: a copy of the whole presence map per namespace task
         // would cost O(namespaces x online nodes).
         let is_online = |id: i64| self.is_online(id);

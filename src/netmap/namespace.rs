@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::netmap::framing::{self, MapMessage};
-use crate::netmap::mapper::{wire_node, wire_self_node, NamespaceView};
+use crate::netmap::mapper::{wire_node, wire_self_node, NamespaceIdentity};
 use crate::netmap::tailcfg::{self, DerpMap, FilterRule, MapResponse, SshPolicy};
 use crate::policy::{compile_namespace, CompiledNamespace, Policy, PolicyNode};
 use crate::state::store::{Node, Store};
@@ -81,7 +81,7 @@ enum SentPeers {
 }
 
 pub struct NamespaceTask {
-    view: Arc<NamespaceView>,
+    view: Arc<NamespaceIdentity>,
     store: Store,
     derp_map: Arc<DerpMap>,
     org_id: i64,
@@ -104,7 +104,7 @@ impl NamespaceTask {
     /// are kept: presence events for other namespaces never reach this task).
     pub async fn load(
         store: Store,
-        view: Arc<NamespaceView>,
+        view: Arc<NamespaceIdentity>,
         org_id: i64,
         derp_map: Arc<DerpMap>,
         is_online: impl Fn(i64) -> bool,

@@ -19,11 +19,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use super::model::{
-    AclRule, Alias, AutoGroup, IpNet, Policy, PortRange, Proto, SshAction, SshRule, SshUser, Tag, TestTarget,
-    TAILSCALE_V4, TAILSCALE_V6,
+    AclRule, Alias, AutoGroup, IpNet, Policy, PortRange, Proto, SshAction, SshRule, SshUser, TestTarget, TAILSCALE_V4,
+    TAILSCALE_V6,
 };
 use super::wire::{self, FilterRule, NetPortRange, SSHPolicy, SSHPrincipal, Shared};
 use super::PolicyError;
+use crate::domain::Tags;
 
 /// What `*` means as a source: the Tailscale ranges, not `0.0.0.0/0`.
 ///
@@ -107,11 +108,10 @@ pub fn validate_namespace(policy: &Policy, nodes: &[PolicyNode]) -> Result<Compi
 
 /// A pre-auth key may only carry tags declared in `tagOwners` (any well-formed tag without a
 /// policy).
-pub fn validate_tags_for_key(policy: Option<&Policy>, tags: &[String]) -> Result<(), PolicyError> {
-    for text in tags {
-        let tag: Tag = text.parse().map_err(PolicyError::new)?;
-        if policy.is_some_and(|p| !p.tag_declared(&tag)) {
-            return Err(PolicyError::new(format!("tag {text:?} is not declared in tagOwners")));
+pub fn validate_tags_for_key(policy: Option<&Policy>, tags: &Tags) -> Result<(), PolicyError> {
+    for tag in tags.iter() {
+        if policy.is_some_and(|p| !p.tag_declared(tag)) {
+            return Err(PolicyError::new(format!("tag {:?} is not declared in tagOwners", tag.as_str())));
         }
     }
     Ok(())

@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{hujson, PolicyError, Position};
+pub use crate::domain::Tag;
 
 // ---------------------------------------------------------------------------------------------
 // Leaf values
@@ -141,27 +142,28 @@ macro_rules! deserialize_from_str {
     )*};
 }
 
-/// `tag:<name>`, name made of `a-z`, `0-9` and `-`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tag(String);
-
-impl Tag {
-    pub fn as_str(&self) -> &str {
-        &self.0
+/// A tag in a policy: the domain's [`Tag`], refused with the policy's wording (which names
+/// the rule a policy author broke) so that the position serde adds points at it.
+pub fn policy_tag(s: &str) -> Result<Tag, String> {
+    if !s.starts_with("tag:") {
+        return Err(format!("{s:?} is not a tag (tag:name)"));
     }
+    Tag::parse(s).map_err(|_| match s.len() - "tag:".len() {
+        long if long > 63 => format!("bad tag {s:?}: a tag name has at most 63 characters"),
+        _ => format!("bad tag {s:?}: a tag name is made of a-z, 0-9 and '-'"),
+    })
 }
 
-impl FromStr for Tag {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let name = s.strip_prefix("tag:").ok_or_else(|| format!("{s:?} is not a tag (tag:name)"))?;
-        let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !ok {
-            return Err(format!("bad tag {s:?}: a tag name is made of a-z, 0-9 and '-'"));
+/// `tagOwners` keys, each parsed by [`policy_tag`] while serde still knows its position.
+fn tag_owner_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<Tag, Vec<Alias>>, D::Error> {
+    #[derive(PartialEq, Eq, PartialOrd, Ord)]
+    struct Key(Tag);
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            policy_tag(&String::deserialize(d)?).map(Key).map_err(serde::de::Error::custom)
         }
-        Ok(Tag(s.to_owned()))
     }
+    Ok(BTreeMap::<Key, Vec<Alias>>::deserialize(d)?.into_iter().map(|(k, v)| (k.0, v)).collect())
 }
 
 /// `group:<name>`, name made of letters, digits, `-`, `_` and `.`.
@@ -301,7 +303,7 @@ impl FromStr for Alias {
             return s.parse().map(Alias::Group);
         }
         if s.starts_with("tag:") {
-            return s.parse().map(Alias::Tag);
+            return policy_tag(s).map(Alias::Tag);
         }
         if s.contains('@') {
             return s.parse().map(Alias::User);
@@ -553,7 +555,6 @@ impl FromStr for CheckPeriod {
 }
 
 deserialize_from_str!(
-    Tag,
     GroupName,
     UserPattern,
     HostName,
@@ -624,7 +625,7 @@ pub struct Policy {
     pub groups: BTreeMap<GroupName, Vec<UserPattern>>,
     #[serde(default)]
     pub hosts: BTreeMap<HostName, IpNet>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tag_owner_map")]
     pub tag_owners: BTreeMap<Tag, Vec<Alias>>,
     /// `None` (key absent or null): allow all inside the namespace. `Some([])`: deny all.
     #[serde(default)]
@@ -727,7 +728,7 @@ enum Place {
 fn validate(p: &Policy) -> Result<(), Invalid> {
     for (tag, owners) in &p.tag_owners {
         for (i, owner) in owners.iter().enumerate() {
-            let path = || vec![Seg::key("tagOwners"), Seg::Key(tag.0.clone()), Seg::Index(i)];
+            let path = || vec![Seg::key("tagOwners"), Seg::Key(tag.to_string()), Seg::Index(i)];
             check_alias(p, owner, Place::TagOwner).map_err(|m| invalid(path(), m))?;
         }
     }

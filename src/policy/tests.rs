@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::compile::filter_allows;
 use super::*;
+use crate::domain::Tag;
 
 /// Node `id` at 100.64.0.<id> and fd7a:115c:a1e0::<id>.
 fn node(id: i64, tags: &[&str], user: Option<&str>) -> PolicyNode {
@@ -361,14 +362,25 @@ fn tests_section_fails_naming_the_test() {
 #[test]
 fn key_tags_must_be_declared() {
     let policy = Policy::parse(r#"{"tagOwners": {"tag:ci": ["group:x"]}, "groups": {"group:x": []}}"#).unwrap();
-    assert!(validate_tags_for_key(Some(&policy), &["tag:ci".into()]).is_ok());
+    let tags = |names: &[&str]| crate::domain::Tags::new(names.iter().map(|t| Tag::parse(t).unwrap()).collect());
+    assert!(validate_tags_for_key(Some(&policy), &tags(&["tag:ci"])).is_ok());
     assert_eq!(
-        validate_tags_for_key(Some(&policy), &["tag:ci".into(), "tag:prod".into()]).unwrap_err().to_string(),
+        validate_tags_for_key(Some(&policy), &tags(&["tag:ci", "tag:prod"])).unwrap_err().to_string(),
         "tag \"tag:prod\" is not declared in tagOwners"
     );
-    assert!(validate_tags_for_key(None, &["tag:anything".into()]).is_ok());
-    assert!(validate_tags_for_key(None, &["tag:Bad".into()]).is_err());
-    assert!(validate_tags_for_key(None, &["prod".into()]).is_err());
+    assert!(validate_tags_for_key(None, &tags(&["tag:anything"])).is_ok());
+    // Malformed tags never reach the check: the one tag type refuses them.
+    assert!(Tag::parse("tag:Bad").is_err());
+    assert!(Tag::parse("prod").is_err());
+}
+
+#[test]
+fn policy_tags_are_the_domain_tags_with_the_policy_wording() {
+    let long = format!("tag:{}", "a".repeat(64));
+    let err = Policy::parse(&format!(r#"{{"tagOwners": {{"{long}": []}}}}"#)).unwrap_err().to_string();
+    assert!(err.contains("a tag name has at most 63 characters"), "{err}");
+    let err = Policy::parse(r#"{"tagOwners": {"web": []}}"#).unwrap_err().to_string();
+    assert_eq!(err, "line 1, column 16: \"web\" is not a tag (tag:name)");
 }
 
 // --- errors with positions ---------------------------------------------------------------------------
