@@ -10,6 +10,7 @@ pub mod derp;
 pub mod domain;
 pub mod front;
 pub mod keys;
+#[cfg(feature = "testkit")]
 pub mod loadgen;
 pub mod netmap;
 pub mod policy;

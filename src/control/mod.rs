@@ -32,6 +32,7 @@
 //!   https://<HostName>/derp/latency-check` on that TLS connection answered 2xx, then reports
 //!   it in a `Stream: false, OmitPeers: true` update. It trusts no self-signed control
 //!   certificate, so its test runs control over plain HTTP.
+#[cfg(feature = "testkit")]
 pub mod client;
 mod h2conn;
 pub mod h2frame;
