@@ -8,8 +8,10 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use tenscale::config::Settings;
 use tenscale::domain::OrgName;
-use tenscale::state::store::Store;
-use tenscale::state::{Bus, Writer};
+use tenscale::state::store::audit::AuditLine;
+use tenscale::state::store::browser_keys::BrowserKeySettingsRow;
+use tenscale::state::store::{ApiKey, Organization, Store};
+use tenscale::state::{Actor, Audit, Bus, Describe, Writer};
 
 #[derive(Parser)]
 #[command(name = "tenscale", version, about = "Multi-tenant, Tailscale-compatible coordination server")]
@@ -143,9 +145,12 @@ async fn org(command: OrgCommand, writer: &Writer) -> anyhow::Result<()> {
     match command {
         OrgCommand::Create { name } => {
             let name = OrgName::parse(&name)?;
-            let org = writer.create_org(&name).await?;
-            let (key, secret) = writer.create_api_key(org.id, "created with the organization").await?;
-            audit(writer, org.id, "org.create", "organization", org.id).await;
+            let describe = |org: &Organization| cli_line("org.create", "organization", org.id);
+            let org = writer.create_org(&name, Some((&Actor::Cli, &describe))).await?;
+            let key_created = |key: &ApiKey| cli_line("api_key.create", "api_key", key.id);
+            let (key, secret) = writer
+                .create_api_key(org.id, "created with the organization", Some(&by_cli(org.id, &key_created)))
+                .await?;
             let out = json!({
                 "org": {"id": org.id, "name": org.name, "created_at": org.created_at},
                 "api_key": secret,
@@ -197,8 +202,9 @@ async fn browser_keys(command: BrowserKeysCommand, settings: &Settings, writer: 
                 .and_then(|doc| tenscale::policy::Policy::parse(&doc.document).ok());
             tenscale::policy::validate_tags_for_key(policy.as_ref(), &config.tags)
                 .map_err(|e| anyhow::anyhow!("tags: {e}"))?;
-            let saved = writer.put_browser_key_settings(org.id, config.to_row(&secrets)?).await?;
-            audit(writer, org.id, "browser_keys.settings", "organization", org.id).await;
+            let describe = |_: &BrowserKeySettingsRow| cli_line("browser_keys.settings", "organization", org.id);
+            let audit = by_cli(org.id, &describe);
+            let saved = writer.put_browser_key_settings(org.id, config.to_row(&secrets)?, Some(&audit)).await?;
             println!("{}", serde_json::to_string(&config.view(saved.updated_at))?);
         }
     }
@@ -210,8 +216,8 @@ async fn apikey(command: ApiKeyCommand, writer: &Writer) -> anyhow::Result<()> {
     match command {
         ApiKeyCommand::Create { org, description } => {
             let org = store.org_by_name(&org).await?;
-            let (key, secret) = writer.create_api_key(org.id, &description).await?;
-            audit(writer, org.id, "api_key.create", "api_key", key.id).await;
+            let describe = |key: &ApiKey| cli_line("api_key.create", "api_key", key.id);
+            let (key, secret) = writer.create_api_key(org.id, &description, Some(&by_cli(org.id, &describe))).await?;
             println!("{}", json!({"id": key.id, "prefix": key.prefix, "api_key": secret}));
         }
         ApiKeyCommand::List { org } => {
@@ -229,24 +235,19 @@ async fn apikey(command: ApiKeyCommand, writer: &Writer) -> anyhow::Result<()> {
         }
         ApiKeyCommand::Revoke { org, id } => {
             let org = store.org_by_name(&org).await?;
-            let key = writer.revoke_api_key(org.id, id).await?;
-            audit(writer, org.id, "api_key.revoke", "api_key", key.id).await;
+            let describe = |key: &ApiKey| cli_line("api_key.revoke", "api_key", key.id);
+            let key = writer.revoke_api_key(org.id, id, Some(&by_cli(org.id, &describe))).await?;
             println!("{}", json!({"id": key.id, "revoked_at": key.revoked_at}));
         }
     }
     Ok(())
 }
 
-async fn audit(writer: &Writer, org_id: i64, action: &str, object_type: &str, id: i64) {
-    let record = tenscale::state::store::audit::AuditRecord {
-        org_id: Some(org_id),
-        actor: "cli",
-        action,
-        object_type,
-        object_id: &id.to_string(),
-        detail: json!({}),
-    };
-    if let Err(err) = writer.audit(record).await {
-        tracing::warn!(%err, "audit event not recorded");
-    }
+/// A change made from the command line, in organization `org_id`.
+fn by_cli<'a, T>(org_id: i64, describe: Describe<'a, T>) -> Audit<'a, T> {
+    Audit { org_id, by: Actor::Cli, describe }
+}
+
+fn cli_line(action: &'static str, object_type: &'static str, id: i64) -> AuditLine {
+    AuditLine { action, object_type, object_id: id.to_string(), detail: json!({}) }
 }

@@ -129,7 +129,7 @@ async fn deleting_a_node_disconnects_it(backend: Backend) {
 
     let node = t.a1.stored(&t.server).await;
     let state = t.server.state();
-    assert!(state.api.writer.delete_node(&node).await.unwrap());
+    assert!(state.api.writer.delete_node(&node, None).await.unwrap());
     closed_within(&mut a1, Duration::from_secs(1)).await;
     let gone = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
@@ -154,13 +154,13 @@ async fn expired_keys_are_refused_and_cut_off(backend: Backend) {
 
     // Expired before connecting: refused.
     let node = t.a1.stored(&t.server).await;
-    state.api.writer.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }).await.unwrap();
+    state.api.writer.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }, None).await.unwrap();
     assert!(matches!(derp_as(&t.server, t.a1.node_secret).await, Err(DerpError::Refused)));
 
     // Expiring while connected: disconnected at once.
     let mut a2 = derp(&t.server, &t.a2).await;
     let node = t.a2.stored(&t.server).await;
-    state.api.writer.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }).await.unwrap();
+    state.api.writer.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }, None).await.unwrap();
     closed_within(&mut a2, Duration::from_secs(1)).await;
     assert!(matches!(derp_as(&t.server, t.a2.node_secret).await, Err(DerpError::Refused)));
 }

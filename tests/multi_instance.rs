@@ -62,7 +62,7 @@ async fn presence_and_removal_cross_instances() {
 
     // a is deleted through instance 1: b's stream on instance 2 drops it.
     let stored = a.stored(&one).await;
-    assert!(one.state().api.writer.delete_node(&stored).await.unwrap());
+    assert!(one.state().api.writer.delete_node(&stored, None).await.unwrap());
     let removed = map_until_within(&mut b_stream, Duration::from_secs(2), |m| {
         m.peers_removed.iter().flatten().any(|id| *id == a_id)
     })
@@ -75,7 +75,7 @@ async fn presence_and_removal_cross_instances() {
 
     // b is deleted through instance 1: its stream, held by instance 2, ends; presence clears.
     let stored = b.stored(&one).await;
-    assert!(one.state().api.writer.delete_node(&stored).await.unwrap());
+    assert!(one.state().api.writer.delete_node(&stored, None).await.unwrap());
     let ended =
         tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = b_stream.next().await {} }).await;
     assert!(ended.is_ok(), "stream on instance 2 of a node deleted through instance 1 stays open");
@@ -206,7 +206,7 @@ async fn deleting_a_node_through_one_instance_cuts_its_derp_connection_on_the_ot
         .expect("registered node is admitted");
 
     let stored = a.stored(&one).await;
-    assert!(one.state().api.writer.delete_node(&stored).await.unwrap());
+    assert!(one.state().api.writer.delete_node(&stored, None).await.unwrap());
     let closed =
         tokio::time::timeout(Duration::from_secs(1), async { while let Ok(Some(_)) = derp.recv().await {} }).await;
     assert!(closed.is_ok(), "instance 2 kept the DERP connection of a node deleted through instance 1");
@@ -267,8 +267,8 @@ async fn a_browser_key_token_is_accepted_once_across_instances() {
     let env: Vec<(&str, &str)> = secrets.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (one, two) = TestServer::start_postgres_pair(&env).await;
     let writer = &one.state().api.writer;
-    let org = writer.create_org(&tenscale::domain::OrgName::parse("acme").unwrap()).await.unwrap();
-    let (_, api_key) = writer.create_api_key(org.id, "test").await.unwrap();
+    let org = writer.create_org(&tenscale::domain::OrgName::parse("acme").unwrap(), None).await.unwrap();
+    let (_, api_key) = writer.create_api_key(org.id, "test", None).await.unwrap();
     one.namespace("acme", "alice").await;
     let http = reqwest::Client::new();
     let secret = "a-shared-secret-of-at-least-32-bytes!";

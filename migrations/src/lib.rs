@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_initial;
 mod m20261202_000001_browser_keys;
 mod m20261202_000002_events;
+mod m20261202_000003_audit_in_outbox;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261202_000001_browser_keys::Migration),
             Box::new(m20261202_000002_events::Migration),
+            Box::new(m20261202_000003_audit_in_outbox::Migration),
         ]
     }
 }

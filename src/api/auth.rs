@@ -15,6 +15,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
 use super::error::ApiError;
 use crate::api::ApiState;
+use crate::state::Actor;
 
 /// The authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +26,8 @@ pub struct OrgContext {
 
 impl OrgContext {
     /// How the caller appears in audit events.
-    pub fn actor(&self) -> String {
-        format!("api-key:{}", self.api_key_id)
+    pub fn actor(&self) -> Actor {
+        Actor::ApiKey(self.api_key_id)
     }
 }
 

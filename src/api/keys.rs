@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::auth::OrgContext;
 use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
-use super::{parse_id, policy::effective_policy, record, State};
+use super::{audit, line, parse_id, policy::effective_policy, State};
 use crate::api::ApiState;
 use crate::domain::Tags;
 use crate::state::store::preauth_keys::NewPreauthKey;
@@ -246,15 +246,16 @@ pub(crate) async fn create_key(
         expires_at,
         description: request.description,
     };
-    let (key, secret) = state.writer.create_preauth_key(ns.id, &new).await?;
-    let detail = json!({"namespace": ns.name, "reusable": key.reusable, "ephemeral": key.ephemeral, "tags": new.tags});
-    record(state, ctx, "preauth_key.create", "preauth_key", &key.id.to_string(), detail).await;
-    Ok((key, secret))
+    let describe = |key: &PreauthKey| {
+        let detail =
+            json!({"namespace": ns.name, "reusable": key.reusable, "ephemeral": key.ephemeral, "tags": new.tags});
+        line("preauth_key.create", "preauth_key", key.id, detail)
+    };
+    Ok(state.writer.create_preauth_key(ns.id, &new, Some(&audit(ctx, &describe))).await?)
 }
 
 /// Revokes the namespace's key `id` and records it.
 pub(crate) async fn revoke_key(state: &ApiState, ctx: &OrgContext, ns: &Namespace, id: i64) -> ApiResult<PreauthKey> {
-    let key = state.writer.revoke_preauth_key(ns.id, id).await?;
-    record(state, ctx, "preauth_key.revoke", "preauth_key", &key.id.to_string(), json!({"namespace": ns.name})).await;
-    Ok(key)
+    let describe = |key: &PreauthKey| line("preauth_key.revoke", "preauth_key", key.id, json!({"namespace": ns.name}));
+    Ok(state.writer.revoke_preauth_key(ns.id, id, Some(&audit(ctx, &describe))).await?)
 }

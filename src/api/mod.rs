@@ -28,9 +28,11 @@ pub mod ratelimit;
 use actix_web::middleware::from_fn;
 use actix_web::web;
 
-use crate::state::store::audit::AuditRecord;
+use crate::state::store::audit::AuditLine;
+use crate::state::{Audit, Describe};
 use auth::OrgContext;
 use error::{ApiError, ApiResult};
+use serde_json::Value;
 
 /// What every API handler can reach.
 pub struct ApiState {
@@ -84,27 +86,15 @@ fn parse_id(text: &str, what: &str) -> ApiResult<i64> {
     text.parse().map_err(|_| ApiError::NotFound(format!("{what} not found")))
 }
 
-/// Records an audit event for a mutation that already happened. A failure is logged, not
-/// returned: the change is committed, and answering 500 would make the client retry it.
-async fn record(
-    state: &ApiState,
-    ctx: &OrgContext,
-    action: &str,
-    object_type: &str,
-    object_id: &str,
-    detail: serde_json::Value,
-) {
-    let actor = ctx.actor();
-    let event = AuditRecord { org_id: Some(ctx.org_id), actor: &actor, action, object_type, object_id, detail };
-    record_event(state, event).await;
+/// The caller's change, described for the audit log by `describe` once made; the writer
+/// appends the line in the change's own transaction.
+fn audit<'a, T>(ctx: &OrgContext, describe: Describe<'a, T>) -> Audit<'a, T> {
+    Audit { org_id: ctx.org_id, by: ctx.actor(), describe }
 }
 
-/// [`record`] for an event whose actor is not an API key (a browser-key JWT).
-async fn record_event(state: &ApiState, event: AuditRecord<'_>) {
-    let (action, object_id) = (event.action, event.object_id);
-    if let Err(err) = state.writer.audit(event).await {
-        tracing::error!(%err, action, object_id, "audit event not recorded");
-    }
+/// One audit line.
+fn line(action: &'static str, object_type: &'static str, object_id: impl ToString, detail: Value) -> AuditLine {
+    AuditLine { action, object_type, object_id: object_id.to_string(), detail }
 }
 
 /// The OpenAPI document as pretty JSON (what `tenscale openapi` prints).

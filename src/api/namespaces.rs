@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::OrgContext;
 use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
-use super::{record, State};
+use super::{audit, line, State};
 use crate::api::ApiState;
 use crate::domain::NamespaceName;
 use crate::state::store::Namespace;
@@ -94,9 +94,8 @@ pub async fn create(state: State, ctx: OrgContext, body: ApiJson<CreateNamespace
 
 /// Creates a namespace and records it; shared by `/v1` and the Headscale surface.
 pub(crate) async fn create_namespace(state: &ApiState, ctx: &OrgContext, name: &NamespaceName) -> ApiResult<Namespace> {
-    let ns = state.writer.create_namespace(ctx.org_id, name).await?;
-    record(state, ctx, "namespace.create", "namespace", &ns.name, json!({"id": ns.id})).await;
-    Ok(ns)
+    let describe = |ns: &Namespace| line("namespace.create", "namespace", &ns.name, json!({"id": ns.id}));
+    Ok(state.writer.create_namespace(ctx.org_id, name, Some(&audit(ctx, &describe))).await?)
 }
 
 /// List namespaces
@@ -153,7 +152,8 @@ pub async fn delete(state: State, ctx: OrgContext, name: web::Path<String>) -> A
 
 /// Deletes a namespace with everything in it, disconnects its nodes and records it.
 pub(crate) async fn delete_namespace(state: &ApiState, ctx: &OrgContext, ns: &Namespace) -> ApiResult<()> {
-    let nodes = state.writer.delete_namespace(ns).await?;
-    record(state, ctx, "namespace.delete", "namespace", &ns.name, json!({"id": ns.id, "nodes": nodes})).await;
+    let describe =
+        |nodes: &usize| line("namespace.delete", "namespace", &ns.name, json!({"id": ns.id, "nodes": nodes}));
+    state.writer.delete_namespace(ns, Some(&audit(ctx, &describe))).await?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::auth::OrgContext;
 use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
-use super::{parse_id, policy::effective_policy, record, State};
+use super::{audit, line, parse_id, policy::effective_policy, State};
 use crate::api::ApiState;
 use crate::domain::{NodeName, Tags};
 use crate::state::store::nodes::NodeChange;
@@ -189,10 +189,9 @@ pub(crate) async fn update_node(
         crate::policy::validate_tags_for_key(policy.as_ref(), tags).map_err(|e| ApiError::Invalid(e.to_string()))?;
     }
     let detail = json!({"namespace": ns.name, "name": name, "tags": tags});
+    let describe = move |n: &Node| line("node.update", "node", n.id, detail.clone());
     let change = NodeChange { given_name: name, tags, ..Default::default() };
-    let node = state.writer.update_node(&node, change).await?;
-    record(state, ctx, "node.update", "node", &node.id.to_string(), detail).await;
-    Ok(node)
+    Ok(state.writer.update_node(&node, change, Some(&audit(ctx, &describe))).await?)
 }
 
 /// Expire a node's key
@@ -220,9 +219,8 @@ pub async fn expire(
 /// Expires a node's key now, publishes the change and records it.
 pub(crate) async fn expire_node(state: &ApiState, ctx: &OrgContext, ns: &Namespace, node: &Node) -> ApiResult<Node> {
     let change = NodeChange { key_expiry: Some(Some(crate::state::store::now())), ..Default::default() };
-    let node = state.writer.update_node(node, change).await?;
-    record(state, ctx, "node.expire", "node", &node.id.to_string(), json!({"namespace": ns.name})).await;
-    Ok(node)
+    let describe = |n: &Node| line("node.expire", "node", n.id, json!({"namespace": ns.name}));
+    Ok(state.writer.update_node(node, change, Some(&audit(ctx, &describe))).await?)
 }
 
 /// Delete a node
@@ -243,18 +241,10 @@ pub async fn delete(state: State, ctx: OrgContext, path: web::Path<(String, Stri
 
 /// Deletes a node, disconnects it and records it.
 pub(crate) async fn delete_node(state: &ApiState, ctx: &OrgContext, ns: &Namespace, node: &Node) -> ApiResult<()> {
-    if !state.writer.delete_node(node).await? {
+    let describe = |n: &Node| line("node.delete", "node", n.id, json!({"namespace": ns.name, "name": n.given_name}));
+    if !state.writer.delete_node(node, Some(&audit(ctx, &describe))).await? {
         // Deleted concurrently by someone else: same answer as if it never existed.
         return Err(ApiError::NotFound("node not found".into()));
     }
-    record(
-        state,
-        ctx,
-        "node.delete",
-        "node",
-        &node.id.to_string(),
-        json!({"namespace": ns.name, "name": node.given_name}),
-    )
-    .await;
     Ok(())
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::auth::OrgContext;
 use super::body::{media_type, read_limited};
 use super::error::{ApiError, ApiResult, Problem};
-use super::{record, State};
+use super::{audit, line, State};
 use crate::api::ApiState;
 use crate::policy::{hujson, Policy};
 use crate::state::store::policies::PolicyScope;
@@ -103,9 +103,8 @@ pub async fn put(state: State, ctx: OrgContext, req: HttpRequest, payload: web::
 pub(crate) async fn set_org_policy(state: &ApiState, ctx: &OrgContext, text: &str) -> ApiResult<PolicyDoc> {
     let policy = check(text)?;
     run_tests_on_org(state, ctx.org_id, &policy).await?;
-    let doc = state.writer.put_policy(ctx.org_id, PolicyScope::Org, text).await?;
-    record(state, ctx, "policy.update", "policy", "org", json!({"bytes": text.len()})).await;
-    Ok(doc)
+    let describe = |_: &()| line("policy.update", "policy", "org", json!({"bytes": text.len()}));
+    Ok(state.writer.put_policy(ctx.org_id, PolicyScope::Org, text, Some(&audit(ctx, &describe))).await?)
 }
 
 /// The organization's stored policy; 404 when none is set.
@@ -196,9 +195,9 @@ pub async fn put_namespace(
     let text = read_document(&req, payload).await?;
     let policy = check(&text)?;
     run_tests_on_namespace(&state, &ns, &policy).await?;
-    state.writer.put_policy(ctx.org_id, PolicyScope::Namespace(ns.id), &text).await?;
-    record(&state, &ctx, "policy.update", "policy", &format!("namespace:{}", ns.name), json!({"bytes": text.len()}))
-        .await;
+    let describe =
+        |_: &()| line("policy.update", "policy", format!("namespace:{}", ns.name), json!({"bytes": text.len()}));
+    state.writer.put_policy(ctx.org_id, PolicyScope::Namespace(ns.id), &text, Some(&audit(&ctx, &describe))).await?;
     Ok(HttpResponse::Ok().content_type(HUJSON).body(text))
 }
 
@@ -213,10 +212,10 @@ pub async fn put_namespace(
     ))]
 pub async fn delete_namespace(state: State, ctx: OrgContext, name: web::Path<String>) -> ApiResult<HttpResponse> {
     let ns = state.store.namespace_by_name(ctx.org_id, &name).await?;
-    if !state.writer.delete_policy(ctx.org_id, PolicyScope::Namespace(ns.id)).await? {
+    let describe = |_: &()| line("policy.delete", "policy", format!("namespace:{}", ns.name), json!({}));
+    if !state.writer.delete_policy(ctx.org_id, PolicyScope::Namespace(ns.id), Some(&audit(&ctx, &describe))).await? {
         return Err(ApiError::NotFound(format!("namespace {} has no policy of its own", ns.name)));
     }
-    record(&state, &ctx, "policy.delete", "policy", &format!("namespace:{}", ns.name), json!({})).await;
     Ok(HttpResponse::NoContent().finish())
 }
 

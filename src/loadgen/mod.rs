@@ -219,7 +219,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
 /// One org, `count` namespaces `ns<i>`, one reusable pre-auth key each (valid for a day).
 async fn seed(writer: &Writer, count: usize) -> anyhow::Result<Vec<String>> {
     let org_name = format!("loadgen-{}", hex::encode(&node::random_bytes()[..4]));
-    let org = writer.create_org(&OrgName::parse(&org_name)?).await?;
+    let org = writer.create_org(&OrgName::parse(&org_name)?, None).await?;
     let spec = NewPreauthKey {
         reusable: true,
         ephemeral: false,
@@ -229,8 +229,8 @@ async fn seed(writer: &Writer, count: usize) -> anyhow::Result<Vec<String>> {
     };
     let mut keys = Vec::with_capacity(count);
     for i in 0..count {
-        let ns = writer.create_namespace(org.id, &NamespaceName::parse(&format!("ns{i}"))?).await?;
-        keys.push(writer.create_preauth_key(ns.id, &spec).await?.1);
+        let ns = writer.create_namespace(org.id, &NamespaceName::parse(&format!("ns{i}"))?, None).await?;
+        keys.push(writer.create_preauth_key(ns.id, &spec, None).await?.1);
     }
     Ok(keys)
 }

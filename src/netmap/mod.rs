@@ -283,7 +283,7 @@ impl Tailnet {
             if !node.ephemeral || idle.to_std().unwrap_or_default() + Duration::from_millis(50) < after {
                 return;
             }
-            if tailnet.writer.delete_node(&node).await.unwrap_or(false) {
+            if tailnet.writer.delete_node(&node, None).await.unwrap_or(false) {
                 tracing::info!(node_id, "deleted inactive ephemeral node");
             }
         });

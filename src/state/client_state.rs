@@ -23,7 +23,7 @@ impl Writer {
     /// nothing and records no event.
     pub async fn report_client_state(&self, node: Node, report: ClientReport) -> StoreResult<Node> {
         match changes(&node, report) {
-            Some(change) => self.update_node(&node, change).await,
+            Some(change) => self.update_node(&node, change, None).await,
             None => Ok(node),
         }
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
-use super::store::outbox::NewEvent;
+use super::store::outbox::{NewEvent, RecordKind};
 use super::store::Store;
 use crate::keys::NodePublic;
 
@@ -83,7 +83,7 @@ impl Event {
     pub(in crate::state) fn to_record(&self) -> NewEvent {
         // An enum of plain fields and keys always serializes.
         let payload = serde_json::to_string(self).unwrap_or_default();
-        NewEvent { namespace_id: self.namespace_id(), payload }
+        NewEvent { kind: RecordKind::Change, namespace_id: self.namespace_id(), org_id: None, payload }
     }
 }
 

@@ -6,12 +6,15 @@
 //!   event-bearing writes are visible only inside `state`, so a change that would skip its
 //!   event does not compile;
 //! - [`events`]: the [`Event`]s, the wake-up bus and the outbox reader every instance runs;
+//! - [`audit`]: who asks for a change, and its line in the audit log (an outbox record
+//!   appended in the change's transaction);
 //! - [`registration`]: registration's rules (keys, restarts, rotation, logout) as outcomes;
 //! - [`client_state`]: what clients report on map requests, stored when it changed.
 //!
 //! **Architecture invariant:** only `state` writes nodes, namespaces and policies, and no such
 //! write commits without its events.
 
+pub mod audit;
 pub mod client_state;
 pub mod events;
 pub mod registration;
@@ -19,11 +22,12 @@ pub mod store;
 
 use std::time::Duration;
 
+pub use audit::{Actor, Audit, Describe};
 use chrono::{DateTime, Utc};
 pub use events::{Bus, Event};
-use store::audit::AuditRecord;
 use store::browser_keys::{BrowserKeySettingsRow, NewBrowserKeySettings};
 use store::nodes::{NewNode, NodeChange, RegisterError};
+use store::outbox::NewEvent;
 use store::policies::PolicyScope;
 use store::preauth_keys::NewPreauthKey;
 use store::{ApiKey, Namespace, Node, Organization, PolicyDoc, PreauthKey, Store, StoreResult};
@@ -73,18 +77,24 @@ impl Writer {
 
     /// Any other change of a node's stored fields: client state, rename, retag, expiry, key
     /// rotation. A node key replaced by `change` is retired (cut off DERP everywhere).
-    pub async fn update_node(&self, node: &Node, change: NodeChange) -> StoreResult<Node> {
+    pub async fn update_node(
+        &self,
+        node: &Node,
+        change: NodeChange,
+        audit: Option<&Audit<'_, Node>>,
+    ) -> StoreResult<Node> {
         let old_key = node.node_key;
-        let events = move |n: &Node| events::records(&changed(n, old_key));
+        let events = move |n: &Node| with_audit(events::records(&changed(n, old_key)), audit, n);
         let node = self.store.update_node(node, change, &events).await?;
         self.bus.wake().await;
         Ok(node)
     }
 
     /// Deletes the node; false when it was already gone.
-    pub async fn delete_node(&self, node: &Node) -> StoreResult<bool> {
+    pub async fn delete_node(&self, node: &Node, audit: Option<&Audit<'_, Node>>) -> StoreResult<bool> {
         let removed = Event::NodeRemoved { namespace_id: node.namespace_id, node_id: node.id, node_key: node.node_key };
-        let deleted = self.store.delete_node(node.id, &events::records(&[removed])).await?;
+        let records = with_audit(events::records(&[removed]), audit, node);
+        let deleted = self.store.delete_node(node.id, &records).await?;
         if deleted {
             self.bus.wake().await;
         }
@@ -93,27 +103,38 @@ impl Writer {
 
     /// Deletes the namespace with everything in it; its nodes are cut off DERP everywhere.
     /// Returns how many nodes it held.
-    pub async fn delete_namespace(&self, ns: &Namespace) -> StoreResult<usize> {
+    pub async fn delete_namespace(&self, ns: &Namespace, audit: Option<&Audit<'_, usize>>) -> StoreResult<usize> {
         let namespace_id = ns.id;
         let events = move |keys: &Vec<String>| {
             let node_keys = keys.iter().filter_map(|k| NodePublic::parse(k).ok()).collect();
-            events::records(&[Event::NamespaceRemoved { namespace_id, node_keys }])
+            with_audit(events::records(&[Event::NamespaceRemoved { namespace_id, node_keys }]), audit, &keys.len())
         };
         let node_keys = self.store.delete_namespace(ns, &events).await?;
         self.bus.wake().await;
         Ok(node_keys.len())
     }
 
-    pub async fn put_policy(&self, org_id: i64, scope: PolicyScope, document: &str) -> StoreResult<PolicyDoc> {
-        let events = events::records(&[policy_changed(org_id, scope)]);
+    pub async fn put_policy(
+        &self,
+        org_id: i64,
+        scope: PolicyScope,
+        document: &str,
+        audit: Option<&Audit<'_, ()>>,
+    ) -> StoreResult<PolicyDoc> {
+        let events = with_audit(events::records(&[policy_changed(org_id, scope)]), audit, &());
         let doc = self.store.put_policy(org_id, scope, document, &events).await?;
         self.bus.wake().await;
         Ok(doc)
     }
 
     /// Removes the scope's policy; false when it had none.
-    pub async fn delete_policy(&self, org_id: i64, scope: PolicyScope) -> StoreResult<bool> {
-        let events = events::records(&[policy_changed(org_id, scope)]);
+    pub async fn delete_policy(
+        &self,
+        org_id: i64,
+        scope: PolicyScope,
+        audit: Option<&Audit<'_, ()>>,
+    ) -> StoreResult<bool> {
+        let events = with_audit(events::records(&[policy_changed(org_id, scope)]), audit, &());
         let deleted = self.store.delete_policy(org_id, scope, &events).await?;
         if deleted {
             self.bus.wake().await;
@@ -179,25 +200,44 @@ impl Writer {
     }
 }
 
-/// Changes that concern no map: organizations, credentials, settings, the audit log. They
-/// carry no event, but they are writes, so they too go through the one writer.
+/// Changes that concern no map: organizations, credentials, settings. They carry no event
+/// for the instances, only their audit record, and they too go through the one writer.
 impl Writer {
-    pub async fn create_org(&self, name: &OrgName) -> StoreResult<Organization> {
-        self.store.create_org(name).await
+    /// A new organization; `describe` makes its audit line (the org is only known once made).
+    pub async fn create_org(
+        &self,
+        name: &OrgName,
+        by: Option<(&Actor, Describe<'_, Organization>)>,
+    ) -> StoreResult<Organization> {
+        let record = move |org: &Organization| match by {
+            Some((actor, describe)) => vec![describe(org).record(org.id, &actor.to_string())],
+            None => Vec::new(),
+        };
+        self.store.create_org(name, &record).await
     }
 
     /// A new API key and its secret, shown this once (only its digest is stored).
-    pub async fn create_api_key(&self, org_id: i64, description: &str) -> StoreResult<(ApiKey, String)> {
-        self.store.create_api_key(org_id, description).await
+    pub async fn create_api_key(
+        &self,
+        org_id: i64,
+        description: &str,
+        audit: Option<&Audit<'_, ApiKey>>,
+    ) -> StoreResult<(ApiKey, String)> {
+        self.store.create_api_key(org_id, description, &|key| with_audit(Vec::new(), audit, key)).await
     }
 
-    pub async fn revoke_api_key(&self, org_id: i64, id: i64) -> StoreResult<ApiKey> {
-        self.store.revoke_api_key(org_id, id).await
+    pub async fn revoke_api_key(&self, org_id: i64, id: i64, audit: Option<&Audit<'_, ApiKey>>) -> StoreResult<ApiKey> {
+        self.store.revoke_api_key(org_id, id, &|key| with_audit(Vec::new(), audit, key)).await
     }
 
     /// A namespace starts empty: no event until a node joins it.
-    pub async fn create_namespace(&self, org_id: i64, name: &NamespaceName) -> StoreResult<Namespace> {
-        self.store.create_namespace(org_id, name).await
+    pub async fn create_namespace(
+        &self,
+        org_id: i64,
+        name: &NamespaceName,
+        audit: Option<&Audit<'_, Namespace>>,
+    ) -> StoreResult<Namespace> {
+        self.store.create_namespace(org_id, name, &|ns| with_audit(Vec::new(), audit, ns)).await
     }
 
     /// A new pre-auth key and its secret, shown this once.
@@ -205,24 +245,27 @@ impl Writer {
         &self,
         namespace_id: i64,
         spec: &NewPreauthKey,
+        audit: Option<&Audit<'_, PreauthKey>>,
     ) -> StoreResult<(PreauthKey, String)> {
-        self.store.create_preauth_key(namespace_id, spec).await
+        self.store.create_preauth_key(namespace_id, spec, &|key| with_audit(Vec::new(), audit, key)).await
     }
 
-    pub async fn revoke_preauth_key(&self, namespace_id: i64, id: i64) -> StoreResult<PreauthKey> {
-        self.store.revoke_preauth_key(namespace_id, id).await
-    }
-
-    pub async fn audit(&self, record: AuditRecord<'_>) -> StoreResult<()> {
-        self.store.audit(record).await
+    pub async fn revoke_preauth_key(
+        &self,
+        namespace_id: i64,
+        id: i64,
+        audit: Option<&Audit<'_, PreauthKey>>,
+    ) -> StoreResult<PreauthKey> {
+        self.store.revoke_preauth_key(namespace_id, id, &|key| with_audit(Vec::new(), audit, key)).await
     }
 
     pub async fn put_browser_key_settings(
         &self,
         org_id: i64,
         new: NewBrowserKeySettings,
+        audit: Option<&Audit<'_, BrowserKeySettingsRow>>,
     ) -> StoreResult<BrowserKeySettingsRow> {
-        self.store.put_browser_key_settings(org_id, new).await
+        self.store.put_browser_key_settings(org_id, new, &|row| with_audit(Vec::new(), audit, row)).await
     }
 
     /// Spends a token id; false when it was spent already (here or on another instance).
@@ -234,6 +277,12 @@ impl Writer {
     pub async fn state_value_or_insert(&self, name: &str, make: impl FnOnce() -> String) -> StoreResult<String> {
         self.store.state_value_or_insert(name, make).await
     }
+}
+
+/// `records` with the audit record of `made` when the change is made on somebody's behalf.
+fn with_audit<T>(mut records: Vec<NewEvent>, audit: Option<&Audit<'_, T>>, made: &T) -> Vec<NewEvent> {
+    records.extend(audit.map(|a| a.record(made)));
+    records
 }
 
 /// A node's change, and the retirement of the node key it replaced, if any.
@@ -297,3 +346,7 @@ mod tests {
 #[cfg(test)]
 #[path = "registration_tests.rs"]
 mod registration_tests;
+
+#[cfg(test)]
+#[path = "audit_tests.rs"]
+mod audit_tests;

@@ -119,9 +119,10 @@ impl Writer {
         };
         let node = owned_by(node, &attempt.machine)?;
         if node.ephemeral {
-            self.delete_node(&node).await?;
+            self.delete_node(&node, None).await?;
         } else {
-            self.update_node(&node, NodeChange { key_expiry: Some(attempt.expiry), ..Default::default() }).await?;
+            self.update_node(&node, NodeChange { key_expiry: Some(attempt.expiry), ..Default::default() }, None)
+                .await?;
         }
         Ok(Registered::LoggedOut)
     }
@@ -136,7 +137,7 @@ impl Writer {
             ..Default::default()
         };
         if !node.expired_at(now()) {
-            let node = self.update_node(&node, change).await?;
+            let node = self.update_node(&node, change, None).await?;
             return Ok(Registered::Known { node, expired: false });
         }
         let secret = attempt.auth_key.as_deref().unwrap_or("");

@@ -21,9 +21,9 @@ async fn writer() -> Writer {
 async fn namespace(writer: &Writer, name: &str) -> Namespace {
     let org = match writer.store().org_by_name("acme").await {
         Ok(org) => org,
-        Err(_) => writer.create_org(&OrgName::parse("acme").unwrap()).await.unwrap(),
+        Err(_) => writer.create_org(&OrgName::parse("acme").unwrap(), None).await.unwrap(),
     };
-    writer.create_namespace(org.id, &NamespaceName::parse(name).unwrap()).await.unwrap()
+    writer.create_namespace(org.id, &NamespaceName::parse(name).unwrap(), None).await.unwrap()
 }
 
 async fn key(writer: &Writer, ns: &Namespace, reusable: bool) -> String {
@@ -34,7 +34,7 @@ async fn key(writer: &Writer, ns: &Namespace, reusable: bool) -> String {
         expires_at: now() + Duration::hours(1),
         description: String::new(),
     };
-    writer.create_preauth_key(ns.id, &spec).await.unwrap().1
+    writer.create_preauth_key(ns.id, &spec, None).await.unwrap().1
 }
 
 fn attempt(machine: u8, node_key: u8, auth_key: Option<&str>) -> RegisterAttempt {

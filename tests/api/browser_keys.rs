@@ -214,9 +214,20 @@ async fn exchange_and_every_refusal(backend: Backend) {
         );
     }
     assert!(metrics.contains("tenscale_browser_keys_issued_total 2"));
-    let audit = t
-        .raw_rows("SELECT action, actor FROM audit_events WHERE action = 'browser_key.issue'", &["action", "actor"])
-        .await;
+    // The audit log, oldest first, as the outbox holds it.
+    let audit: Vec<String> = t
+        .app
+        .state
+        .api
+        .store
+        .audit_events(org.id, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .filter(|e| e.action == "browser_key.issue")
+        .map(|e| format!("{}|{}", e.action, e.actor))
+        .collect();
     assert_eq!(audit, ["browser_key.issue|browser-jwt:j-1", "browser_key.issue|browser-jwt:j-17"]);
     t.finish().await;
 }

@@ -33,7 +33,7 @@ async fn authentication(backend: Backend) {
     json(t.get("/v1/namespaces", &org.key).await, StatusCode::OK).await;
     // A revoked key stops working at once.
     let key_id = t.app.state.api.store.list_api_keys(org.id).await.unwrap()[0].id;
-    t.app.state.api.writer.revoke_api_key(org.id, key_id).await.unwrap();
+    t.app.state.api.writer.revoke_api_key(org.id, key_id, None).await.unwrap();
     problem(t.get("/v1/namespaces", &org.key).await, StatusCode::UNAUTHORIZED).await;
     assert!(t.app.state.api.store.list_namespaces(org.id, None, 10).await.unwrap().is_empty());
     t.finish().await;

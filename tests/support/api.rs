@@ -190,8 +190,8 @@ impl TestApp {
     /// A new organization with one API key, made the way the CLI makes them.
     pub async fn org(&self, name: &str) -> Org {
         let writer = &self.app.state.api.writer;
-        let org = writer.create_org(&OrgName::parse(name).unwrap()).await.unwrap();
-        let (_, key) = writer.create_api_key(org.id, "test").await.unwrap();
+        let org = writer.create_org(&OrgName::parse(name).unwrap(), None).await.unwrap();
+        let (_, key) = writer.create_api_key(org.id, "test", None).await.unwrap();
         Org { id: org.id, key }
     }
 

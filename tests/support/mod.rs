@@ -223,9 +223,9 @@ impl TestServer {
         let writer = &self.state().api.writer;
         let org = match writer.store().org_by_name(org).await {
             Ok(o) => o,
-            Err(_) => writer.create_org(&OrgName::parse(org).unwrap()).await.unwrap(),
+            Err(_) => writer.create_org(&OrgName::parse(org).unwrap(), None).await.unwrap(),
         };
-        writer.create_namespace(org.id, &NamespaceName::parse(name).unwrap()).await.unwrap().id
+        writer.create_namespace(org.id, &NamespaceName::parse(name).unwrap(), None).await.unwrap().id
     }
 
     pub async fn preauth_key(&self, ns: i64, reusable: bool, ephemeral: bool, tags: &[&str]) -> String {
@@ -236,7 +236,7 @@ impl TestServer {
             expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
             description: String::new(),
         };
-        self.state().api.writer.create_preauth_key(ns, &spec).await.unwrap().1
+        self.state().api.writer.create_preauth_key(ns, &spec, None).await.unwrap().1
     }
 
     pub async fn expired_key(&self, ns: i64) -> String {
@@ -247,7 +247,7 @@ impl TestServer {
             expires_at: chrono::Utc::now() - chrono::Duration::seconds(1),
             description: String::new(),
         };
-        self.state().api.writer.create_preauth_key(ns, &spec).await.unwrap().1
+        self.state().api.writer.create_preauth_key(ns, &spec, None).await.unwrap().1
     }
 }
 

@@ -29,12 +29,14 @@ use utoipa::ToSchema;
 
 use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
-use super::{auth, State};
+use super::{auth, line, State};
 use crate::api::ApiState;
 use crate::secrets::SecretsKey;
-use crate::state::store::audit::AuditRecord;
+use crate::state::store::browser_keys::BrowserKeySettingsRow;
 use crate::state::store::preauth_keys::NewPreauthKey;
+use crate::state::store::PreauthKey;
 use crate::state::store::{Namespace, StoreError};
+use crate::state::{Actor, Audit, Describe};
 use settings::{BrowserKeyConfig, BrowserKeySettingsBody, BrowserKeySettingsView};
 use token::Refusal;
 
@@ -157,9 +159,10 @@ pub async fn put_settings(
     crate::policy::validate_tags_for_key(policy.as_ref(), &config.tags)
         .map_err(|e| ApiError::Invalid(format!("tags: {e}")))?;
     let row = config.to_row(&state.browser_keys.secrets).map_err(|e| ApiError::Invalid(e.0))?;
-    let saved = state.writer.put_browser_key_settings(ctx.org_id, row).await?;
     let detail = json!({"issuer": config.issuer, "keys": config.keys.len(), "origins": config.allowed_origins});
-    super::record(&state, &ctx, "browser_keys.settings", "organization", &ctx.org_id.to_string(), detail).await;
+    let describe =
+        |_: &BrowserKeySettingsRow| line("browser_keys.settings", "organization", ctx.org_id, detail.clone());
+    let saved = state.writer.put_browser_key_settings(ctx.org_id, row, Some(&super::audit(&ctx, &describe))).await?;
     Ok(web::Json(config.view(saved.updated_at)))
 }
 
@@ -255,14 +258,19 @@ async fn namespace_for(
     match state.store.namespace_by_name(org_id, grant.namespace.as_str()).await {
         Ok(ns) => Ok(ns),
         Err(StoreError::NotFound(_)) if config.create_namespaces => {
-            let ns = match state.writer.create_namespace(org_id, &grant.namespace).await {
-                Ok(ns) => ns,
+            let describe = |ns: &Namespace| line("namespace.create", "namespace", &ns.name, json!({"id": ns.id}));
+            match state
+                .writer
+                .create_namespace(org_id, &grant.namespace, Some(&by_token(org_id, grant, &describe)))
+                .await
+            {
+                Ok(ns) => Ok(ns),
                 // Created by a concurrent exchange for the same user.
-                Err(StoreError::Conflict(_)) => state.store.namespace_by_name(org_id, grant.namespace.as_str()).await?,
-                Err(err) => return Err(err.into()),
-            };
-            audit(state, org_id, grant, "namespace.create", "namespace", &ns.name, json!({"id": ns.id})).await;
-            Ok(ns)
+                Err(StoreError::Conflict(_)) => {
+                    Ok(state.store.namespace_by_name(org_id, grant.namespace.as_str()).await?)
+                }
+                Err(err) => Err(err.into()),
+            }
         }
         Err(StoreError::NotFound(_)) => {
             Err(ApiError::Forbidden(format!("namespace {} does not exist", grant.namespace)))
@@ -290,9 +298,10 @@ async fn issue_key(
         expires_at,
         description: format!("browser key (jti {})", grant.jti),
     };
-    let (key, secret) = state.writer.create_preauth_key(namespace.id, &spec).await?;
     let detail = json!({"namespace": namespace.name, "jti": grant.jti, "tags": config.tags.to_strings()});
-    audit(state, org_id, grant, "browser_key.issue", "preauth_key", &key.id.to_string(), detail).await;
+    let describe = |key: &PreauthKey| line("browser_key.issue", "preauth_key", key.id, detail.clone());
+    let audit = by_token(org_id, grant, &describe);
+    let (key, secret) = state.writer.create_preauth_key(namespace.id, &spec, Some(&audit)).await?;
     Ok(BrowserKey {
         key: secret,
         expires_at: key.expires_at,
@@ -301,22 +310,9 @@ async fn issue_key(
     })
 }
 
-/// An audit event whose actor is the token.
-async fn audit(
-    state: &ApiState,
-    org_id: i64,
-    grant: &token::Grant,
-    action: &str,
-    object_type: &str,
-    object_id: &str,
-    detail: serde_json::Value,
-) {
-    let actor = format!("browser-jwt:{}", grant.jti);
-    super::record_event(
-        state,
-        AuditRecord { org_id: Some(org_id), actor: &actor, action, object_type, object_id, detail },
-    )
-    .await;
+/// A change made for the token's holder: the token is the actor.
+fn by_token<'a, T>(org_id: i64, grant: &token::Grant, describe: Describe<'a, T>) -> Audit<'a, T> {
+    Audit { org_id, by: Actor::BrowserToken(grant.jti.clone()), describe }
 }
 
 /// The preflight of a page's `fetch`: allowed when some organization allows the origin.

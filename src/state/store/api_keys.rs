@@ -1,8 +1,9 @@
 //! API keys of organizations: `tskey-api-<48 hex>`, stored as digests.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
 
 use super::entities::api_key;
+use super::outbox::{append, EventsFor};
 use super::{hash_secret, new_secret, now, ApiKey, Store, StoreError, StoreResult};
 
 pub const API_KEY_PREFIX: &str = "tskey-api-";
@@ -13,8 +14,10 @@ impl Store {
         &self,
         org_id: i64,
         description: &str,
+        events: EventsFor<'_, ApiKey>,
     ) -> StoreResult<(ApiKey, String)> {
         let (secret, shown) = new_secret(API_KEY_PREFIX);
+        let txn = self.db.begin().await?;
         let model = api_key::ActiveModel {
             org_id: Set(org_id),
             prefix: Set(shown),
@@ -25,8 +28,10 @@ impl Store {
             revoked_at: Set(None),
             ..Default::default()
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await?;
+        append(&txn, &events(&model)).await?;
+        txn.commit().await?;
         Ok((model, secret))
     }
 
@@ -38,15 +43,24 @@ impl Store {
             .await?)
     }
 
-    pub(in crate::state) async fn revoke_api_key(&self, org_id: i64, id: i64) -> StoreResult<ApiKey> {
+    pub(in crate::state) async fn revoke_api_key(
+        &self,
+        org_id: i64,
+        id: i64,
+        events: EventsFor<'_, ApiKey>,
+    ) -> StoreResult<ApiKey> {
+        let txn = self.db.begin().await?;
         let key = api_key::Entity::find_by_id(id)
             .filter(api_key::Column::OrgId.eq(org_id))
-            .one(&self.db)
+            .one(&txn)
             .await?
             .ok_or(StoreError::NotFound("API key"))?;
         let mut active: api_key::ActiveModel = key.into();
         active.revoked_at = Set(Some(now()));
-        Ok(active.update(&self.db).await?)
+        let revoked = active.update(&txn).await?;
+        append(&txn, &events(&revoked)).await?;
+        txn.commit().await?;
+        Ok(revoked)
     }
 
     /// The live (unrevoked) key whose plaintext is `secret`, if any.

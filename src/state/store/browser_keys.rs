@@ -3,9 +3,10 @@
 //! (org, jti) decides, so two instances racing on one token cannot both accept it.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
 use super::entities::{browser_key_settings, spent_token_id};
+use super::outbox::{append, EventsFor};
 use super::{now, Store, StoreError, StoreResult};
 
 pub use browser_key_settings::Model as BrowserKeySettingsRow;
@@ -51,9 +52,14 @@ impl Store {
         &self,
         org_id: i64,
         new: NewBrowserKeySettings,
+        events: EventsFor<'_, BrowserKeySettingsRow>,
     ) -> StoreResult<BrowserKeySettingsRow> {
         let conflict = |err| StoreError::conflict_or_db(err, "another organization already uses this issuer");
-        let existing = self.browser_key_settings(org_id).await?;
+        let txn = self.db.begin().await?;
+        let existing = browser_key_settings::Entity::find()
+            .filter(browser_key_settings::Column::OrgId.eq(org_id))
+            .one(&txn)
+            .await?;
         let update = existing.is_some();
         let mut row = match existing {
             Some(row) => browser_key_settings::ActiveModel::from(row),
@@ -68,10 +74,13 @@ impl Store {
         row.expires_in_secs = Set(new.expires_in_secs);
         row.allowed_origins = Set(new.allowed_origins);
         row.updated_at = Set(now());
-        match update {
-            true => row.update(&self.db).await.map_err(conflict),
-            false => row.insert(&self.db).await.map_err(conflict),
-        }
+        let saved = match update {
+            true => row.update(&txn).await.map_err(conflict)?,
+            false => row.insert(&txn).await.map_err(conflict)?,
+        };
+        append(&txn, &events(&saved)).await?;
+        txn.commit().await?;
+        Ok(saved)
     }
 
     /// Spends `jti` for the organization: true the first time, false for a replay. Ids whose

@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 
 pub use crate::domain::Node;
 pub use entities::{
-    api_key::Model as ApiKey, audit_event::Model as AuditEvent, namespace::Model as Namespace,
-    organization::Model as Organization, policy::Model as PolicyDoc, preauth_key::Model as PreauthKey,
+    api_key::Model as ApiKey, namespace::Model as Namespace, organization::Model as Organization,
+    policy::Model as PolicyDoc, preauth_key::Model as PreauthKey,
 };
 
 /// Errors from the store, already sorted by what the caller should tell its client.

@@ -6,7 +6,7 @@ use sea_orm::{
 };
 
 use super::entities::{namespace, node};
-use super::outbox::EventsFor;
+use super::outbox::{append, EventsFor};
 use super::{now, Namespace, Store, StoreError, StoreResult};
 use crate::domain::NamespaceName;
 
@@ -14,17 +14,26 @@ use crate::domain::NamespaceName;
 pub const FIRST_IP_INDEX: i64 = 1;
 
 impl Store {
-    pub(in crate::state) async fn create_namespace(&self, org_id: i64, name: &NamespaceName) -> StoreResult<Namespace> {
-        namespace::ActiveModel {
+    pub(in crate::state) async fn create_namespace(
+        &self,
+        org_id: i64,
+        name: &NamespaceName,
+        events: EventsFor<'_, Namespace>,
+    ) -> StoreResult<Namespace> {
+        let txn = self.db.begin().await?;
+        let created = namespace::ActiveModel {
             org_id: Set(org_id),
             name: Set(name.to_string()),
             next_ip_index: Set(FIRST_IP_INDEX),
             created_at: Set(now()),
             ..Default::default()
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await
-        .map_err(|e| StoreError::conflict_or_db(e, format!("namespace {name} already exists")))
+        .map_err(|e| StoreError::conflict_or_db(e, format!("namespace {name} already exists")))?;
+        append(&txn, &events(&created)).await?;
+        txn.commit().await?;
+        Ok(created)
     }
 
     /// A page of the org's namespaces ordered by id, starting after `after`.
@@ -90,7 +99,7 @@ impl Store {
         // connections that were opened without foreign keys honest too.
         delete_children(&txn, ns.id).await?;
         namespace::Entity::delete_by_id(ns.id).exec(&txn).await?;
-        super::outbox::append(&txn, &events(&node_keys)).await?;
+        append(&txn, &events(&node_keys)).await?;
         txn.commit().await?;
         Ok(node_keys)
     }
@@ -152,8 +161,8 @@ mod tests {
     async fn namespace_at(next_ip_index: i64) -> (Store, i64) {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         store.migrate().await.unwrap();
-        let org = store.create_org(&OrgName::parse("acme").unwrap()).await.unwrap();
-        let ns = store.create_namespace(org.id, &NamespaceName::parse("a").unwrap()).await.unwrap();
+        let org = store.create_org(&OrgName::parse("acme").unwrap(), &|_| Vec::new()).await.unwrap();
+        let ns = store.create_namespace(org.id, &NamespaceName::parse("a").unwrap(), &|_| Vec::new()).await.unwrap();
         let mut active: namespace::ActiveModel = ns.clone().into();
         active.next_ip_index = Set(next_ip_index);
         active.update(&store.db).await.unwrap();

@@ -1,17 +1,26 @@
 //! Organizations: the SaaS customers that own namespaces.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
 
 use super::entities::organization as org;
+use super::outbox::{append, EventsFor};
 use super::{now, Organization, Store, StoreError, StoreResult};
 use crate::domain::OrgName;
 
 impl Store {
-    pub(in crate::state) async fn create_org(&self, name: &OrgName) -> StoreResult<Organization> {
-        org::ActiveModel { name: Set(name.to_string()), created_at: Set(now()), ..Default::default() }
-            .insert(&self.db)
+    pub(in crate::state) async fn create_org(
+        &self,
+        name: &OrgName,
+        events: EventsFor<'_, Organization>,
+    ) -> StoreResult<Organization> {
+        let txn = self.db.begin().await?;
+        let created = org::ActiveModel { name: Set(name.to_string()), created_at: Set(now()), ..Default::default() }
+            .insert(&txn)
             .await
-            .map_err(|e| StoreError::conflict_or_db(e, format!("organization {name} already exists")))
+            .map_err(|e| StoreError::conflict_or_db(e, format!("organization {name} already exists")))?;
+        append(&txn, &events(&created)).await?;
+        txn.commit().await?;
+        Ok(created)
     }
 
     pub async fn list_orgs(&self) -> StoreResult<Vec<Organization>> {

@@ -1,5 +1,6 @@
 //! The outbox: events appended in the same transaction as the rows they describe, read back
-//! by sequence number.
+//! by sequence number; beside them, in the same transaction, the audit log's records (who
+//! made the change), which are kept when old events are pruned.
 //!
 //! The store does not know what an event means; it keeps each as JSON text with the namespace
 //! it concerns. **Invariant:** sequence order is commit order. On PostgreSQL every appending
@@ -20,10 +21,31 @@ use super::{now, Store, StoreResult};
 /// Arbitrary, fixed: the advisory lock every event-appending transaction takes on PostgreSQL.
 const OUTBOX_LOCK: i64 = 0x7465_6e73_6361_6c65; // "tenscale"
 
-/// An event about to be appended.
+/// What an outbox record is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A change every instance applies (read by sequence, pruned after the retention).
+    Change,
+    /// A line of the audit log: who made a change (kept).
+    Audit,
+}
+
+impl RecordKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Change => "change",
+            RecordKind::Audit => "audit",
+        }
+    }
+}
+
+/// An outbox record about to be appended.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    pub kind: RecordKind,
     pub namespace_id: Option<i64>,
+    /// The organization an audit record belongs to.
+    pub org_id: Option<i64>,
     pub payload: String,
 }
 
@@ -51,10 +73,11 @@ impl Store {
         Ok(newest.map_or(0, |e| e.seq))
     }
 
-    /// Up to `limit` events after `seq`, oldest first.
+    /// Up to `limit` change events after `seq`, oldest first.
     pub async fn events_after(&self, seq: i64, limit: u64) -> StoreResult<Vec<StoredEvent>> {
         let rows = event::Entity::find()
             .filter(event::Column::Seq.gt(seq))
+            .filter(event::Column::Kind.eq(RecordKind::Change.as_str()))
             .order_by_asc(event::Column::Seq)
             .limit(limit)
             .all(&self.db)
@@ -62,10 +85,25 @@ impl Store {
         Ok(rows.into_iter().map(|e| StoredEvent { seq: e.seq, payload: e.payload }).collect())
     }
 
-    /// Deletes events recorded before `before`; returns how many.
+    /// Deletes change events recorded before `before` (audit records stay); returns how many.
     pub(in crate::state) async fn prune_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let result = event::Entity::delete_many().filter(event::Column::CreatedAt.lt(before)).exec(&self.db).await?;
+        let result = event::Entity::delete_many()
+            .filter(event::Column::Kind.eq(RecordKind::Change.as_str()))
+            .filter(event::Column::CreatedAt.lt(before))
+            .exec(&self.db)
+            .await?;
         Ok(result.rows_affected)
+    }
+
+    /// The organization's newest `limit` audit records, newest first.
+    pub async fn audit_records(&self, org_id: i64, limit: u64) -> StoreResult<Vec<event::Model>> {
+        Ok(event::Entity::find()
+            .filter(event::Column::Kind.eq(RecordKind::Audit.as_str()))
+            .filter(event::Column::OrgId.eq(org_id))
+            .order_by_desc(event::Column::Seq)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
     }
 }
 
@@ -80,7 +118,9 @@ pub(in crate::state) async fn append<C: ConnectionTrait>(conn: &C, events: &[New
     let at = now();
     for e in events {
         event::ActiveModel {
+            kind: Set(e.kind.as_str().to_string()),
             namespace_id: Set(e.namespace_id),
+            org_id: Set(e.org_id),
             payload: Set(e.payload.clone()),
             created_at: Set(at),
             ..Default::default()

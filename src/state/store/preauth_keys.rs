@@ -1,9 +1,12 @@
 //! Pre-auth keys: `tskey-auth-<48 hex>`, stored as digests, scoped to one namespace.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+};
 
 use super::entities::preauth_key;
+use super::outbox::{append, EventsFor};
 use super::{hash_secret, new_secret, now, PreauthKey, Store, StoreError, StoreResult};
 use crate::domain::Tags;
 
@@ -57,8 +60,10 @@ impl Store {
         &self,
         namespace_id: i64,
         spec: &NewPreauthKey,
+        events: EventsFor<'_, PreauthKey>,
     ) -> StoreResult<(PreauthKey, String)> {
         let (secret, shown) = new_secret(AUTH_KEY_PREFIX);
+        let txn = self.db.begin().await?;
         let model = preauth_key::ActiveModel {
             namespace_id: Set(namespace_id),
             prefix: Set(shown),
@@ -73,8 +78,10 @@ impl Store {
             created_at: Set(now()),
             ..Default::default()
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await?;
+        append(&txn, &events(&model)).await?;
+        txn.commit().await?;
         Ok((model, secret))
     }
 
@@ -86,15 +93,24 @@ impl Store {
             .await?)
     }
 
-    pub(in crate::state) async fn revoke_preauth_key(&self, namespace_id: i64, id: i64) -> StoreResult<PreauthKey> {
+    pub(in crate::state) async fn revoke_preauth_key(
+        &self,
+        namespace_id: i64,
+        id: i64,
+        events: EventsFor<'_, PreauthKey>,
+    ) -> StoreResult<PreauthKey> {
+        let txn = self.db.begin().await?;
         let key = preauth_key::Entity::find_by_id(id)
             .filter(preauth_key::Column::NamespaceId.eq(namespace_id))
-            .one(&self.db)
+            .one(&txn)
             .await?
             .ok_or(StoreError::NotFound("pre-auth key"))?;
         let mut active: preauth_key::ActiveModel = key.into();
         active.revoked_at = Set(Some(now()));
-        Ok(active.update(&self.db).await?)
+        let revoked = active.update(&txn).await?;
+        append(&txn, &events(&revoked)).await?;
+        txn.commit().await?;
+        Ok(revoked)
     }
 
     /// The key whose plaintext is `secret`, whatever its state.

@@ -5,7 +5,10 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key)]
     pub seq: i64,
+    /// `change` or `audit` (`outbox::RecordKind`).
+    pub kind: String,
     pub namespace_id: Option<i64>,
+    pub org_id: Option<i64>,
     #[sea_orm(column_type = "Text")]
     pub payload: String,
     pub created_at: DateTimeUtc,

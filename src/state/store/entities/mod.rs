@@ -1,6 +1,5 @@
 //! sea-orm entities, one per table. Only `store` uses them; other planes get store functions.
 pub mod api_key;
-pub mod audit_event;
 pub mod browser_key_settings;
 pub mod event;
 pub mod namespace;
