@@ -1,10 +1,10 @@
 //! Start-up: builds every plane from [`Settings`] and serves them on one listener.
 //!
 //! ```text
-//! listener ─ front ─┬─ /ts2021 upgrade ─▶ control::h2server ─▶ control::service ─▶ store, tailnet
+//! listener ─ front ─┬─ /ts2021 upgrade ─▶ control::ts2021::h2server ─▶ control::service ─▶ store, tailnet
 //!                   ├─ /derp upgrade ───▶ derp::server (admission via store)
 //!                   └─ everything else ─▶ actix-web App (api, /key, probes, /docs)
-//!                                           ├─ GET /ts2021 WebSocket ─▶ control::h2server (no early payload)
+//!                                           ├─ GET /ts2021 WebSocket ─▶ control::ts2021::h2server (no early payload)
 //!                                           └─ GET /derp WebSocket ───▶ derp::server
 //! UDP ─ derp::stun
 //! ```
@@ -23,9 +23,9 @@ use x25519_dalek::StaticSecret;
 
 use crate::api::ApiState;
 use crate::config::Settings;
-use crate::control::h2server::{self, ServeOptions};
 use crate::control::http::ServerKey;
 use crate::control::service::ControlService;
+use crate::control::ts2021::h2server::{self, ServeOptions};
 use crate::derp::crypto::DerpSecret;
 use crate::derp::server::{Admission, DerpConfig, DerpMetrics, DerpServer, TenantId};
 use crate::front::websocket::{self, BrowserIo};
@@ -303,7 +303,7 @@ async fn ws_control(req: HttpRequest, body: web::Payload, state: web::Data<AppSt
         .and_then(|q| q.get("X-Tailscale-Handshake").cloned())
         // Base64 has no spaces: a `+` that was not percent-encoded decodes to one.
         .map(|v| v.replace(' ', "+"));
-    let Some(init) = init.filter(|v| crate::control::noise::decode_handshake_header(v).is_ok()) else {
+    let Some(init) = init.filter(|v| crate::control::ts2021::noise::decode_handshake_header(v).is_ok()) else {
         return HttpResponse::BadRequest()
             .content_type("text/plain")
             .body("missing or malformed X-Tailscale-Handshake query parameter\n");

@@ -15,7 +15,9 @@ use tokio::time::timeout;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::*;
-use crate::control::h2server::{accept_ts2021, ControlError, ControlHandler, MapReply, ServeError, ServeOptions};
+use crate::control::ts2021::h2server::{
+    accept_ts2021, ControlError, ControlHandler, MapReply, ServeError, ServeOptions,
+};
 use crate::keys::NodePublic;
 use crate::netmap::framing::MapMessage;
 use crate::netmap::tailcfg::{Node, RegisterAuth};

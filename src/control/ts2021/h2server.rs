@@ -16,9 +16,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::control::h2frame::ConnectionError;
-use crate::control::noise::{accept, decode_handshake_header, error_message, NoiseError};
-use crate::control::noise_stream::NoiseStream;
+use crate::control::ts2021::h2frame::ConnectionError;
+use crate::control::ts2021::noise::{accept, decode_handshake_header, error_message, NoiseError};
+use crate::control::ts2021::noise_stream::NoiseStream;
 use crate::keys::{ChallengePublic, MachinePublic};
 use crate::netmap::framing::MapMessage;
 use crate::netmap::tailcfg::{MapRequest, MapResponse, RegisterRequest, RegisterResponse};

@@ -15,9 +15,11 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::frame::{self, ErrorCode, Frame, FrameReader};
 use super::hpack;
-use crate::control::h2server::{accept_ts2021, ControlError, ControlHandler, MapReply, ServeError, ServeOptions};
-use crate::control::noise::{Initiator, RESPONSE_LEN};
-use crate::control::noise_stream::NoiseStream;
+use crate::control::ts2021::h2server::{
+    accept_ts2021, ControlError, ControlHandler, MapReply, ServeError, ServeOptions,
+};
+use crate::control::ts2021::noise::{Initiator, RESPONSE_LEN};
+use crate::control::ts2021::noise_stream::NoiseStream;
 use crate::keys::MachinePublic;
 use crate::netmap::tailcfg::{MapRequest, RegisterRequest, RegisterResponse};
 
