@@ -1,10 +1,10 @@
 //! Start-up: builds every plane from [`Settings`] and serves them on one listener.
 //!
 //! ```text
-//! listener ─ front ─┬─ /ts2021 upgrade ─▶ control::ts2021::h2server ─▶ control::service ─▶ store, tailnet
-//!                   ├─ /derp upgrade ───▶ derp::server (admission via store)
+//! listener ─ front ─┬─ /ts2021 upgrade ─▶ control::http 101 ─▶ control::ts2021 ─▶ control::service ─▶ state, netmap
+//!                   ├─ /derp upgrade ───▶ derp::http 101 ─▶ derp::server (admission: netmap::derp_admission)
 //!                   └─ everything else ─▶ actix-web App (api, /key, probes, /docs)
-//!                                           ├─ GET /ts2021 WebSocket ─▶ control::ts2021::h2server (no early payload)
+//!                                           ├─ GET /ts2021 WebSocket ─▶ control::ts2021 (no early payload)
 //!                                           └─ GET /derp WebSocket ───▶ derp::server
 //! UDP ─ derp::stun
 //! ```
@@ -15,8 +15,6 @@ use std::sync::{Arc, Weak};
 
 use actix_web::{guard, web, App, HttpRequest, HttpResponse};
 use anyhow::Context;
-use futures::future::BoxFuture;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use x25519_dalek::StaticSecret;
@@ -27,10 +25,11 @@ use crate::control::http::ServerKey;
 use crate::control::service::ControlService;
 use crate::control::ts2021::h2server::{self, ServeOptions};
 use crate::derp::crypto::DerpSecret;
-use crate::derp::server::{Admission, DerpConfig, DerpMetrics, DerpServer, TenantId};
+use crate::derp::server::{DerpConfig, DerpMetrics, DerpServer};
 use crate::front::websocket::{self, BrowserIo};
 use crate::front::{self, FrontOptions, Takeover, UpgradeKind};
 use crate::keys::{MachinePublic, NodePublic};
+use crate::netmap::derp_admission::StoreAdmission;
 use crate::netmap::Tailnet;
 use crate::state::store::Store;
 use crate::state::{Bus, Event, Writer};
@@ -80,7 +79,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let noise_key = StaticSecret::from(noise_key);
     let derp_secret = DerpSecret::from_bytes(load_secret(&writer, "derp_private_key").await?);
     let derp_metrics = DerpMetrics::register(&metrics)?;
-    let admission = Arc::new(StoreAdmission { store: store.clone() });
+    let admission = Arc::new(StoreAdmission::new(store.clone()));
     let derp = DerpServer::new(derp_secret, DerpConfig::default(), admission, derp_metrics);
     apply_events(incoming, Arc::downgrade(&tailnet), derp.clone());
     schedule_ephemeral_cleanup(&store, &tailnet).await?;
@@ -217,22 +216,6 @@ async fn start_stun(addr: SocketAddr, metrics: &prometheus::Registry) -> anyhow:
     Ok(bound)
 }
 
-/// DERP admission: a client key must be the current key of a registered, unexpired node;
-/// its namespace is its tenant.
-struct StoreAdmission {
-    store: Store,
-}
-
-impl Admission for StoreAdmission {
-    fn admit(&self, key: &NodePublic) -> BoxFuture<'static, Option<TenantId>> {
-        let (store, key) = (self.store.clone(), *key);
-        Box::pin(async move {
-            let node = store.node_by_node_key(&key).await.ok().flatten()?;
-            (!node.expired_at(crate::state::store::now())).then_some(TenantId(node.namespace_id))
-        })
-    }
-}
-
 fn takeover_handler(state: Arc<AppState>) -> front::TakeoverHandler {
     Arc::new(move |takeover: Takeover| {
         let state = state.clone();
@@ -251,21 +234,9 @@ fn control_options(state: &AppState) -> ServeOptions {
 
 async fn serve_control(takeover: Takeover, state: &AppState) {
     let Takeover { head, mut io, shutdown, peer, .. } = takeover;
-    let Some(init) = head.get("X-Tailscale-Handshake").map(str::to_string) else {
-        let _ = io.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+    let Some(init) = crate::control::http::switch_protocols(head, &mut io).await else {
         return;
     };
-    // The connection may live for days: keep nothing of the head but the one header.
-    drop(head);
-    if io
-        .write_all(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n\r\n",
-        )
-        .await
-        .is_err()
-    {
-        return;
-    }
     let control = state.control.clone();
     tokio::select! {
         result = h2server::accept_ts2021(io, &state.noise_key, &init, control, control_options(state)) => {
@@ -280,11 +251,7 @@ async fn serve_control(takeover: Takeover, state: &AppState) {
 async fn serve_derp(takeover: Takeover, state: &AppState) {
     let Takeover { head, mut io, shutdown, peer, .. } = takeover;
     drop(head); // a DERP connection may live for days
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: DERP\r\nConnection: Upgrade\r\nDerp-Version: 2\r\nDerp-Public-Key: {}\r\n\r\n",
-        state.derp.public_key().hex()
-    );
-    if io.write_all(response.as_bytes()).await.is_err() {
+    if crate::derp::http::switch_protocols(&mut io, &state.derp.public_key()).await.is_err() {
         return;
     }
     tokio::select! {
