@@ -22,6 +22,7 @@ use x25519_dalek::StaticSecret;
 use crate::api::ApiState;
 use crate::config::Settings;
 use crate::control::http::ServerKey;
+use crate::control::routes::{KeepAlive, Routes};
 use crate::control::service::ControlService;
 use crate::control::ts2021::h2server::{self, ServeOptions};
 use crate::derp::crypto::DerpSecret;
@@ -40,8 +41,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub api: Arc<ApiState>,
     pub derp: Arc<DerpServer>,
-    /// The register/map logic behind every ts2021 connection, TCP or WebSocket.
-    pub control: Arc<ControlService>,
+    /// The route table and register/map logic behind every ts2021 connection, TCP or WebSocket.
+    pub control: Arc<Routes>,
     /// The server's Noise private key.
     pub noise_key: Arc<StaticSecret>,
     /// Cancelled when a graceful stop begins.
@@ -98,7 +99,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let browser_keys =
         crate::api::browser_keys::BrowserKeys::new(secrets, settings.browser_key_rate_per_minute, &metrics)?;
     let server_key = ServerKey(MachinePublic::from_bytes(x25519_dalek::PublicKey::from(&noise_key).to_bytes()));
-    let control = ControlService::new(store.clone(), tailnet.clone());
+    let keepalive = KeepAlive { interval: settings.keepalive_interval, ..KeepAlive::default() };
+    let control = Routes::new(ControlService::new(store.clone(), tailnet.clone()), keepalive);
     let shutdown = CancellationToken::new();
     let api =
         Arc::new(ApiState { settings: settings.clone(), store, writer, tailnet, metrics, rate_limits, browser_keys });
@@ -228,10 +230,6 @@ fn takeover_handler(state: Arc<AppState>) -> front::TakeoverHandler {
     })
 }
 
-fn control_options(state: &AppState) -> ServeOptions {
-    ServeOptions { keepalive_interval: state.settings.keepalive_interval, ..ServeOptions::default() }
-}
-
 async fn serve_control(takeover: Takeover, state: &AppState) {
     let Takeover { head, mut io, shutdown, peer, .. } = takeover;
     let Some(init) = crate::control::http::switch_protocols(head, &mut io).await else {
@@ -239,7 +237,7 @@ async fn serve_control(takeover: Takeover, state: &AppState) {
     };
     let control = state.control.clone();
     tokio::select! {
-        result = h2server::accept_ts2021(io, &state.noise_key, &init, control, control_options(state)) => {
+        result = h2server::accept_ts2021(io, &state.noise_key, &init, control, ServeOptions::default()) => {
             if let Err(err) = result {
                 tracing::debug!(%peer, %err, "control connection ended");
             }
@@ -283,7 +281,7 @@ async fn ws_control(req: HttpRequest, body: web::Payload, state: web::Data<AppSt
         "tailscale-control-protocol",
         state.shutdown.clone(),
         move |io: BrowserIo| async move {
-            let options = ServeOptions { early_payload: false, ..control_options(&state) };
+            let options = ServeOptions { early_payload: false, ..ServeOptions::default() };
             if let Err(err) = h2server::accept_ts2021(io, &state.noise_key, &init, state.control.clone(), options).await
             {
                 tracing::debug!(?peer, %err, "websocket control connection ended");

@@ -46,13 +46,6 @@ ONLY_FROM = {
     "control::ts2021": {"control", "app", "loadgen", "bin"},
 }
 
-# Files not yet moved onto the rule, each with the reason; empty this list, do not grow it.
-PENDING = {
-    # The route table and map framing still live in the HTTP/2 connection (issue 13, item 5).
-    "control/ts2021/h2conn.rs",
-    "control/ts2021/h2server.rs",
-}
-
 PATH = re.compile(r"\b(crate|super)((?:::\w+)+)")
 
 
@@ -120,8 +113,6 @@ def forbidden(own: str, other: str | None) -> bool:
 def violations():
     for file in sorted(SRC.rglob("*.rs")):
         if file.name.endswith("_tests.rs") or file.name == "tests.rs":
-            continue
-        if file.relative_to(SRC).as_posix() in PENDING:
             continue
         own = layer(module_path(file))
         if own not in RANKS:

@@ -4,8 +4,10 @@
 //!
 //! - [`ts2021`]: the transport, a room of its own: Noise, the record layer, our HTTP/2 server
 //!   connection, HPACK and Huffman;
-//! - [`service`]: registration and map sessions (the business logic), behind
-//!   [`ts2021::h2server::ControlHandler`];
+//! - [`routes`]: the route table the transport calls ([`routes::Routes`], a
+//!   [`ts2021::Ts2021Service`]): one function per endpoint, JSON bodies, map framing and the
+//!   long poll's keep-alives, in front of a [`routes::ControlHandler`];
+//! - [`service`]: registration and map sessions (the business logic), the `ControlHandler`;
 //! - [`http`]: `GET /key` and plain answers for non-upgraded `/ts2021`;
 //! - [`client`]: our own client of the protocol, for tests and the load generator.
 //!
@@ -33,5 +35,6 @@
 //!   certificate, so its test runs control over plain HTTP.
 pub mod client;
 pub mod http;
+pub mod routes;
 pub mod service;
 pub mod ts2021;

@@ -1,6 +1,6 @@
 //! The coordination logic behind `/machine/register` and `/machine/map`: pre-auth key
-//! registration, restarts, key rotation, logout, and map sessions. The wire layer
-//! ([`super::ts2021::h2server`]) calls this through [`ControlHandler`].
+//! registration, restarts, key rotation, logout, and map sessions. The route table
+//! ([`super::routes`]) calls this through [`ControlHandler`].
 //!
 //! Refusals a user should read (bad key, expired key) go back as HTTP 200 with `Error` set,
 //! which the client logs; protocol misuse (unknown node, wrong machine) is a 4xx.
@@ -11,7 +11,7 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 
-use super::ts2021::h2server::{ControlError, ControlHandler, MapReply};
+use super::routes::{ControlError, ControlHandler, MapReply};
 use crate::keys::{MachinePublic, NodePublic};
 use crate::netmap::tailcfg::{Hostinfo, Login, MapRequest, RegisterRequest, RegisterResponse, User};
 use crate::netmap::Tailnet;
