@@ -376,3 +376,17 @@ async fn vanished_connection_drops_the_server_stream() {
     .expect("server dropped the business stream after the connection closed");
     drop(poll);
 }
+
+#[tokio::test]
+async fn a_request_the_route_table_refuses_is_not_held_to_the_body_limit() {
+    let server = start_server(ServeOptions { max_body_bytes: 4096, ..fast_opts() }).await;
+    let client = connect(&server).await;
+    let big = Bytes::from(vec![b' '; 10_000]);
+    let (status, body) = client.post_collect("/machine/set-dns", big.clone()).await.unwrap();
+    assert_eq!(
+        (status, body.as_ref()),
+        (StatusCode::NOT_FOUND, b"not found: no handler for /machine/set-dns".as_ref())
+    );
+    let (status, _) = client.post_collect("/machine/register", big).await.unwrap();
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}

@@ -120,7 +120,7 @@ impl Ts2021Service for Routes {
     fn call(&self, machine: MachinePublic, request: Request) -> BoxFuture<'static, Result<Response, Abort>> {
         let (handler, keepalive) = (self.handler.clone(), self.keepalive);
         Box::pin(async move {
-            let answer = match endpoint(&request) {
+            let answer = match endpoint(&request.method, &request.path) {
                 Ok(Endpoint::Register) => register(handler, machine, &request.body).await,
                 Ok(Endpoint::Map) => map(handler, machine, &request.body, keepalive).await,
                 Err(err) => Err(err.into()),
@@ -131,6 +131,11 @@ impl Ts2021Service for Routes {
                 Err(Failure::Aborted) => Err(Abort),
             }
         })
+    }
+
+    /// The route table's refusals come before the body: it is dropped as it arrives.
+    fn refuse(&self, machine: MachinePublic, method: &str, path: &str) -> Option<Response> {
+        endpoint(method, path).err().map(|err| refusal(&machine, &err))
     }
 }
 
@@ -160,14 +165,14 @@ impl From<Abort> for Failure {
 }
 
 /// The route table. The path decides first (an unknown one is a 404 whatever the method).
-fn endpoint(request: &Request) -> Result<Endpoint, ControlError> {
-    let endpoint = match request.path.split('?').next().unwrap_or_default() {
+fn endpoint(method: &str, path: &str) -> Result<Endpoint, ControlError> {
+    let endpoint = match path.split('?').next().unwrap_or_default() {
         "/machine/register" => Endpoint::Register,
         "/machine/map" => Endpoint::Map,
         other => return Err(ControlError::NotFound(format!("no handler for {other}"))),
     };
-    if request.method != "POST" {
-        return Err(ControlError::BadRequest(format!("{} not allowed", request.method)));
+    if method != "POST" {
+        return Err(ControlError::BadRequest(format!("{method} not allowed")));
     }
     Ok(endpoint)
 }

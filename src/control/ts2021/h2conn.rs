@@ -129,11 +129,14 @@ struct Outbound {
     chunks: Option<BoxStream<'static, Result<Bytes, Abort>>>,
 }
 
-/// A request the connection answers itself, without asking the service.
-#[derive(Debug)]
+/// Why a request is answered without calling the service.
 enum Refusal {
+    /// No `:method` or no `:path`.
     NoMethodOrPath,
+    /// The body outgrew `max_body_bytes`.
     BodyTooLarge,
+    /// The service refused it by its head ([`Ts2021Service::refuse`]); the body is dropped.
+    ByHead(Response),
 }
 
 /// Liveness checking: one PING outstanding at most.
@@ -394,7 +397,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
             id,
             send_window: self.peer.initial_window,
             recv_window: frame::DEFAULT_WINDOW,
-            phase: Phase::Receiving { head: head.complete(), body: Vec::new() },
+            phase: Phase::Receiving { head: self.check_head(head), body: Vec::new() },
         });
         if end_stream {
             self.finish_request(id);
@@ -420,6 +423,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
         Ok(head)
     }
 
+    /// A head the service will be asked about once the body is in, or why it will not.
+    fn check_head(&self, head: PartialHead) -> Result<Head, Refusal> {
+        let head = head.complete()?;
+        match self.service.refuse(self.machine, &head.method, &head.path) {
+            Some(response) => Err(Refusal::ByHead(response)),
+            None => Ok(head),
+        }
+    }
+
     /// The request is complete: ask the service, or answer its refusal.
     fn finish_request(&mut self, id: u32) {
         let Some(stream) = self.streams.iter_mut().find(|s| s.id == id) else {
@@ -435,8 +447,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
                 stream.phase = Phase::Answering(self.service.call(self.machine, request));
             }
             Err(refusal) => {
-                tracing::debug!(machine = %self.machine, ?refusal, "control request refused");
-                self.respond(id, Ok(refusal.response()))
+                let response = refusal.into_response(&self.machine);
+                self.respond(id, Ok(response))
             }
         }
     }
@@ -645,13 +657,15 @@ impl PartialHead {
 }
 
 impl Refusal {
-    fn response(self) -> Response {
-        match self {
-            Self::NoMethodOrPath => {
-                Response::text(StatusCode::BAD_REQUEST, "bad request: request without :method or :path".into())
-            }
-            Self::BodyTooLarge => Response::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large".into()),
-        }
+    fn into_response(self, machine: &MachinePublic) -> Response {
+        let (status, text) = match self {
+            Self::NoMethodOrPath => (StatusCode::BAD_REQUEST, "bad request: request without :method or :path"),
+            Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+            // The service said why (and logged it).
+            Self::ByHead(response) => return response,
+        };
+        tracing::debug!(%machine, text, "control request refused");
+        Response::text(status, text.into())
     }
 }
 

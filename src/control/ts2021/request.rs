@@ -14,6 +14,15 @@ use crate::keys::MachinePublic;
 pub trait Ts2021Service: Send + Sync + 'static {
     /// Answers one request from the peer that proved `machine` in the Noise handshake.
     fn call(&self, machine: MachinePublic, request: Request) -> BoxFuture<'static, Result<Response, Abort>>;
+
+    /// A refusal the head alone decides (a path nobody serves, a method it does not take),
+    /// asked as soon as the head is in. A refused request's body is read and dropped, never
+    /// buffered and never held to the body limit, and the refusal is answered once the body
+    /// has arrived, as the client expects; [`Ts2021Service::call`] is not asked.
+    fn refuse(&self, machine: MachinePublic, method: &str, path: &str) -> Option<Response> {
+        let _ = (machine, method, path);
+        None
+    }
 }
 
 /// One complete request: its body has fully arrived and is within the connection's limit.
