@@ -1,6 +1,6 @@
 //! The control plane's route table: which ts2021 request goes to which handler, and what the
 //! two endpoints mean on the wire. `/machine/register` and `/machine/map` each have one
-//! function here ([`register`], [`map`]); anything else is a 404, another method a 400.
+//! function here (`register`, `map`); anything else is a 404, another method a 400.
 //!
 //! [`Routes`] is the [`Ts2021Service`] the transport calls. It decodes JSON bodies (a bad one
 //! is a 400), frames map messages as the request's `Compress` asks
