@@ -1,10 +1,10 @@
 //! Start-up: builds every plane from [`Settings`] and serves them on one listener.
 //!
 //! ```text
-//! listener ─ front ─┬─ /ts2021 upgrade ─▶ control::h2server ─▶ control::service ─▶ store, tailnet
-//!                   ├─ /derp upgrade ───▶ derp::server (admission via store)
+//! listener ─ front ─┬─ /ts2021 upgrade ─▶ control::http 101 ─▶ control::ts2021 ─▶ control::service ─▶ state, netmap
+//!                   ├─ /derp upgrade ───▶ derp::http 101 ─▶ derp::server (admission: netmap::derp_admission)
 //!                   └─ everything else ─▶ actix-web App (api, /key, probes, /docs)
-//!                                           ├─ GET /ts2021 WebSocket ─▶ control::h2server (no early payload)
+//!                                           ├─ GET /ts2021 WebSocket ─▶ control::ts2021 (no early payload)
 //!                                           └─ GET /derp WebSocket ───▶ derp::server
 //! UDP ─ derp::stun
 //! ```
@@ -15,22 +15,22 @@ use std::sync::{Arc, Weak};
 
 use actix_web::{guard, web, App, HttpRequest, HttpResponse};
 use anyhow::Context;
-use futures::future::BoxFuture;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use x25519_dalek::StaticSecret;
 
 use crate::api::ApiState;
 use crate::config::Settings;
-use crate::control::h2server::{self, ServeOptions};
 use crate::control::http::ServerKey;
+use crate::control::routes::{KeepAlive, Routes};
 use crate::control::service::ControlService;
+use crate::control::ts2021::h2server::{self, ServeOptions};
 use crate::derp::crypto::DerpSecret;
-use crate::derp::server::{Admission, DerpConfig, DerpMetrics, DerpServer, TenantId};
+use crate::derp::server::{DerpConfig, DerpMetrics, DerpServer};
 use crate::front::websocket::{self, BrowserIo};
 use crate::front::{self, FrontOptions, Takeover, UpgradeKind};
 use crate::keys::{MachinePublic, NodePublic};
+use crate::netmap::derp_admission::StoreAdmission;
 use crate::netmap::Tailnet;
 use crate::state::store::Store;
 use crate::state::{Bus, Event, Writer};
@@ -41,8 +41,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub api: Arc<ApiState>,
     pub derp: Arc<DerpServer>,
-    /// The register/map logic behind every ts2021 connection, TCP or WebSocket.
-    pub control: Arc<ControlService>,
+    /// The route table and register/map logic behind every ts2021 connection, TCP or WebSocket.
+    pub control: Arc<Routes>,
     /// The server's Noise private key.
     pub noise_key: Arc<StaticSecret>,
     /// Cancelled when a graceful stop begins.
@@ -80,7 +80,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let noise_key = StaticSecret::from(noise_key);
     let derp_secret = DerpSecret::from_bytes(load_secret(&writer, "derp_private_key").await?);
     let derp_metrics = DerpMetrics::register(&metrics)?;
-    let admission = Arc::new(StoreAdmission { store: store.clone() });
+    let admission = Arc::new(StoreAdmission::new(store.clone()));
     let derp = DerpServer::new(derp_secret, DerpConfig::default(), admission, derp_metrics);
     apply_events(incoming, Arc::downgrade(&tailnet), derp.clone());
     schedule_ephemeral_cleanup(&store, &tailnet).await?;
@@ -99,7 +99,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let browser_keys =
         crate::api::browser_keys::BrowserKeys::new(secrets, settings.browser_key_rate_per_minute, &metrics)?;
     let server_key = ServerKey(MachinePublic::from_bytes(x25519_dalek::PublicKey::from(&noise_key).to_bytes()));
-    let control = ControlService::new(store.clone(), tailnet.clone());
+    let keepalive = KeepAlive { interval: settings.keepalive_interval, ..KeepAlive::default() };
+    let control = Routes::new(ControlService::new(store.clone(), tailnet.clone()), keepalive);
     let shutdown = CancellationToken::new();
     let api =
         Arc::new(ApiState { settings: settings.clone(), store, writer, tailnet, metrics, rate_limits, browser_keys });
@@ -217,22 +218,6 @@ async fn start_stun(addr: SocketAddr, metrics: &prometheus::Registry) -> anyhow:
     Ok(bound)
 }
 
-/// DERP admission: a client key must be the current key of a registered, unexpired node;
-/// its namespace is its tenant.
-struct StoreAdmission {
-    store: Store,
-}
-
-impl Admission for StoreAdmission {
-    fn admit(&self, key: &NodePublic) -> BoxFuture<'static, Option<TenantId>> {
-        let (store, key) = (self.store.clone(), *key);
-        Box::pin(async move {
-            let node = store.node_by_node_key(&key).await.ok().flatten()?;
-            (!node.expired_at(crate::state::store::now())).then_some(TenantId(node.namespace_id))
-        })
-    }
-}
-
 fn takeover_handler(state: Arc<AppState>) -> front::TakeoverHandler {
     Arc::new(move |takeover: Takeover| {
         let state = state.clone();
@@ -245,30 +230,14 @@ fn takeover_handler(state: Arc<AppState>) -> front::TakeoverHandler {
     })
 }
 
-fn control_options(state: &AppState) -> ServeOptions {
-    ServeOptions { keepalive_interval: state.settings.keepalive_interval, ..ServeOptions::default() }
-}
-
 async fn serve_control(takeover: Takeover, state: &AppState) {
     let Takeover { head, mut io, shutdown, peer, .. } = takeover;
-    let Some(init) = head.get("X-Tailscale-Handshake").map(str::to_string) else {
-        let _ = io.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+    let Some(init) = crate::control::http::switch_protocols(head, &mut io).await else {
         return;
     };
-    // The connection may live for days: keep nothing of the head but the one header.
-    drop(head);
-    if io
-        .write_all(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n\r\n",
-        )
-        .await
-        .is_err()
-    {
-        return;
-    }
     let control = state.control.clone();
     tokio::select! {
-        result = h2server::accept_ts2021(io, &state.noise_key, &init, control, control_options(state)) => {
+        result = h2server::accept_ts2021(io, &state.noise_key, &init, control, ServeOptions::default()) => {
             if let Err(err) = result {
                 tracing::debug!(%peer, %err, "control connection ended");
             }
@@ -280,11 +249,7 @@ async fn serve_control(takeover: Takeover, state: &AppState) {
 async fn serve_derp(takeover: Takeover, state: &AppState) {
     let Takeover { head, mut io, shutdown, peer, .. } = takeover;
     drop(head); // a DERP connection may live for days
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: DERP\r\nConnection: Upgrade\r\nDerp-Version: 2\r\nDerp-Public-Key: {}\r\n\r\n",
-        state.derp.public_key().hex()
-    );
-    if io.write_all(response.as_bytes()).await.is_err() {
+    if crate::derp::http::switch_protocols(&mut io, &state.derp.public_key()).await.is_err() {
         return;
     }
     tokio::select! {
@@ -303,7 +268,7 @@ async fn ws_control(req: HttpRequest, body: web::Payload, state: web::Data<AppSt
         .and_then(|q| q.get("X-Tailscale-Handshake").cloned())
         // Base64 has no spaces: a `+` that was not percent-encoded decodes to one.
         .map(|v| v.replace(' ', "+"));
-    let Some(init) = init.filter(|v| crate::control::noise::decode_handshake_header(v).is_ok()) else {
+    let Some(init) = init.filter(|v| crate::control::ts2021::noise::decode_handshake_header(v).is_ok()) else {
         return HttpResponse::BadRequest()
             .content_type("text/plain")
             .body("missing or malformed X-Tailscale-Handshake query parameter\n");
@@ -316,7 +281,7 @@ async fn ws_control(req: HttpRequest, body: web::Payload, state: web::Data<AppSt
         "tailscale-control-protocol",
         state.shutdown.clone(),
         move |io: BrowserIo| async move {
-            let options = ServeOptions { early_payload: false, ..control_options(&state) };
+            let options = ServeOptions { early_payload: false, ..ServeOptions::default() };
             if let Err(err) = h2server::accept_ts2021(io, &state.noise_key, &init, state.control.clone(), options).await
             {
                 tracing::debug!(?peer, %err, "websocket control connection ended");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{future, Sink, SinkExt, Stream, StreamExt};
 use tenscale::control::client::{fetch_server_key, Client, CLIENT_VERSION};
-use tenscale::control::noise::Initiator;
+use tenscale::control::ts2021::noise::Initiator;
 use tenscale::derp::client::DerpClient;
 use tenscale::derp::crypto::{ClientInfo, DerpSecret};
 use tenscale::front::ws_stream::WsStream;

@@ -14,13 +14,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use x25519_dalek::StaticSecret;
 
-use crate::control::noise::{Initiator, NoiseError, MSG_ERROR, RESPONSE_LEN};
-use crate::control::noise_stream::NoiseStream;
+use crate::control::ts2021::noise::{Initiator, NoiseError, MSG_ERROR, RESPONSE_LEN};
+use crate::control::ts2021::noise_stream::{EarlyNoise, NoiseStream};
 use crate::keys::MachinePublic;
 use crate::netmap::framing::{FramingError, MapDecoder};
-use crate::netmap::tailcfg::{
-    EarlyNoise, MapRequest, MapResponse, OverTLSPublicKeyResponse, RegisterRequest, RegisterResponse,
-};
+use crate::netmap::tailcfg::{MapRequest, MapResponse, OverTLSPublicKeyResponse, RegisterRequest, RegisterResponse};
 
 /// The capability version this client announces (tailscale v1.90).
 pub const CLIENT_VERSION: u16 = 130;

@@ -15,7 +15,9 @@ use tokio::time::timeout;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::*;
-use crate::control::h2server::{accept_ts2021, ControlError, ControlHandler, MapReply, ServeError, ServeOptions};
+use crate::control::routes::{ControlError, ControlHandler, KeepAlive, MapReply, Routes};
+use crate::control::ts2021::h2server::{accept_ts2021, ServeError, ServeOptions};
+use crate::control::ts2021::Ts2021Service;
 use crate::keys::NodePublic;
 use crate::netmap::framing::MapMessage;
 use crate::netmap::tailcfg::{Node, RegisterAuth};
@@ -88,17 +90,22 @@ struct TestServer {
     handler: Arc<TestHandler>,
 }
 
-/// A loopback server that answers the upgrade by hand, then runs `accept_ts2021`.
+/// A loopback server that answers the upgrade by hand, then runs `accept_ts2021` with the
+/// route table in front of a [`TestHandler`].
 async fn start_server(opts: ServeOptions) -> TestServer {
+    start_server_with(opts, fast_keepalive()).await
+}
+
+async fn start_server_with(opts: ServeOptions, keepalive: KeepAlive) -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let secret = StaticSecret::from([0x42; 32]);
     let key = MachinePublic::from_bytes(PublicKey::from(&secret).to_bytes());
     let handler = Arc::new(TestHandler::default());
-    let dyn_handler: Arc<dyn ControlHandler> = handler.clone();
+    let service: Arc<dyn Ts2021Service> = Routes::new(handler.clone(), keepalive);
     tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
-            let (secret, handler, opts) = (secret.clone(), dyn_handler.clone(), opts.clone());
+            let (secret, service, opts) = (secret.clone(), service.clone(), opts.clone());
             tokio::spawn(async move {
                 let (head, _) = read_head(&mut tcp).await.unwrap();
                 let text = String::from_utf8_lossy(&head).into_owned();
@@ -107,7 +114,7 @@ async fn start_server(opts: ServeOptions) -> TestServer {
                 tcp.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n\r\n")
                     .await
                     .unwrap();
-                let _ = accept_ts2021(tcp, &secret, &init, handler, opts).await;
+                let _ = accept_ts2021(tcp, &secret, &init, service, opts).await;
             });
         }
     });
@@ -115,11 +122,15 @@ async fn start_server(opts: ServeOptions) -> TestServer {
 }
 
 fn fast_opts() -> ServeOptions {
-    ServeOptions {
-        keepalive_interval: Duration::from_secs(30),
-        keepalive_jitter: Duration::ZERO,
-        ..ServeOptions::default()
-    }
+    ServeOptions::default()
+}
+
+fn fast_keepalive() -> KeepAlive {
+    KeepAlive { interval: Duration::from_secs(30), jitter: Duration::ZERO }
+}
+
+fn test_service() -> Arc<dyn Ts2021Service> {
+    Routes::new(Arc::new(TestHandler::default()), fast_keepalive())
 }
 
 fn map_request(stream: bool, omit_peers: bool) -> MapRequest {
@@ -186,8 +197,8 @@ async fn long_poll_register_and_lite_share_one_connection() {
 
 #[tokio::test]
 async fn silence_on_a_long_poll_is_filled_with_keep_alives() {
-    let opts = ServeOptions { keepalive_interval: Duration::from_millis(100), ..fast_opts() };
-    let server = start_server(opts).await;
+    let keepalive = KeepAlive { interval: Duration::from_millis(100), ..fast_keepalive() };
+    let server = start_server_with(fast_opts(), keepalive).await;
     let client = connect(&server).await;
     let mut poll = client.map_stream(&map_request(true, false)).await.unwrap();
     poll.next().await.unwrap().unwrap();
@@ -279,8 +290,7 @@ async fn response_and_early_payload_go_in_one_write_and_silent_peers_time_out() 
     let writes = Arc::new(Mutex::new(Vec::new()));
     let io = Recording { inner: ours, writes: writes.clone() };
     let opts = ServeOptions { handshake_timeout: Duration::from_millis(300), ..fast_opts() };
-    let handler: Arc<dyn ControlHandler> = Arc::new(TestHandler::default());
-    let served = tokio::spawn(async move { accept_ts2021(io, &secret, &header, handler, opts).await });
+    let served = tokio::spawn(async move { accept_ts2021(io, &secret, &header, test_service(), opts).await });
 
     let mut response = [0u8; RESPONSE_LEN];
     peer.read_exact(&mut response).await.unwrap();
@@ -298,8 +308,7 @@ async fn malformed_initiation_gets_an_error_message() {
     use base64::Engine as _;
     let (ours, mut peer) = duplex(4096);
     let header = base64::engine::general_purpose::STANDARD.encode([0u8; 50]);
-    let handler: Arc<dyn ControlHandler> = Arc::new(TestHandler::default());
-    let result = accept_ts2021(ours, &StaticSecret::from([1; 32]), &header, handler, fast_opts()).await;
+    let result = accept_ts2021(ours, &StaticSecret::from([1; 32]), &header, test_service(), fast_opts()).await;
     assert!(matches!(result, Err(ServeError::Noise(NoiseError::BadLength(50, 101)))));
     let mut reply = Vec::new();
     peer.read_to_end(&mut reply).await.unwrap();
@@ -366,4 +375,18 @@ async fn vanished_connection_drops_the_server_stream() {
     .await
     .expect("server dropped the business stream after the connection closed");
     drop(poll);
+}
+
+#[tokio::test]
+async fn a_request_the_route_table_refuses_is_not_held_to_the_body_limit() {
+    let server = start_server(ServeOptions { max_body_bytes: 4096, ..fast_opts() }).await;
+    let client = connect(&server).await;
+    let big = Bytes::from(vec![b' '; 10_000]);
+    let (status, body) = client.post_collect("/machine/set-dns", big.clone()).await.unwrap();
+    assert_eq!(
+        (status, body.as_ref()),
+        (StatusCode::NOT_FOUND, b"not found: no handler for /machine/set-dns".as_ref())
+    );
+    let (status, _) = client.post_collect("/machine/register", big).await.unwrap();
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }

@@ -2,11 +2,12 @@
 //! register/map logic that turns its requests into [`crate::state::Writer`] calls and
 //! [`crate::netmap`] sessions. The wire types and framing live in [`crate::netmap`].
 //!
-//! - [`noise`], [`noise_stream`]: Noise IK handshake and the big-endian-nonce record layer;
-//! - [`h2server`]: the ts2021 server, dispatching to a [`h2server::ControlHandler`];
-//! - [`h2conn`], [`h2frame`], [`hpack`], [`huffman`]: our own HTTP/2 server connection, frames and
-//!   header compression (a control connection idles for days, so it keeps no codec buffers);
-//! - [`service`]: registration and map sessions (the business logic);
+//! - [`ts2021`]: the transport, a room of its own: Noise, the record layer, our HTTP/2 server
+//!   connection, HPACK and Huffman;
+//! - [`routes`]: the route table the transport calls ([`routes::Routes`], a
+//!   [`ts2021::Ts2021Service`]): one function per endpoint, JSON bodies, map framing and the
+//!   long poll's keep-alives, in front of a [`routes::ControlHandler`];
+//! - [`service`]: registration and map sessions (the business logic), the `ControlHandler`;
 //! - [`http`]: `GET /key` and plain answers for non-upgraded `/ts2021`;
 //! - [`client`]: our own client of the protocol, for tests and the load generator.
 //!
@@ -34,12 +35,7 @@
 //!   certificate, so its test runs control over plain HTTP.
 #[cfg(feature = "testkit")]
 pub mod client;
-mod h2conn;
-pub mod h2frame;
-pub mod h2server;
-pub mod hpack;
 pub mod http;
-pub mod huffman;
-pub mod noise;
-pub mod noise_stream;
+pub mod routes;
 pub mod service;
+pub mod ts2021;

@@ -1,6 +1,6 @@
 //! The coordination logic behind `/machine/register` and `/machine/map`: pre-auth key
-//! registration, restarts, key rotation, logout, and map sessions. The wire layer
-//! ([`super::h2server`]) calls this through [`ControlHandler`].
+//! registration, restarts, key rotation, logout, and map sessions. The route table
+//! ([`super::routes`]) calls this through [`ControlHandler`].
 //!
 //! Registration's rules live in [`crate::state::registration`]; this module only translates:
 //! a refusal a user should read (bad key, expired key) goes back as HTTP 200 with `Error`
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 
-use super::h2server::{ControlError, ControlHandler, MapReply};
+use super::routes::{ControlError, ControlHandler, MapReply};
 use crate::domain::Node;
 use crate::keys::{MachinePublic, NodePublic};
 use crate::netmap::tailcfg::{Login, MapRequest, RegisterRequest, RegisterResponse, User};

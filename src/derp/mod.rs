@@ -6,10 +6,13 @@
 //! - [`crypto`]: the NaCl boxes of the ClientInfo/ServerInfo handshake and their JSON;
 //! - [`server`]: the relay (admission, forwarding, keep-alives, metrics);
 //! - [`client`]: a raw DERP client for tests and benchmarks;
-//! - [`stun`]: the STUN binding server.
+//! - [`stun`]: the STUN binding server;
+//! - [`http`]: the plain-HTTP probes, and the 101 that answers a `/derp` upgrade.
 //!
-//! The HTTP upgrade (`GET /derp` → 101) is not done here: the connection front writes the 101
-//! and hands the stream to [`server::serve_client`].
+//! The connection front takes an upgraded `/derp` connection over; the app writes
+//! [`http::switch_protocols`] on it and hands the stream to [`server::serve_client`]. Who may
+//! connect is asked through [`server::Admission`] (answered from the store by
+//! `netmap::derp_admission`): this plane reads no store.
 
 pub mod bench;
 pub mod client;

@@ -1,6 +1,7 @@
 //! The reader: which nodes are online, the live view of each namespace, and the fan-out of
 //! every change to the map sessions that must hear about it; and the wire forms of all of it
-//! ([`tailcfg`], [`framing`], [`mapper`]).
+//! ([`tailcfg`], [`framing`], [`mapper`]). It also answers the relay's admission question
+//! from the store ([`derp_admission`]).
 //!
 //! The store is the source of truth, and netmap only reads it. A change is made by
 //! [`crate::state::Writer`], which records its [`Event`]s in the outbox in the same
@@ -12,6 +13,7 @@
 //! that hears a node went offline while the node streams from it says otherwise, so a stale
 //! "offline" (an old stream ending after the node reconnected elsewhere) does not stick.
 
+pub mod derp_admission;
 pub mod framing;
 pub mod mapper;
 pub mod namespace;

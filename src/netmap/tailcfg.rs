@@ -23,7 +23,7 @@ pub use netmap::{
 pub use node::{CapMap, Node, PeerChange};
 pub use time::GoTime;
 
-use crate::keys::{ChallengePublic, DiscoPublic, MachinePublic, NodePublic};
+use crate::keys::{DiscoPublic, MachinePublic, NodePublic};
 
 /// Node IDs are int64 in Go; keep them below 2^53 for JavaScript clients.
 pub type NodeId = i64;
@@ -301,13 +301,6 @@ pub struct PingRequest {
     /// Standard base64.
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub payload: String,
-}
-
-/// The early payload JSON (lowerCamel key).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct EarlyNoise {
-    #[serde(rename = "nodeKeyChallenge", default)]
-    pub node_key_challenge: ChallengePublic,
 }
 
 /// `GET /key?v=N` answer (lowerCamel keys).

@@ -186,9 +186,6 @@ fn keep_alive_and_special_keys_use_exact_casing() {
     let text = serde_json::to_value(&keys).unwrap();
     assert_eq!(text["legacyPublicKey"], format!("mkey:{}", "0".repeat(64)));
     assert_eq!(text["publicKey"], key.to_string());
-    let early: EarlyNoise =
-        serde_json::from_value(json!({"nodeKeyChallenge": format!("chalpub:{}", "1".repeat(64))})).unwrap();
-    assert_eq!(early.node_key_challenge.as_bytes(), &[0x11; 32]);
 
     let ssh = SshPolicy {
         rules: vec![SshRule {

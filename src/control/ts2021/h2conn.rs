@@ -1,6 +1,7 @@
 //! One HTTP/2 server connection inside the Noise channel, driven by a single task: it reads
-//! frames, decodes request headers, runs the handlers, pumps map streams under flow control,
-//! sends keep-alives and pings. Nothing else runs per connection.
+//! frames, turns each stream's headers and body into a [`Request`] for the service, and the
+//! service's [`Response`] into frames, pumping streamed bodies under flow control; and it
+//! sends pings. Nothing else runs per connection, and nothing here knows what a path means.
 //!
 //! Why our own and not a general HTTP/2 crate: a control connection lives for days and is idle
 //! almost always; a general implementation keeps ~29 KiB of codec buffers and tables per
@@ -13,24 +14,23 @@
 //! priorities (accepted and ignored), no trailers on responses.
 
 use std::future::poll_fn;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt};
+use http::StatusCode;
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
 
 use super::h2frame::{self as frame, ConnectionError, ErrorCode, Frame, FrameReader, Setting};
-use super::h2server::{ControlError, ControlHandler, MapReply, ServeError, ServeOptions};
+use super::h2server::{ServeError, ServeOptions};
 use super::hpack;
 use super::noise_stream::NoiseStream;
+use super::{Abort, Body, Request, Response, Ts2021Service};
 use crate::keys::MachinePublic;
-use crate::netmap::framing::{Compression, MapMessage};
-use crate::netmap::tailcfg::{MapRequest, MapResponse};
 
 /// SETTINGS_HEADER_TABLE_SIZE we leave at its default, so clients may index from the start.
 const HEADER_TABLE_SIZE: usize = 4096;
@@ -49,13 +49,13 @@ const KEEP_OUTPUT_CAPACITY: usize = 1024;
 pub(super) async fn serve<T>(
     io: NoiseStream<T>,
     machine: MachinePublic,
-    handler: Arc<dyn ControlHandler>,
+    service: Arc<dyn Ts2021Service>,
     opts: ServeOptions,
 ) -> Result<(), ServeError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut conn = Connection::new(io, machine, handler, opts);
+    let mut conn = Connection::new(io, machine, service, opts);
     frame::put_settings(&mut conn.out, conn.opts.max_concurrent_streams, MAX_HEADER_LIST as u32);
     let handshake = conn.opts.handshake_timeout;
     timeout(handshake, async {
@@ -79,7 +79,7 @@ struct Connection<T> {
     /// Frames waiting to be written; written whole after every event.
     out: Vec<u8>,
     machine: MachinePublic,
-    handler: Arc<dyn ControlHandler>,
+    service: Arc<dyn Ts2021Service>,
     opts: ServeOptions,
     peer: PeerSettings,
     /// Connection-level send window (what the client lets us send).
@@ -115,9 +115,9 @@ struct Stream {
 enum Phase {
     /// Headers seen, body arriving. A refused request still reads (and drops) its body so
     /// that the answer comes after the request, as the client expects.
-    Receiving { route: Result<Route, ControlError>, body: Vec<u8> },
-    /// The handler runs.
-    Routing(BoxFuture<'static, Result<Reply, ControlError>>),
+    Receiving { head: Result<Head, Refusal>, body: Vec<u8> },
+    /// The service runs.
+    Answering(BoxFuture<'static, Result<Response, Abort>>),
     /// Headers are out; DATA follows.
     Responding(Outbound),
 }
@@ -125,24 +125,18 @@ enum Phase {
 struct Outbound {
     /// Body bytes not yet sent (flow control or frame size held them back).
     pending: Bytes,
-    /// More messages to come (a long poll); `None` once the body ends after `pending`.
-    messages: Option<BoxStream<'static, MapMessage>>,
-    /// When the next keep-alive is due on a long poll.
-    keepalive_at: Instant,
-    /// How this stream's messages are framed (the request's `Compress`).
-    compression: Compression,
+    /// More chunks to come (a long poll); `None` once the body ends after `pending`.
+    chunks: Option<BoxStream<'static, Result<Bytes, Abort>>>,
 }
 
-#[derive(Clone, Copy)]
-enum Route {
-    Register,
-    Map,
-}
-
-/// What a routed request answers.
-enum Reply {
-    Json(Bytes),
-    Map(MapReply, Compression),
+/// Why a request is answered without calling the service.
+enum Refusal {
+    /// No `:method` or no `:path`.
+    NoMethodOrPath,
+    /// The body outgrew `max_body_bytes`.
+    BodyTooLarge,
+    /// The service refused it by its head ([`Ts2021Service::refuse`]); the body is dropped.
+    ByHead(Response),
 }
 
 /// Liveness checking: one PING outstanding at most.
@@ -155,13 +149,13 @@ struct PingState {
 enum Wake {
     Frame(Result<Frame, ConnectionError>),
     Closed,
-    Routed(u32, Result<Reply, ControlError>),
-    Message(u32, Option<MapMessage>),
+    Answered(u32, Result<Response, Abort>),
+    Chunk(u32, Option<Result<Bytes, Abort>>),
     Timer,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
-    fn new(io: NoiseStream<T>, machine: MachinePublic, handler: Arc<dyn ControlHandler>, opts: ServeOptions) -> Self {
+    fn new(io: NoiseStream<T>, machine: MachinePublic, service: Arc<dyn Ts2021Service>, opts: ServeOptions) -> Self {
         let ping = PingState { next_at: opts.ping_interval.map(|every| Instant::now() + every), outstanding: None };
         Self {
             io,
@@ -169,7 +163,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
             decoder: hpack::Decoder::new(HEADER_TABLE_SIZE),
             out: Vec::new(),
             machine,
-            handler,
+            service,
             opts,
             peer: PeerSettings { initial_window: frame::DEFAULT_WINDOW, max_frame: frame::DEFAULT_MAX_FRAME },
             send_window: frame::DEFAULT_WINDOW,
@@ -214,8 +208,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
                     }
                 }
                 Wake::Closed => return Ok(()),
-                Wake::Routed(id, result) => self.respond(id, result),
-                Wake::Message(id, message) => self.on_message(id, message),
+                Wake::Answered(id, result) => self.respond(id, result),
+                Wake::Chunk(id, chunk) => self.on_chunk(id, chunk),
                 Wake::Timer => self.on_timer()?,
             }
             self.pump();
@@ -318,16 +312,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
             // A stream we already answered or reset: its late DATA only counts for the window.
             return Ok(());
         };
-        let Phase::Receiving { route, body } = &mut stream.phase else {
+        let Phase::Receiving { head, body } = &mut stream.phase else {
             return Ok(());
         };
         stream.recv_window -= i64::from(flow_len);
         if stream.recv_window < 0 {
             return Err(ConnectionError { code: ErrorCode::FlowControl, reason: "stream window exceeded" });
         }
-        if route.is_ok() {
+        if head.is_ok() {
             if body.len() + data.len() > max_body {
-                *route = Err(ControlError::PayloadTooLarge);
+                *head = Err(Refusal::BodyTooLarge);
                 *body = Vec::new();
             } else {
                 body.extend_from_slice(&data);
@@ -403,7 +397,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
             id,
             send_window: self.peer.initial_window,
             recv_window: frame::DEFAULT_WINDOW,
-            phase: Phase::Receiving { route: head.route(), body: Vec::new() },
+            phase: Phase::Receiving { head: self.check_head(head), body: Vec::new() },
         });
         if end_stream {
             self.finish_request(id);
@@ -411,8 +405,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
         Ok(())
     }
 
-    fn decode_request_head(&mut self, block: &[u8]) -> Result<RequestHead, ConnectionError> {
-        let mut head = RequestHead::default();
+    fn decode_request_head(&mut self, block: &[u8]) -> Result<PartialHead, ConnectionError> {
+        let mut head = PartialHead::default();
         let mut list_size = 0;
         let mut emit = |name: &[u8], value: &[u8]| {
             list_size += name.len() + value.len() + 32;
@@ -429,51 +423,50 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
         Ok(head)
     }
 
-    /// The request is complete: start its handler, or answer its refusal.
+    /// A head the service will be asked about once the body is in, or why it will not.
+    fn check_head(&self, head: PartialHead) -> Result<Head, Refusal> {
+        let head = head.complete()?;
+        match self.service.refuse(self.machine, &head.method, &head.path) {
+            Some(response) => Err(Refusal::ByHead(response)),
+            None => Ok(head),
+        }
+    }
+
+    /// The request is complete: ask the service, or answer its refusal.
     fn finish_request(&mut self, id: u32) {
         let Some(stream) = self.streams.iter_mut().find(|s| s.id == id) else {
             return;
         };
-        let Phase::Receiving { route, body } =
-            std::mem::replace(&mut stream.phase, Phase::Responding(Outbound::done()))
+        let Phase::Receiving { head, body } = std::mem::replace(&mut stream.phase, Phase::Responding(Outbound::done()))
         else {
             return;
         };
-        match route {
-            Ok(route) => stream.phase = Phase::Routing(dispatch(route, body, self.machine, self.handler.clone())),
-            Err(err) => self.respond(id, Err(err)),
+        match head {
+            Ok(Head { method, path }) => {
+                let request = Request { method, path, body: Bytes::from(body) };
+                stream.phase = Phase::Answering(self.service.call(self.machine, request));
+            }
+            Err(refusal) => {
+                let response = refusal.into_response(&self.machine);
+                self.respond(id, Ok(response))
+            }
         }
     }
 
     /// Sends the response headers and queues the body.
-    fn respond(&mut self, id: u32, result: Result<Reply, ControlError>) {
+    fn respond(&mut self, id: u32, result: Result<Response, Abort>) {
         let Some(index) = self.streams.iter().position(|s| s.id == id) else {
             return;
         };
-        let (status, content_type, outbound) = match result {
-            Ok(Reply::Json(json)) => (200, "application/json", Outbound::body(json)),
-            Ok(Reply::Map(MapReply::Empty, _)) => (200, "application/json", Outbound::done()),
-            Ok(Reply::Map(MapReply::Once(msg), compression)) => {
-                match MapMessage::Response(msg).framed_as(compression) {
-                    Ok(framed) => (200, "application/json", Outbound::body(framed)),
-                    Err(err) => return self.reset_after_encoding_failure(index, &err),
-                }
-            }
-            Ok(Reply::Map(MapReply::Stream(messages), compression)) => {
-                let keepalive_at = Instant::now() + keepalive_wait(&self.opts);
-                (
-                    200,
-                    "application/json",
-                    Outbound { pending: Bytes::new(), messages: Some(messages), keepalive_at, compression },
-                )
-            }
-            Err(err) => {
-                tracing::debug!(machine = %self.machine, %err, "control request refused");
-                (err.status().as_u16(), "text/plain; charset=utf-8", Outbound::body(Bytes::from(err.to_string())))
-            }
+        let Ok(Response { status, content_type, body }) = result else {
+            return self.reset(index);
+        };
+        let outbound = match body {
+            Body::Full(bytes) => Outbound::body(bytes),
+            Body::Stream(chunks) => Outbound { pending: Bytes::new(), chunks: Some(chunks) },
         };
         let mut block = Vec::with_capacity(64);
-        hpack::encode_status(status, &mut block);
+        hpack::encode_status(status.as_u16(), &mut block);
         hpack::encode_literal("content-type", content_type.as_bytes(), &mut block);
         let ends_now = outbound.is_done();
         frame::put_headers(&mut self.out, id, &block, ends_now);
@@ -484,55 +477,36 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
         }
     }
 
-    fn reset_after_encoding_failure(&mut self, index: usize, err: &dyn std::fmt::Display) {
-        tracing::warn!(%err, "cannot encode map response");
+    /// The service gave up on a stream: RST_STREAM INTERNAL_ERROR, and the stream is forgotten.
+    fn reset(&mut self, index: usize) {
         let stream = self.streams.swap_remove(index);
         frame::put_rst_stream(&mut self.out, stream.id, ErrorCode::Internal);
     }
 
-    fn on_message(&mut self, id: u32, message: Option<MapMessage>) {
-        let wait = keepalive_wait(&self.opts);
+    fn on_chunk(&mut self, id: u32, chunk: Option<Result<Bytes, Abort>>) {
         let Some(index) = self.streams.iter().position(|s| s.id == id) else {
             return;
         };
         let Phase::Responding(outbound) = &mut self.streams[index].phase else {
             return;
         };
-        let Some(message) = message else {
-            outbound.messages = None;
-            return;
-        };
-        match message.framed_as(outbound.compression) {
-            Ok(framed) => {
-                outbound.pending = framed;
-                outbound.keepalive_at = Instant::now() + wait;
-            }
-            Err(err) => self.reset_after_encoding_failure(index, &err),
+        match chunk {
+            Some(Ok(bytes)) => outbound.pending = bytes,
+            Some(Err(Abort)) => self.reset(index),
+            None => outbound.chunks = None,
         }
     }
 
+    /// When the ping timer next needs the connection.
     fn next_deadline(&self) -> Option<Instant> {
-        let keepalives = self.streams.iter().filter_map(|s| match &s.phase {
-            Phase::Responding(o) if o.awaits_message() => Some(o.keepalive_at),
-            _ => None,
-        });
-        let ping = match self.ping.outstanding {
+        match self.ping.outstanding {
             Some((_, sent)) => Some(sent + self.opts.ping_timeout),
             None => self.ping.next_at,
-        };
-        keepalives.chain(ping).min()
+        }
     }
 
     fn on_timer(&mut self) -> Result<(), ServeError> {
         let now = Instant::now();
-        for stream in &mut self.streams {
-            if let Phase::Responding(o) = &mut stream.phase {
-                if o.awaits_message() && o.keepalive_at <= now {
-                    o.pending = keep_alive_frame(o.compression);
-                    o.keepalive_at = now + keepalive_wait(&self.opts);
-                }
-            }
-        }
         if let Some((_, sent)) = self.ping.outstanding {
             if sent + self.opts.ping_timeout <= now {
                 return Err(ServeError::PingTimeout);
@@ -590,7 +564,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
                     break;
                 }
                 let chunk = outbound.pending.split_to((allowed as usize).min(outbound.pending.len()));
-                ended = outbound.pending.is_empty() && outbound.messages.is_none();
+                ended = outbound.pending.is_empty() && outbound.chunks.is_none();
                 frame::put_data(&mut self.out, stream.id, &chunk, ended);
                 self.send_window -= chunk.len() as i64;
                 stream.send_window -= chunk.len() as i64;
@@ -608,19 +582,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
     }
 }
 
-/// Polls every stream's handler and long poll; ready with the first thing that happened.
+/// Polls every stream's service call and streamed body; ready with the first thing that
+/// happened.
 fn poll_streams(streams: &mut [Stream], cx: &mut Context<'_>) -> Poll<Wake> {
     for stream in streams.iter_mut() {
         match &mut stream.phase {
-            Phase::Routing(handler) => {
-                if let Poll::Ready(result) = handler.as_mut().poll(cx) {
-                    return Poll::Ready(Wake::Routed(stream.id, result));
+            Phase::Answering(call) => {
+                if let Poll::Ready(result) = call.as_mut().poll(cx) {
+                    return Poll::Ready(Wake::Answered(stream.id, result));
                 }
             }
-            Phase::Responding(outbound) if outbound.awaits_message() => {
-                if let Some(messages) = outbound.messages.as_mut() {
-                    if let Poll::Ready(next) = messages.poll_next_unpin(cx) {
-                        return Poll::Ready(Wake::Message(stream.id, next));
+            Phase::Responding(outbound) if outbound.awaits_chunk() => {
+                if let Some(chunks) = outbound.chunks.as_mut() {
+                    if let Poll::Ready(next) = chunks.poll_next_unpin(cx) {
+                        return Poll::Ready(Wake::Chunk(stream.id, next));
                     }
                 }
             }
@@ -632,7 +607,7 @@ fn poll_streams(streams: &mut [Stream], cx: &mut Context<'_>) -> Poll<Wake> {
 
 impl Outbound {
     fn body(pending: Bytes) -> Self {
-        Self { pending, messages: None, keepalive_at: Instant::now(), compression: Compression::Zstd }
+        Self { pending, chunks: None }
     }
 
     fn done() -> Self {
@@ -640,23 +615,30 @@ impl Outbound {
     }
 
     fn is_done(&self) -> bool {
-        self.pending.is_empty() && self.messages.is_none()
+        self.pending.is_empty() && self.chunks.is_none()
     }
 
-    /// A long poll with nothing in flight: the next message (or keep-alive) may be produced.
-    fn awaits_message(&self) -> bool {
-        self.pending.is_empty() && self.messages.is_some()
+    /// A streamed body with nothing in flight: the next chunk may be asked for.
+    fn awaits_chunk(&self) -> bool {
+        self.pending.is_empty() && self.chunks.is_some()
     }
 }
 
-/// The pseudo-headers routing needs; everything else in a request head is ignored.
+/// The pseudo-headers a request needs, as they arrive; everything else in a request head is
+/// ignored.
 #[derive(Default)]
-struct RequestHead {
+struct PartialHead {
     method: Option<String>,
     path: Option<String>,
 }
 
-impl RequestHead {
+/// A request head with both pseudo-headers the service needs.
+struct Head {
+    method: String,
+    path: String,
+}
+
+impl PartialHead {
     fn observe(&mut self, name: &[u8], value: &[u8]) {
         let value = || String::from_utf8_lossy(&value[..value.len().min(256)]).into_owned();
         match name {
@@ -666,71 +648,25 @@ impl RequestHead {
         }
     }
 
-    fn route(&self) -> Result<Route, ControlError> {
-        let (Some(method), Some(path)) = (&self.method, &self.path) else {
-            return Err(ControlError::BadRequest("request without :method or :path".into()));
-        };
-        let route = match path.split('?').next().unwrap_or_default() {
-            "/machine/register" => Route::Register,
-            "/machine/map" => Route::Map,
-            other => return Err(ControlError::NotFound(format!("no handler for {other}"))),
-        };
-        if method != "POST" {
-            return Err(ControlError::BadRequest(format!("{method} not allowed")));
+    fn complete(self) -> Result<Head, Refusal> {
+        match (self.method, self.path) {
+            (Some(method), Some(path)) => Ok(Head { method, path }),
+            _ => Err(Refusal::NoMethodOrPath),
         }
-        Ok(route)
     }
 }
 
-fn dispatch(
-    route: Route,
-    body: Vec<u8>,
-    machine: MachinePublic,
-    handler: Arc<dyn ControlHandler>,
-) -> BoxFuture<'static, Result<Reply, ControlError>> {
-    Box::pin(async move {
-        match route {
-            Route::Register => {
-                let response = handler.register(machine, parse_json(&body)?).await?;
-                let json = serde_json::to_vec(&response).map_err(|err| ControlError::Internal(err.to_string()))?;
-                Ok(Reply::Json(Bytes::from(json)))
-            }
-            Route::Map => {
-                let request: MapRequest = parse_json(&body)?;
-                let compression = Compression::requested(&request.compress);
-                Ok(Reply::Map(handler.map(machine, request).await?, compression))
-            }
-        }
-    })
-}
-
-fn parse_json<R: serde::de::DeserializeOwned>(body: &[u8]) -> Result<R, ControlError> {
-    serde_json::from_slice(body).map_err(|err| ControlError::BadRequest(format!("invalid JSON: {err}")))
-}
-
-/// `{"KeepAlive":true}`, framed once per process and compression: every idle long poll
-/// sends it about once a minute, always the same bytes.
-fn keep_alive_frame(compression: Compression) -> Bytes {
-    static ZSTD: OnceLock<Bytes> = OnceLock::new();
-    static PLAIN: OnceLock<Bytes> = OnceLock::new();
-    let slot = match compression {
-        Compression::Zstd => &ZSTD,
-        Compression::Plain => &PLAIN,
-    };
-    if let Some(frame) = slot.get() {
-        return frame.clone();
+impl Refusal {
+    fn into_response(self, machine: &MachinePublic) -> Response {
+        let (status, text) = match self {
+            Self::NoMethodOrPath => (StatusCode::BAD_REQUEST, "bad request: request without :method or :path"),
+            Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+            // The service said why (and logged it).
+            Self::ByHead(response) => return response,
+        };
+        tracing::debug!(%machine, text, "control request refused");
+        Response::text(status, text.into())
     }
-    match MapMessage::from(MapResponse::keep_alive()).framed_as(compression) {
-        Ok(frame) => slot.get_or_init(|| frame).clone(),
-        // Not kept: the next keep-alive tries again.
-        Err(_) => Bytes::new(),
-    }
-}
-
-fn keepalive_wait(opts: &ServeOptions) -> Duration {
-    let jitter_ms = opts.keepalive_jitter.as_millis() as u64;
-    let extra = if jitter_ms == 0 { 0 } else { rand::thread_rng().gen_range(0..=jitter_ms) };
-    opts.keepalive_interval + Duration::from_millis(extra)
 }
 
 #[cfg(test)]

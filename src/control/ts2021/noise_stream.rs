@@ -23,11 +23,20 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BytesMut};
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::control::noise::{parse_error_message, CipherState, NoiseError, TransportKeys, MSG_ERROR, MSG_RECORD};
+use crate::control::ts2021::noise::{
+    parse_error_message, CipherState, NoiseError, TransportKeys, MSG_ERROR, MSG_RECORD,
+};
 use crate::keys::ChallengePublic;
-use crate::netmap::tailcfg::EarlyNoise;
+
+/// The early payload's JSON (a lowerCamel key, unlike the map protocol's).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EarlyNoise {
+    #[serde(rename = "nodeKeyChallenge", default)]
+    pub node_key_challenge: ChallengePublic,
+}
 
 /// Largest frame on the wire, header included.
 pub const MAX_FRAME: usize = 4096;

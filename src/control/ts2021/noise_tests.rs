@@ -3,7 +3,7 @@
 use super::*;
 
 fn vector() -> serde_json::Value {
-    serde_json::from_str(include_str!("../../tests/fixtures/handshake_vector.json")).unwrap()
+    serde_json::from_str(include_str!("../../../tests/fixtures/handshake_vector.json")).unwrap()
 }
 
 fn secret_from_hex(text: &str) -> StaticSecret {

@@ -2,7 +2,7 @@
 //!
 //! This module owns the handshake messages and the per-direction cipher with Tailscale's
 //! **big-endian** transport nonce. Framing those records on a byte stream lives in
-//! [`crate::control::noise_stream`].
+//! [`crate::control::ts2021::noise_stream`].
 //!
 //! Initiation, client -> server (101 bytes; carried base64 in `X-Tailscale-Handshake`):
 //! ```text

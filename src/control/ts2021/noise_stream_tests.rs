@@ -5,7 +5,7 @@ use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::*;
-use crate::control::noise::{accept, error_message, Initiator};
+use crate::control::ts2021::noise::{accept, error_message, Initiator};
 use crate::keys::MachinePublic;
 
 /// Handshakes in memory and returns (client keys, server keys).
@@ -192,4 +192,11 @@ fn early_payload_layout() {
     assert_eq!(len, bytes.len() - 9);
     let json: serde_json::Value = serde_json::from_slice(&bytes[9..]).unwrap();
     assert_eq!(json["nodeKeyChallenge"], format!("chalpub:{}", "0".repeat(64)));
+}
+
+#[test]
+fn the_early_payload_json_uses_a_lower_camel_key() {
+    let text = format!(r#"{{"nodeKeyChallenge":"chalpub:{}"}}"#, "1".repeat(64));
+    let early: EarlyNoise = serde_json::from_str(&text).unwrap();
+    assert_eq!(early.node_key_challenge.as_bytes(), &[0x11; 32]);
 }

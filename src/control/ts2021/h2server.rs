@@ -1,84 +1,22 @@
 //! The ts2021 channel's server side: takes a connection after the HTTP 101, finishes the Noise
-//! handshake, and serves `/machine/register` and `/machine/map` streams concurrently over our
-//! own HTTP/2 ([`super::h2conn`]), dispatching to a [`ControlHandler`]. Business logic lives
-//! behind the trait; the connection owns routing, body limits, status codes, map framing,
-//! flushing and keep-alives.
+//! handshake, and serves its HTTP/2 streams concurrently over our own HTTP/2 (`h2conn`),
+//! asking a [`Ts2021Service`] for every answer. The service owns what the paths mean; the
+//! connection owns framing, body limits, flow control, flushing and pings.
 //!
 //! Every request on a connection is tied to the machine key learned in the handshake.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use futures::stream::BoxStream;
-use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::control::h2frame::ConnectionError;
-use crate::control::noise::{accept, decode_handshake_header, error_message, NoiseError};
-use crate::control::noise_stream::NoiseStream;
-use crate::keys::{ChallengePublic, MachinePublic};
-use crate::netmap::framing::MapMessage;
-use crate::netmap::tailcfg::{MapRequest, MapResponse, RegisterRequest, RegisterResponse};
-
-/// What the business layer implements. Futures are `'static` so they can outlive the borrow
-/// of the handler (clone an `Arc` into them).
-pub trait ControlHandler: Send + Sync + 'static {
-    fn register(
-        &self,
-        machine: MachinePublic,
-        req: RegisterRequest,
-    ) -> BoxFuture<'static, Result<RegisterResponse, ControlError>>;
-    fn map(&self, machine: MachinePublic, req: MapRequest) -> BoxFuture<'static, Result<MapReply, ControlError>>;
-}
-
-/// How to answer a `/machine/map` request. Small on purpose: it is part of the state of
-/// every stream's task for as long as the stream lives.
-pub enum MapReply {
-    /// 200 with an empty body (lite update).
-    Empty,
-    /// Exactly one message, then the body ends.
-    Once(Box<MapResponse>),
-    /// A long poll: each item is framed (unless it already is) and flushed at once;
-    /// keep-alives fill silences; the body ends when the stream ends. The stream is dropped
-    /// when the client goes away.
-    Stream(BoxStream<'static, MapMessage>),
-}
-
-/// A handler's refusal, mapped to an HTTP status in one place ([`ControlError::status`]).
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ControlError {
-    #[error("bad request: {0}")]
-    BadRequest(String),
-    #[error("unauthorized: {0}")]
-    Unauthorized(String),
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    #[error("not found: {0}")]
-    NotFound(String),
-    #[error("request body too large")]
-    PayloadTooLarge,
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl ControlError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
+use crate::control::ts2021::h2frame::ConnectionError;
+use crate::control::ts2021::noise::{accept, decode_handshake_header, error_message, NoiseError};
+use crate::control::ts2021::noise_stream::NoiseStream;
+use crate::control::ts2021::Ts2021Service;
+use crate::keys::ChallengePublic;
 
 /// Why a connection ended badly.
 #[derive(Debug, thiserror::Error)]
@@ -102,10 +40,6 @@ pub enum ServeError {
 pub struct ServeOptions {
     /// Budget for writing the Noise response and reading the h2 preface.
     pub handshake_timeout: Duration,
-    /// Silence on a map stream after which `{"KeepAlive":true}` goes out (client kills at 120 s).
-    pub keepalive_interval: Duration,
-    /// Random extra added to each keep-alive wait, so sessions do not tick in lockstep.
-    pub keepalive_jitter: Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Write the early payload (`nodeKeyChallenge`) after the handshake, as Headscale does.
@@ -124,8 +58,6 @@ impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             handshake_timeout: Duration::from_secs(10),
-            keepalive_interval: Duration::from_secs(50),
-            keepalive_jitter: Duration::from_secs(9),
             max_body_bytes: 1 << 20,
             early_payload: true,
             max_concurrent_streams: 64,
@@ -143,7 +75,7 @@ pub async fn accept_ts2021<T>(
     mut io: T,
     server_static: &StaticSecret,
     init_b64_header: &str,
-    handler: Arc<dyn ControlHandler>,
+    service: Arc<dyn Ts2021Service>,
     opts: ServeOptions,
 ) -> Result<(), ServeError>
 where
@@ -167,7 +99,7 @@ where
         stream.queue_early_payload(&fresh_challenge())?;
     }
     timeout(opts.handshake_timeout, stream.flush_queued()).await.map_err(|_| ServeError::HandshakeTimeout)??;
-    super::h2conn::serve(stream, machine, handler, opts).await
+    super::h2conn::serve(stream, machine, service, opts).await
 }
 
 /// A throw-away challenge key: clients at 1.90 parse it but never use it.

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::{self, StreamExt};
+use http::StatusCode;
 use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -15,28 +18,31 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::frame::{self, ErrorCode, Frame, FrameReader};
 use super::hpack;
-use crate::control::h2server::{accept_ts2021, ControlError, ControlHandler, MapReply, ServeError, ServeOptions};
-use crate::control::noise::{Initiator, RESPONSE_LEN};
-use crate::control::noise_stream::NoiseStream;
+use crate::control::ts2021::h2server::{accept_ts2021, ServeError, ServeOptions};
+use crate::control::ts2021::noise::{Initiator, RESPONSE_LEN};
+use crate::control::ts2021::noise_stream::NoiseStream;
+use crate::control::ts2021::{Abort, Request, Response, Ts2021Service};
 use crate::keys::MachinePublic;
-use crate::netmap::tailcfg::{MapRequest, RegisterRequest, RegisterResponse};
 
 const WAIT: Duration = Duration::from_secs(5);
 
-/// Registers everyone; answers every map request with an empty lite update.
+/// Answers `/machine/register` with a JSON body, `/chunks` with a body in two chunks and
+/// `/abort` not at all; every other path gets the route table's 404, so what the connection
+/// decoded shows in the answer.
 struct Echo;
 
-impl ControlHandler for Echo {
-    fn register(
-        &self,
-        _: MachinePublic,
-        _: RegisterRequest,
-    ) -> BoxFuture<'static, Result<RegisterResponse, ControlError>> {
-        Box::pin(async { Ok(RegisterResponse { machine_authorized: true, ..RegisterResponse::default() }) })
-    }
-
-    fn map(&self, _: MachinePublic, _: MapRequest) -> BoxFuture<'static, Result<MapReply, ControlError>> {
-        Box::pin(async { Ok(MapReply::Empty) })
+impl Ts2021Service for Echo {
+    fn call(&self, _: MachinePublic, request: Request) -> BoxFuture<'static, Result<Response, Abort>> {
+        let response = match request.path.as_str() {
+            "/machine/register" => Ok(Response::json(Bytes::from_static(b"{\"MachineAuthorized\":true}"))),
+            "/chunks" => {
+                let chunks = [Ok(Bytes::from_static(b"one")), Ok(Bytes::from_static(b"two"))];
+                Ok(Response::json_stream(stream::iter(chunks).boxed()))
+            }
+            "/abort" => Err(Abort),
+            path => Ok(Response::text(StatusCode::NOT_FOUND, format!("not found: no handler for {path}"))),
+        };
+        Box::pin(async { response })
     }
 }
 
@@ -273,4 +279,27 @@ async fn a_peer_that_stops_reading_is_cut_off() {
     peer.io.flush().await.unwrap();
     let result = timeout(WAIT, peer.served).await.expect("server gave up by itself").unwrap();
     assert!(matches!(result, Err(ServeError::WriteTimeout)), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_streamed_body_goes_out_chunk_by_chunk_and_an_abort_resets_its_stream() {
+    let mut peer = connect(ServeOptions::default()).await;
+    peer.open().await;
+    let mut bytes = headers_frame(1, 0x4 | 0x1, &request_block("POST", "/chunks"));
+    bytes.extend(headers_frame(3, 0x4 | 0x1, &request_block("POST", "/abort")));
+    peer.send(&bytes).await;
+    let (mut body, mut ended, mut reset) = (Vec::new(), false, None);
+    while !ended || reset.is_none() {
+        match peer.next_significant().await.expect("connection stays open") {
+            Frame::Headers { stream: 1, end_stream: false, .. } => {}
+            Frame::Data { stream: 1, data, end_stream, .. } => {
+                body.extend(data);
+                ended = end_stream;
+            }
+            Frame::RstStream { stream: 3, code } => reset = Some(code),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(body, b"onetwo");
+    assert_eq!(reset, Some(ErrorCode::Internal as u32));
 }
