@@ -144,6 +144,10 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             StoreError::Conflict(message) => ApiError::Conflict(message),
+            StoreError::Unavailable(db) => {
+                tracing::warn!(error = %db, "the database is unreachable");
+                ApiError::Unavailable("the database is unreachable; retry shortly".into())
+            }
             StoreError::Db(db) => ApiError::Internal(db.to_string()),
             StoreError::Corrupt(what) => ApiError::Internal(what),
         }

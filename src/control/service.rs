@@ -18,7 +18,7 @@ use crate::netmap::tailcfg::{Login, MapRequest, RegisterRequest, RegisterRespons
 use crate::netmap::Tailnet;
 use crate::state::client_state::ClientReport;
 use crate::state::registration::{Refusal, RegisterAttempt, Registered, RegistrationError};
-use crate::state::store::Store;
+use crate::state::store::{Store, StoreError};
 
 pub struct ControlService {
     store: Store,
@@ -47,7 +47,14 @@ impl ControlHandler for ControlService {
     }
 }
 
-fn internal(err: impl std::fmt::Display) -> ControlError {
+/// A store failure on the wire: an unreachable database is a 503 the client retries with
+/// backoff (and logs); anything else an internal error.
+fn internal(err: impl Into<anyhow::Error>) -> ControlError {
+    let err = err.into();
+    if let Some(StoreError::Unavailable(_)) = err.downcast_ref::<StoreError>() {
+        tracing::warn!(%err, "control request while the database is unreachable");
+        return ControlError::Unavailable("the coordination server's database is unreachable; retry shortly".into());
+    }
     tracing::error!(%err, "control request failed");
     ControlError::Internal("internal error".into())
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod postgres;
 
 /// Runs `$scenario(Backend)` once per database, as two tests named `<scenario>::sqlite` and
 /// `<scenario>::postgres`.
@@ -158,6 +159,12 @@ impl TestServer {
     pub async fn start_postgres_with(extra: &[(&str, &str)]) -> Self {
         let db = Arc::new(PgDatabase::create().await);
         Self::start_on(&db, extra).await
+    }
+
+    /// A server on the database at `url`, which the caller owns (a private PostgreSQL).
+    pub async fn start_on_url(url: &str, extra: &[(&str, &str)]) -> Self {
+        let app = tenscale::app::start(settings_with(extra, url)).await.expect("server starts");
+        TestServer { app, _dir: None, _db: None }
     }
 
     /// A server on an existing database (another instance of the same deployment).

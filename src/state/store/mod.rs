@@ -17,7 +17,7 @@ pub mod preauth_keys;
 pub mod server_state;
 
 use migration::MigratorTrait;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr, SqlErr};
 use sha2::{Digest, Sha256};
 
 pub use crate::domain::Node;
@@ -33,11 +33,37 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// The database does not answer (stopped, unreachable, every connection busy): the
+    /// caller should say "try again", not "failed".
+    #[error("the database is unreachable: {0}")]
+    Unavailable(DbErr),
     #[error("database error: {0}")]
-    Db(#[from] DbErr),
+    Db(DbErr),
     /// A stored row that does not convert to its domain type: a damaged database.
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+}
+
+impl From<DbErr> for StoreError {
+    fn from(err: DbErr) -> Self {
+        if is_unreachable(&err) {
+            StoreError::Unavailable(err)
+        } else {
+            StoreError::Db(err)
+        }
+    }
+}
+
+/// Whether `err` says the database could not be reached, rather than that a statement failed.
+fn is_unreachable(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(**e, Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::Tls(_) | Sqlx::WorkerCrashed)
+        }
+        _ => false,
+    }
 }
 
 impl StoreError {
@@ -45,7 +71,7 @@ impl StoreError {
     pub fn conflict_or_db(err: DbErr, message: impl Into<String>) -> Self {
         match err.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict(message.into()),
-            _ => StoreError::Db(err),
+            _ => err.into(),
         }
     }
 }
@@ -77,7 +103,12 @@ impl Store {
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
             });
         } else {
-            options.max_connections(16);
+            // A stopped database must fail a request within seconds (a 503 the client retries),
+            // not hold it for the pool's default half minute.
+            options
+                .max_connections(16)
+                .acquire_timeout(std::time::Duration::from_secs(3))
+                .connect_timeout(std::time::Duration::from_secs(3));
         }
         let db = Database::connect(options).await?;
         Ok(Self { db })

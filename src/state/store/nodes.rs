@@ -39,7 +39,7 @@ pub enum RegisterError {
 
 impl From<sea_orm::DbErr> for RegisterError {
     fn from(e: sea_orm::DbErr) -> Self {
-        RegisterError::Store(StoreError::Db(e))
+        RegisterError::Store(e.into())
     }
 }
 
