@@ -28,7 +28,7 @@ fn nodes(count: i64) -> Vec<PolicyNode> {
             let user = tags.is_empty().then(|| "acme-ns@acme".to_owned());
             let v4: IpAddr = format!("100.64.{}.{}", id / 256, id % 256).parse().unwrap();
             let v6: IpAddr = format!("fd7a:115c:a1e0::{id:x}").parse().unwrap();
-            PolicyNode { id, addresses: vec![v4, v6], tags, user }
+            PolicyNode { id: id.into(), addresses: vec![v4, v6], tags, user }
         })
         .collect()
 }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use tenscale::config::Settings;
+use tenscale::domain::OrgId;
 use tenscale::domain::OrgName;
 use tenscale::state::store::audit::AuditLine;
 use tenscale::state::store::browser_keys::BrowserKeySettingsRow;
@@ -244,10 +245,10 @@ async fn apikey(command: ApiKeyCommand, writer: &Writer) -> anyhow::Result<()> {
 }
 
 /// A change made from the command line, in organization `org_id`.
-fn by_cli<'a, T>(org_id: i64, describe: Describe<'a, T>) -> Audit<'a, T> {
+fn by_cli<'a, T>(org_id: OrgId, describe: Describe<'a, T>) -> Audit<'a, T> {
     Audit { org_id, by: Actor::Cli, describe }
 }
 
-fn cli_line(action: &'static str, object_type: &'static str, id: i64) -> AuditLine {
+fn cli_line(action: &'static str, object_type: &'static str, id: impl ToString) -> AuditLine {
     AuditLine { action, object_type, object_id: id.to_string(), detail: json!({}) }
 }

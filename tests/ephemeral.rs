@@ -6,6 +6,7 @@
 mod support;
 
 use std::time::Duration;
+use tenscale::domain::NodeId;
 
 use futures::StreamExt;
 use support::{
@@ -27,8 +28,8 @@ fn vanish(node: &SimNode, stream: MapStream) {
     node.client.abort();
 }
 
-fn removes(msg: &tenscale::netmap::tailcfg::MapResponse, id: i64) -> bool {
-    msg.peers_removed.iter().flatten().any(|r| *r == id)
+fn removes(msg: &tenscale::netmap::tailcfg::MapResponse, id: NodeId) -> bool {
+    msg.peers_removed.iter().flatten().any(|r| *r == id.get())
 }
 
 async fn an_idle_ephemeral_node_is_deleted_and_leaves_the_netmap(backend: Backend) {

@@ -64,7 +64,7 @@ async fn presence_and_removal_cross_instances() {
     let stored = a.stored(&one).await;
     assert!(one.state().api.writer.delete_node(&stored, None).await.unwrap());
     let removed = map_until_within(&mut b_stream, Duration::from_secs(2), |m| {
-        m.peers_removed.iter().flatten().any(|id| *id == a_id)
+        m.peers_removed.iter().flatten().any(|id| *id == a_id.get())
     })
     .await;
     assert!(!announces(&removed, &a.node_key));
@@ -240,14 +240,16 @@ async fn ephemeral_nodes_across_instances() {
     map_until(&mut watch, |m| reports_online(m, &goes.node_key, goes_id, true)).await;
     drop(goes_stream);
     goes.client.abort();
-    map_until_within(&mut watch, Duration::from_secs(5), |m| m.peers_removed.iter().flatten().any(|id| *id == goes_id))
-        .await;
+    map_until_within(&mut watch, Duration::from_secs(5), |m| {
+        m.peers_removed.iter().flatten().any(|id| *id == goes_id.get())
+    })
+    .await;
 
     // Well past the timeout, the streaming one is still there.
     let quiet = tokio::time::timeout(Duration::from_secs(2), async {
         while let Some(Ok(msg)) = watch.next().await {
             assert!(
-                !msg.peers_removed.iter().flatten().any(|id| *id == stays_id),
+                !msg.peers_removed.iter().flatten().any(|id| *id == stays_id.get()),
                 "a streaming ephemeral node was deleted"
             );
         }

@@ -15,12 +15,13 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
 use super::error::ApiError;
 use crate::api::ApiState;
+use crate::domain::OrgId;
 use crate::state::Actor;
 
 /// The authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrgContext {
-    pub org_id: i64,
+    pub org_id: OrgId,
     pub api_key_id: i64,
 }
 

@@ -82,7 +82,7 @@ async fn method_not_allowed() -> ApiResult<()> {
 
 /// A numeric id from a path. Text that is not a number names no object: 404, like any
 /// other id the caller cannot see.
-fn parse_id(text: &str, what: &str) -> ApiResult<i64> {
+fn parse_id<Id: std::str::FromStr>(text: &str, what: &str) -> ApiResult<Id> {
     text.parse().map_err(|_| ApiError::NotFound(format!("{what} not found")))
 }
 

@@ -69,7 +69,7 @@ pub struct UpdateNode {
 fn view(state: &ApiState, node: Node, namespace: &str) -> NodeView {
     let reported = |field: Option<&str>| field.filter(|s| !s.is_empty()).map(String::from);
     NodeView {
-        id: node.id,
+        id: node.id.get(),
         online: state.tailnet.is_online(node.id),
         expired: node.expired_at(Utc::now()),
         tags: node.tags.to_strings(),

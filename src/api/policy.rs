@@ -14,6 +14,7 @@ use super::body::{media_type, read_limited};
 use super::error::{ApiError, ApiResult, Problem};
 use super::{audit, line, State};
 use crate::api::ApiState;
+use crate::domain::{NamespaceId, OrgId};
 use crate::policy::{hujson, Policy};
 use crate::state::store::policies::PolicyScope;
 use crate::state::store::PolicyDoc;
@@ -51,12 +52,12 @@ pub fn namespace_routes(cfg: &mut web::ServiceConfig) {
 /// neither exists. A stored document was valid when saved; should a newer parser refuse it,
 /// it is treated as absent here (the tailnet fails closed on it).
 /// The organization's own policy (not a namespace's), parsed; `None` without one.
-pub async fn org_policy_parsed(state: &ApiState, org_id: i64) -> ApiResult<Option<Policy>> {
+pub async fn org_policy_parsed(state: &ApiState, org_id: OrgId) -> ApiResult<Option<Policy>> {
     let doc = state.store.policy(org_id, PolicyScope::Org).await?;
     Ok(doc.and_then(|doc| Policy::parse(&doc.document).ok()))
 }
 
-pub async fn effective_policy(state: &ApiState, org_id: i64, namespace_id: i64) -> ApiResult<Option<Policy>> {
+pub async fn effective_policy(state: &ApiState, org_id: OrgId, namespace_id: NamespaceId) -> ApiResult<Option<Policy>> {
     let doc = match state.store.policy(org_id, PolicyScope::Namespace(namespace_id)).await? {
         Some(doc) => Some(doc),
         None => state.store.policy(org_id, PolicyScope::Org).await?,
@@ -234,7 +235,7 @@ async fn read_document(req: &HttpRequest, payload: web::Payload) -> ApiResult<St
 
 /// Runs the policy's `tests` in every namespace of the org that it would govern (those
 /// without an override of their own).
-async fn run_tests_on_org(state: &ApiState, org_id: i64, policy: &Policy) -> ApiResult<()> {
+async fn run_tests_on_org(state: &ApiState, org_id: OrgId, policy: &Policy) -> ApiResult<()> {
     if policy.tests.is_empty() {
         return Ok(());
     }

@@ -99,8 +99,8 @@ async fn authorized(store: &Store, node: &Node, expired: bool) -> Result<Registe
     let org = store.org_by_id(ns.org_id).await.map_err(internal)?;
     let login = format!("{}@{}", ns.name, org.name);
     Ok(RegisterResponse {
-        user: User { id: ns.id, display_name: ns.name.clone(), ..Default::default() },
-        login: Login { id: ns.id, login_name: login, display_name: ns.name, ..Default::default() },
+        user: User { id: ns.id.get(), display_name: ns.name.clone(), ..Default::default() },
+        login: Login { id: ns.id.get(), login_name: login, display_name: ns.name, ..Default::default() },
         node_key_expired: expired,
         machine_authorized: !expired,
         ..Default::default()

@@ -3,16 +3,19 @@
 //!
 //! - [`addresses`]: how a node's address index becomes its IPv4 and IPv6 addresses;
 //! - [`hostinfo`]: what a client says about itself, kept as it sent it;
+//! - [`ids`]: row ids of nodes, namespaces and organizations, which cannot be mixed up;
 //! - [`node`]: the [`Node`] every layer above the store works with.
 
 pub mod addresses;
 pub mod hostinfo;
+pub mod ids;
 pub mod node;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use ids::{NamespaceId, NodeId, OrgId};
 pub use node::Node;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

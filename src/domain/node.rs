@@ -7,14 +7,14 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use chrono::{DateTime, Utc};
 
 use super::hostinfo::Hostinfo;
-use super::{NodeName, Tags};
+use super::{NamespaceId, NodeId, NodeName, Tags};
 use crate::keys::{DiscoPublic, MachinePublic, NodePublic};
 
 /// A registered machine in exactly one namespace.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
-    pub id: i64,
-    pub namespace_id: i64,
+    pub id: NodeId,
+    pub namespace_id: NamespaceId,
     pub machine_key: MachinePublic,
     pub node_key: NodePublic,
     /// Zero until the client's first map request reports one.

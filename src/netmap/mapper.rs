@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::Settings;
+use crate::domain::NamespaceId;
 use crate::domain::Node;
 use crate::netmap::tailcfg::{self, DerpHomeParams, DerpMap, DerpNode, DerpRegion, DnsConfig, GoTime, UserProfile};
 
@@ -15,7 +16,7 @@ use crate::netmap::tailcfg::{self, DerpHomeParams, DerpMap, DerpNode, DerpRegion
 /// map of the namespace shares it.
 #[derive(Debug, Clone)]
 pub struct NamespaceIdentity {
-    pub namespace_id: i64,
+    pub namespace_id: NamespaceId,
     pub namespace: String,
     pub org: String,
     /// `<namespace>.<base domain>`, without trailing dot.
@@ -23,7 +24,7 @@ pub struct NamespaceIdentity {
 }
 
 impl NamespaceIdentity {
-    pub fn new(namespace_id: i64, namespace: &str, org: &str, base_domain: &str) -> Self {
+    pub fn new(namespace_id: NamespaceId, namespace: &str, org: &str, base_domain: &str) -> Self {
         Self {
             namespace_id,
             namespace: namespace.to_string(),
@@ -39,7 +40,7 @@ impl NamespaceIdentity {
 
     /// Node ids and user ids share no space on the client, so the namespace id is the user id.
     pub fn user_id(&self) -> i64 {
-        self.namespace_id
+        self.namespace_id.get()
     }
 
     pub fn user_profile(&self) -> UserProfile {
@@ -67,7 +68,7 @@ pub fn wire_node(node: &Node, view: &NamespaceIdentity, online: bool) -> tailcfg
     let tags = node.tags.to_strings();
     let expired = node.expired_at(crate::state::store::now());
     tailcfg::Node {
-        id: node.id,
+        id: node.id.get(),
         stable_id: node.id.to_string(),
         name: view.fqdn(node.given_name.as_str()),
         user: view.user_id(),

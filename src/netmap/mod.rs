@@ -31,6 +31,7 @@ use crate::state::Writer;
 use namespace::{Command, NamespaceTask};
 
 use crate::config::Settings;
+use crate::domain::{NamespaceId, NodeId};
 use crate::netmap::framing::MapMessage;
 use crate::netmap::tailcfg::{DerpMap, MapResponse};
 use crate::state::store::{Node, Store};
@@ -39,7 +40,7 @@ use mapper::NamespaceIdentity;
 #[derive(Clone, Copy)]
 struct LocalSession {
     session: u64,
-    namespace_id: i64,
+    namespace_id: NamespaceId,
 }
 
 pub struct Tailnet {
@@ -48,12 +49,12 @@ pub struct Tailnet {
     writer: Writer,
     derp_map: Arc<DerpMap>,
     /// Namespace tasks running on this instance, started at the first session.
-    namespaces: Mutex<HashMap<i64, mpsc::UnboundedSender<Command>>>,
+    namespaces: Mutex<HashMap<NamespaceId, mpsc::UnboundedSender<Command>>>,
     /// Online nodes across all instances, by node id.
-    presence: RwLock<HashMap<i64, bool>>,
+    presence: RwLock<HashMap<NodeId, bool>>,
     next_session: AtomicU64,
     /// The newest session of each node streaming from this instance.
-    local_sessions: Mutex<HashMap<i64, LocalSession>>,
+    local_sessions: Mutex<HashMap<NodeId, LocalSession>>,
 }
 
 impl Tailnet {
@@ -89,7 +90,7 @@ impl Tailnet {
         &self.writer
     }
 
-    pub fn is_online(&self, node_id: i64) -> bool {
+    pub fn is_online(&self, node_id: NodeId) -> bool {
         self.presence.read().map(|p| p.get(&node_id).copied().unwrap_or(false)).unwrap_or(false)
     }
 
@@ -111,7 +112,8 @@ impl Tailnet {
             Event::PolicyChanged { org_id: _, namespace_id: Some(ns) } => self.send(ns, Command::PolicyChanged),
             Event::PolicyChanged { org_id, namespace_id: None } => {
                 // An org default reaches every namespace of that org with a running task.
-                let running: Vec<i64> = self.namespaces.lock().map(|n| n.keys().copied().collect()).unwrap_or_default();
+                let running: Vec<NamespaceId> =
+                    self.namespaces.lock().map(|n| n.keys().copied().collect()).unwrap_or_default();
                 for ns in running {
                     if self.store.namespace_by_id(ns).await.is_ok_and(|n| n.org_id == org_id) {
                         self.send(ns, Command::PolicyChanged);
@@ -128,7 +130,7 @@ impl Tailnet {
                 }
             }
             Event::PresenceSync => {
-                let local: Vec<(i64, LocalSession)> =
+                let local: Vec<(NodeId, LocalSession)> =
                     self.local_sessions.lock().map(|l| l.iter().map(|(id, s)| (*id, *s)).collect()).unwrap_or_default();
                 for (node_id, LocalSession { namespace_id, .. }) in local {
                     self.announce_online(namespace_id, node_id).await;
@@ -137,22 +139,22 @@ impl Tailnet {
         }
     }
 
-    async fn announce_online(&self, namespace_id: i64, node_id: i64) {
+    async fn announce_online(&self, namespace_id: NamespaceId, node_id: NodeId) {
         if let Err(err) = self.writer.node_online(namespace_id, node_id).await {
-            tracing::warn!(%err, node_id, "could not record presence");
+            tracing::warn!(%err, %node_id, "could not record presence");
         }
     }
 
     /// Whether `node_id` holds a map stream on this instance.
-    pub fn streams_here(&self, node_id: i64) -> bool {
+    pub fn streams_here(&self, node_id: NodeId) -> bool {
         self.local_session(node_id).is_some()
     }
 
-    fn local_session(&self, node_id: i64) -> Option<LocalSession> {
+    fn local_session(&self, node_id: NodeId) -> Option<LocalSession> {
         self.local_sessions.lock().ok().and_then(|l| l.get(&node_id).copied())
     }
 
-    fn set_presence(&self, node_id: i64, online: bool) {
+    fn set_presence(&self, node_id: NodeId, online: bool) {
         if let Ok(mut p) = self.presence.write() {
             if online {
                 p.insert(node_id, true);
@@ -163,7 +165,7 @@ impl Tailnet {
     }
 
     /// Sends to the namespace's task if one runs here; without sessions there is nobody to tell.
-    fn send(&self, namespace_id: i64, command: Command) {
+    fn send(&self, namespace_id: NamespaceId, command: Command) {
         let Ok(mut tasks) = self.namespaces.lock() else { return };
         if let Some(tx) = tasks.get(&namespace_id) {
             if tx.send(command).is_err() {
@@ -173,7 +175,7 @@ impl Tailnet {
     }
 
     /// The namespace's task, started (and loaded from the store) if needed.
-    async fn task(&self, namespace_id: i64) -> anyhow::Result<mpsc::UnboundedSender<Command>> {
+    async fn task(&self, namespace_id: NamespaceId) -> anyhow::Result<mpsc::UnboundedSender<Command>> {
         if let Some(tx) = self.namespaces.lock().ok().and_then(|t| t.get(&namespace_id).cloned()) {
             if !tx.is_closed() {
                 return Ok(tx);
@@ -184,7 +186,7 @@ impl Tailnet {
         let view = Arc::new(NamespaceIdentity::new(ns.id, &ns.name, &org.name, &self.settings.base_domain));
         // Only this namespace's entries: a copy of the whole presence map per namespace task
         // would cost O(namespaces x online nodes).
-        let is_online = |id: i64| self.is_online(id);
+        let is_online = |id: NodeId| self.is_online(id);
         let task = NamespaceTask::load(self.store.clone(), view, ns.org_id, self.derp_map.clone(), is_online).await?;
         let mut tasks = self.namespaces.lock().map_err(|_| anyhow::anyhow!("tailnet lock poisoned"))?;
         // Another session may have started it while this one loaded; keep the first.
@@ -221,7 +223,7 @@ impl Tailnet {
 
     /// Called when a node's stream ends: marks it offline everywhere and, for an ephemeral
     /// node, deletes it unless it comes back within the inactivity timeout.
-    fn session_ended(self: &Arc<Self>, namespace_id: i64, node_id: i64, session: u64) {
+    fn session_ended(self: &Arc<Self>, namespace_id: NamespaceId, node_id: NodeId, session: u64) {
         self.send(namespace_id, Command::Unsubscribe { node_id, session });
         let was_current = self
             .local_sessions
@@ -241,7 +243,7 @@ impl Tailnet {
         let tailnet = self.clone();
         tokio::spawn(async move {
             if let Err(err) = tailnet.writer.node_offline(namespace_id, node_id).await {
-                tracing::warn!(%err, node_id, "could not record the end of a map stream");
+                tracing::warn!(%err, %node_id, "could not record the end of a map stream");
             }
             tailnet.schedule_ephemeral_cleanup(node_id, tailnet.settings.ephemeral_timeout);
         });
@@ -271,7 +273,7 @@ impl Tailnet {
     }
 
     /// Deletes ephemeral node `node_id` after `after` unless it is online by then.
-    pub fn schedule_ephemeral_cleanup(self: &Arc<Self>, node_id: i64, after: Duration) {
+    pub fn schedule_ephemeral_cleanup(self: &Arc<Self>, node_id: NodeId, after: Duration) {
         let tailnet = Arc::downgrade(self);
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
@@ -286,7 +288,7 @@ impl Tailnet {
                 return;
             }
             if tailnet.writer.delete_node(&node, None).await.unwrap_or(false) {
-                tracing::info!(node_id, "deleted inactive ephemeral node");
+                tracing::info!(%node_id, "deleted inactive ephemeral node");
             }
         });
     }
@@ -301,8 +303,8 @@ pub struct MapSession {
 
 pub struct SessionGuard {
     tailnet: Arc<Tailnet>,
-    namespace_id: i64,
-    node_id: i64,
+    namespace_id: NamespaceId,
+    node_id: NodeId,
     session: u64,
 }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::domain::{NodeId, OrgId};
 use crate::netmap::framing::{self, MapMessage};
 use crate::netmap::mapper::{wire_node, wire_self_node, NamespaceIdentity};
 use crate::netmap::tailcfg::{self, DerpMap, FilterRule, MapResponse, SshPolicy};
@@ -33,19 +34,19 @@ pub enum Command {
         tx: mpsc::Sender<MapMessage>,
     },
     Unsubscribe {
-        node_id: i64,
+        node_id: NodeId,
         session: u64,
     },
     /// Reload the node from the store (created or changed).
     Reload {
-        node_id: i64,
+        node_id: NodeId,
     },
     Remove {
-        node_id: i64,
+        node_id: NodeId,
     },
     PolicyChanged,
     Presence {
-        node_id: i64,
+        node_id: NodeId,
         online: bool,
     },
     /// One full map for a non-streaming request.
@@ -77,24 +78,24 @@ enum SentPeers {
     /// namespace keeps one peer table, not one per session.
     InSync,
     /// A table of its own, for sessions whose view a policy narrows.
-    Own(BTreeMap<i64, Arc<tailcfg::Node>>),
+    Own(BTreeMap<NodeId, Arc<tailcfg::Node>>),
 }
 
 pub struct NamespaceTask {
     view: Arc<NamespaceIdentity>,
     store: Store,
     derp_map: Arc<DerpMap>,
-    org_id: i64,
-    nodes: BTreeMap<i64, Node>,
-    online: HashMap<i64, bool>,
+    org_id: OrgId,
+    nodes: BTreeMap<NodeId, Node>,
+    online: HashMap<NodeId, bool>,
     policy: Effective,
     compiled: Option<CompiledNamespace>,
-    sessions: HashMap<i64, Session>,
+    sessions: HashMap<NodeId, Session>,
     /// Each node's current wire form as a peer; replaced (new `Arc`) only when it differs.
-    wire: HashMap<i64, Arc<tailcfg::Node>>,
+    wire: HashMap<NodeId, Arc<tailcfg::Node>>,
     /// `wire` as of the end of the last fan-out: what every [`SentPeers::InSync`] session
     /// holds (minus itself).
-    synced: HashMap<i64, Arc<tailcfg::Node>>,
+    synced: HashMap<NodeId, Arc<tailcfg::Node>>,
     /// Membership, tags or policy changed since the last compilation.
     needs_compile: bool,
 }
@@ -105,9 +106,9 @@ impl NamespaceTask {
     pub async fn load(
         store: Store,
         view: Arc<NamespaceIdentity>,
-        org_id: i64,
+        org_id: OrgId,
         derp_map: Arc<DerpMap>,
-        is_online: impl Fn(i64) -> bool,
+        is_online: impl Fn(NodeId) -> bool,
     ) -> anyhow::Result<Self> {
         let nodes = store.nodes_in_namespace(view.namespace_id).await?;
         let online = nodes.iter().filter(|n| is_online(n.id)).map(|n| (n.id, true)).collect();
@@ -125,7 +126,7 @@ impl NamespaceTask {
             synced: HashMap::new(),
             needs_compile: true,
         };
-        let ids: Vec<i64> = task.nodes.keys().copied().collect();
+        let ids: Vec<NodeId> = task.nodes.keys().copied().collect();
         for id in ids {
             task.rewire(id);
         }
@@ -156,8 +157,8 @@ impl NamespaceTask {
 
     /// Reads every node that `commands` ask to reload, in one query. The read happens after
     /// all of them were queued, so it is at least as new as each of their events.
-    async fn reload(&self, commands: &[Command]) -> Result<HashMap<i64, Node>, String> {
-        let mut ids: Vec<i64> = commands
+    async fn reload(&self, commands: &[Command]) -> Result<HashMap<NodeId, Node>, String> {
+        let mut ids: Vec<NodeId> = commands
             .iter()
             .filter_map(|c| match c {
                 Command::Reload { node_id } => Some(*node_id),
@@ -175,7 +176,7 @@ impl NamespaceTask {
         }
     }
 
-    async fn apply(&mut self, command: Command, batch: &mut Batch, reloaded: &Result<HashMap<i64, Node>, String>) {
+    async fn apply(&mut self, command: Command, batch: &mut Batch, reloaded: &Result<HashMap<NodeId, Node>, String>) {
         match command {
             Command::Subscribe { node, session, tx } => {
                 let node_id = node.id;
@@ -188,7 +189,8 @@ impl NamespaceTask {
                 let first = self.full_map(node_id);
                 // Own until the end of this batch's fan-out, which may have changed `wire`
                 // after this full map was built.
-                let peers = SentPeers::Own(first.peers.iter().flatten().map(|p| (p.id, p.clone())).collect());
+                let peers =
+                    SentPeers::Own(first.peers.iter().flatten().map(|p| (NodeId::new(p.id), p.clone())).collect());
                 let mut state = Session { id: session, tx, peers, filter: vec![], ssh: None };
                 remember_policy(&mut state, &first);
                 if state.tx.try_send(MapMessage::from(first)).is_ok() {
@@ -210,7 +212,7 @@ impl NamespaceTask {
                 }
                 // Gone, or moved out of this namespace.
                 Ok(_) => self.forget(node_id, batch),
-                Err(err) => tracing::error!(%err, node_id, "cannot reload node"),
+                Err(err) => tracing::error!(%err, %node_id, "cannot reload node"),
             },
             Command::Remove { node_id } => self.forget(node_id, batch),
             Command::PolicyChanged => {
@@ -236,7 +238,7 @@ impl NamespaceTask {
         }
     }
 
-    fn forget(&mut self, node_id: i64, batch: &mut Batch) {
+    fn forget(&mut self, node_id: NodeId, batch: &mut Batch) {
         self.wire.remove(&node_id);
         if self.nodes.remove(&node_id).is_some() {
             batch.changed.insert(node_id);
@@ -302,14 +304,14 @@ impl NamespaceTask {
     }
 
     /// The ids `node_id` may see.
-    fn visible_peers(&self, node_id: i64) -> Vec<i64> {
+    fn visible_peers(&self, node_id: NodeId) -> Vec<NodeId> {
         match &self.compiled {
             None => self.nodes.keys().copied().filter(|id| *id != node_id).collect(),
             Some(c) => c.nodes.get(&node_id).map(|n| n.peers.clone()).unwrap_or_default(),
         }
     }
 
-    fn filter_for(&self, node_id: i64) -> (Vec<FilterRule>, Option<SshPolicy>) {
+    fn filter_for(&self, node_id: NodeId) -> (Vec<FilterRule>, Option<SshPolicy>) {
         match &self.compiled {
             None => (vec![FilterRule::allow_all()], None),
             Some(c) => match c.nodes.get(&node_id) {
@@ -320,7 +322,7 @@ impl NamespaceTask {
     }
 
     /// Whether `viewer` may see `id` (without building its whole peer list).
-    fn can_see(&self, viewer: i64, id: i64) -> bool {
+    fn can_see(&self, viewer: NodeId, id: NodeId) -> bool {
         match &self.compiled {
             None => id != viewer && self.nodes.contains_key(&id),
             // `peers` is ascending.
@@ -330,7 +332,7 @@ impl NamespaceTask {
 
     /// Rebuilds node `id`'s wire form from the stored node and its presence; keeps the old
     /// `Arc` when nothing visible changed, so sessions holding it need no update.
-    fn rewire(&mut self, id: i64) {
+    fn rewire(&mut self, id: NodeId) {
         let Some(node) = self.nodes.get(&id) else {
             self.wire.remove(&id);
             return;
@@ -343,7 +345,7 @@ impl NamespaceTask {
     }
 
     /// The full map for `node_id`; its peers are the shared wire forms.
-    fn full_map(&self, node_id: i64) -> MapResponse {
+    fn full_map(&self, node_id: NodeId) -> MapResponse {
         let Some(me) = self.nodes.get(&node_id) else { return MapResponse::default() };
         let peers: Vec<Arc<tailcfg::Node>> =
             self.visible_peers(node_id).into_iter().filter_map(|id| self.wire.get(&id).cloned()).collect();
@@ -375,14 +377,14 @@ impl NamespaceTask {
             self.give_sessions_own_tables();
         }
         let mut frames = SharedFrames::default();
-        let session_ids: Vec<i64> = self.sessions.keys().copied().collect();
+        let session_ids: Vec<NodeId> = self.sessions.keys().copied().collect();
         let mut stuck = Vec::new();
         for node_id in session_ids {
             let Some(delta) = self.delta_for(node_id, &batch) else { continue };
             let Some(session) = self.sessions.get_mut(&node_id) else { continue };
             if let SentPeers::Own(peers) = &mut session.peers {
                 for peer in &delta.changed {
-                    peers.insert(peer.id, peer.clone());
+                    peers.insert(NodeId::new(peer.id), peer.clone());
                 }
                 for id in &delta.removed {
                     peers.remove(id);
@@ -394,7 +396,7 @@ impl NamespaceTask {
             }
         }
         for node_id in stuck {
-            tracing::warn!(node_id, "map session cannot keep up; closing it");
+            tracing::warn!(%node_id, "map session cannot keep up; closing it");
             self.sessions.remove(&node_id);
         }
         for id in &batch.changed {
@@ -422,7 +424,7 @@ impl NamespaceTask {
     }
 
     /// What session `node_id` was last sent for peer `id`.
-    fn sent<'a>(&'a self, session: &'a Session, node_id: i64, id: i64) -> Option<&'a Arc<tailcfg::Node>> {
+    fn sent<'a>(&'a self, session: &'a Session, node_id: NodeId, id: NodeId) -> Option<&'a Arc<tailcfg::Node>> {
         match &session.peers {
             SentPeers::InSync if id == node_id => None,
             SentPeers::InSync => self.synced.get(&id),
@@ -430,14 +432,14 @@ impl NamespaceTask {
         }
     }
 
-    fn sent_ids(&self, session: &Session, node_id: i64) -> Vec<i64> {
+    fn sent_ids(&self, session: &Session, node_id: NodeId) -> Vec<NodeId> {
         match &session.peers {
             SentPeers::InSync => self.synced.keys().copied().filter(|id| *id != node_id).collect(),
             SentPeers::Own(peers) => peers.keys().copied().collect(),
         }
     }
 
-    fn delta_for(&self, node_id: i64, batch: &Batch) -> Option<Delta> {
+    fn delta_for(&self, node_id: NodeId, batch: &Batch) -> Option<Delta> {
         let session = self.sessions.get(&node_id)?;
         let mut delta = Delta::default();
         if batch.changed.contains(&node_id) {
@@ -448,7 +450,7 @@ impl NamespaceTask {
         // Under allow-all everyone sees everyone and the filter never changes, so only the
         // nodes the batch names can differ; a compiled policy may move visibility for anyone.
         let full_check = batch.policy || (batch.membership && self.compiled.is_some());
-        let mut consider = |id: i64, visible: bool| {
+        let mut consider = |id: NodeId, visible: bool| {
             let current = if visible { self.wire.get(&id) } else { None };
             match (current, self.sent(session, node_id, id)) {
                 (Some(now), Some(sent)) if Arc::ptr_eq(now, sent) => {}
@@ -491,7 +493,7 @@ impl NamespaceTask {
 struct Delta {
     self_node: Option<tailcfg::Node>,
     changed: Vec<Arc<tailcfg::Node>>,
-    removed: Vec<i64>,
+    removed: Vec<NodeId>,
     filter: Option<Vec<FilterRule>>,
     ssh: Option<SshPolicy>,
 }
@@ -525,7 +527,7 @@ impl Delta {
             msg.peers_changed = Some(self.changed);
         }
         if !self.removed.is_empty() {
-            msg.peers_removed = Some(self.removed);
+            msg.peers_removed = Some(self.removed.iter().map(|id| id.get()).collect());
         }
         if let Some(filter) = self.filter {
             msg.packet_filters = Some(BTreeMap::from([("base".to_string(), Some(filter))]));
@@ -540,7 +542,7 @@ impl Delta {
 #[derive(Default)]
 struct SharedFrames {
     /// Keyed by the wire forms (their addresses: one `Arc` per distinct form) and removals.
-    framed: HashMap<(Vec<usize>, Vec<i64>), Bytes>,
+    framed: HashMap<(Vec<usize>, Vec<NodeId>), Bytes>,
 }
 
 impl SharedFrames {
@@ -568,14 +570,14 @@ impl SharedFrames {
 #[derive(Default)]
 struct Batch {
     /// Nodes whose wire form may have changed.
-    changed: BTreeSet<i64>,
+    changed: BTreeSet<NodeId>,
     /// Nodes joined or left, or tags/addresses changed: visibility must be recomputed.
     membership: bool,
     policy: bool,
 }
 
 impl Batch {
-    fn note_node(&mut self, id: i64, before: Option<&Node>, after: Option<&Node>) {
+    fn note_node(&mut self, id: NodeId, before: Option<&Node>, after: Option<&Node>) {
         self.changed.insert(id);
         let same_identity = matches!((before, after), (Some(b), Some(a)) if b.tags == a.tags && b.ipv4 == a.ipv4);
         if !same_identity {

@@ -24,7 +24,7 @@ use super::model::{
 };
 use super::wire::{self, FilterRule, NetPortRange, SSHPolicy, SSHPrincipal, Shared};
 use super::PolicyError;
-use crate::domain::Tags;
+use crate::domain::{NodeId, Tags};
 
 /// What `*` means as a source: the Tailscale ranges, not `0.0.0.0/0`.
 ///
@@ -40,7 +40,7 @@ pub const WILDCARD_SOURCES: [IpNet; 2] = [TAILSCALE_V4, TAILSCALE_V6];
 /// A node as the policy sees it. A node with tags is tagged: its `user` is ignored by rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyNode {
-    pub id: i64,
+    pub id: NodeId,
     pub addresses: Vec<IpAddr>,
     pub tags: Vec<String>,
     /// Login of the owning user (`<namespace>@<org>`) for untagged nodes.
@@ -56,13 +56,13 @@ pub struct CompiledNode {
     /// `{"rules":[]}`: `null` on the wire means "unchanged".
     pub ssh: Option<SSHPolicy>,
     /// Ids of the nodes it may see, ascending, without itself.
-    pub peers: Vec<i64>,
+    pub peers: Vec<NodeId>,
 }
 
 /// The result for a whole namespace, by node id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompiledNamespace {
-    pub nodes: BTreeMap<i64, CompiledNode>,
+    pub nodes: BTreeMap<NodeId, CompiledNode>,
 }
 
 /// Compiles `policy` (`None`: allow all inside the namespace) for every node of `nodes`.
@@ -90,7 +90,7 @@ pub fn compile_namespace(policy: Option<&Policy>, nodes: &[PolicyNode]) -> Compi
 
 /// Ids of the nodes of `new` whose filter, SSH policy or peers differ from `old` (nodes new in
 /// `new` included), ascending. Shared lists are compared once per pair, not once per node.
-pub fn diff(old: &CompiledNamespace, new: &CompiledNamespace) -> Vec<i64> {
+pub fn diff(old: &CompiledNamespace, new: &CompiledNamespace) -> Vec<NodeId> {
     let mut memo = HashMap::new();
     new.nodes
         .iter()

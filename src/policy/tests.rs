@@ -6,12 +6,12 @@ use serde_json::{json, Value};
 
 use super::compile::filter_allows;
 use super::*;
-use crate::domain::Tag;
+use crate::domain::{NodeId, Tag};
 
 /// Node `id` at 100.64.0.<id> and fd7a:115c:a1e0::<id>.
 fn node(id: i64, tags: &[&str], user: Option<&str>) -> PolicyNode {
     PolicyNode {
-        id,
+        id: NodeId::new(id),
         addresses: vec![v4(id), v6(id)],
         tags: tags.iter().map(|t| t.to_string()).collect(),
         user: user.map(str::to_owned),
@@ -32,20 +32,25 @@ fn compile(text: &str, nodes: &[PolicyNode]) -> CompiledNamespace {
 }
 
 fn filter(c: &CompiledNamespace, id: i64) -> Value {
-    serde_json::to_value(&c.nodes[&id].filter).unwrap()
+    serde_json::to_value(&c.nodes[&NodeId::new(id)].filter).unwrap()
 }
 
 fn ssh(c: &CompiledNamespace, id: i64) -> Value {
-    serde_json::to_value(&c.nodes[&id].ssh).unwrap()
+    serde_json::to_value(&c.nodes[&NodeId::new(id)].ssh).unwrap()
 }
 
 /// Whether node `from` gets through node `to`'s filter (v4) on `proto`/`port`.
 fn reaches(c: &CompiledNamespace, from: i64, to: i64, proto: u8, port: u16) -> bool {
-    filter_allows(&c.nodes[&to].filter, v4(from), v4(to), proto, port)
+    filter_allows(&c.nodes[&NodeId::new(to)].filter, v4(from), v4(to), proto, port)
 }
 
 fn peers(c: &CompiledNamespace, id: i64) -> Vec<i64> {
-    c.nodes[&id].peers.clone()
+    c.nodes[&NodeId::new(id)].peers.iter().map(|p| p.get()).collect()
+}
+
+/// The nodes whose view changed, by number.
+fn changed(old: &CompiledNamespace, new: &CompiledNamespace) -> Vec<i64> {
+    diff(old, new).iter().map(|id| id.get()).collect()
 }
 
 fn error(text: &str) -> String {
@@ -70,13 +75,13 @@ fn no_policy_allows_all_inside_the_namespace() {
     );
     assert_eq!(peers(&c, 1), [2, 3]);
     assert_eq!(peers(&c, 2), [1, 3]);
-    assert!(c.nodes[&1].ssh.is_none());
+    assert!(c.nodes[&NodeId::new(1)].ssh.is_none());
     for (from, to) in [(1, 2), (2, 3), (3, 1)] {
         assert!(reaches(&c, from, to, 1, 0), "icmp {from}->{to}");
         assert!(reaches(&c, from, to, 17, 53), "udp {from}->{to}");
     }
     // Outside the namespace's ranges nothing is accepted, not even by the allow-all filter.
-    assert!(!filter_allows(&c.nodes[&1].filter, "8.8.8.8".parse().unwrap(), v4(1), 6, 80));
+    assert!(!filter_allows(&c.nodes[&NodeId::new(1)].filter, "8.8.8.8".parse().unwrap(), v4(1), 6, 80));
 }
 
 #[test]
@@ -98,7 +103,7 @@ fn wildcard_source_is_the_tailscale_ranges_never_everything() {
         r#"{"tagOwners": {"tag:srv": []}, "acls": [{"action": "accept", "src": ["*"], "dst": ["tag:srv:22"]}]}"#,
         &nodes,
     );
-    let text = serde_json::to_string(&c.nodes[&2].filter).unwrap();
+    let text = serde_json::to_string(&c.nodes[&NodeId::new(2)].filter).unwrap();
     assert!(!text.contains("0.0.0.0/0") && !text.contains("::/0") && !text.contains("\"*\""), "{text}");
     assert_eq!(filter(&c, 2)[0]["SrcIPs"], json!(RANGES));
 }
@@ -493,16 +498,16 @@ fn diff_reports_only_nodes_whose_output_changed() {
 
     // A port change only touches b's filter.
     let p2 = p1.replace("tag:b:80", "tag:b:81");
-    assert_eq!(diff(&old, &compile(&p2, &nodes)), [2]);
+    assert_eq!(changed(&old, &compile(&p2, &nodes)), [2]);
 
     // Pointing the rule at c changes a (peers), b (filter, peers) and c (filter, peers).
     let p3 = p1.replace("tag:b:80", "tag:c:80");
-    assert_eq!(diff(&old, &compile(&p3, &nodes)), [1, 2, 3]);
+    assert_eq!(changed(&old, &compile(&p3, &nodes)), [1, 2, 3]);
 
     // A new tag:a node changes b's filter source list and its peers, plus the new node itself.
     let mut more = nodes.clone();
     more.push(node(4, &["tag:a"], None));
-    assert_eq!(diff(&old, &compile(p1, &more)), [2, 4]);
+    assert_eq!(changed(&old, &compile(p1, &more)), [2, 4]);
 }
 
 #[test]
@@ -535,5 +540,5 @@ fn consecutive_sources_become_ranges() {
         ])
     );
     assert!(reaches(&c, 2, 4, 6, 22) && reaches(&c, 6, 4, 6, 22));
-    assert!(!filter_allows(&c.nodes[&4].filter, v4(4), v4(4), 6, 22), "the tagged node is not a member");
+    assert!(!filter_allows(&c.nodes[&NodeId::new(4)].filter, v4(4), v4(4), 6, 22), "the tagged node is not a member");
 }

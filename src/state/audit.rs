@@ -6,6 +6,7 @@ use std::fmt;
 
 use super::store::audit::AuditLine;
 use super::store::outbox::NewEvent;
+use crate::domain::OrgId;
 
 /// Who made a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +34,7 @@ pub type Describe<'a, T> = &'a (dyn Fn(&T) -> AuditLine + Send + Sync);
 
 /// A change on `by`'s behalf in organization `org_id`, and how to describe it.
 pub struct Audit<'a, T> {
-    pub org_id: i64,
+    pub org_id: OrgId,
     pub by: Actor,
     pub describe: Describe<'a, T>,
 }

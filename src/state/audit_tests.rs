@@ -32,7 +32,10 @@ async fn a_line_commits_with_its_change_or_not_at_all() {
     let lines = writer.store().audit_events(org.id, 10).await.unwrap();
     let seen: Vec<_> = lines.iter().map(|l| (l.action.as_str(), l.actor.as_str(), l.object_id.as_str())).collect();
     assert_eq!(seen, [("namespace.create", "api-key:7", "alice")], "the refused create left no line");
-    assert!(writer.store().audit_events(org.id + 1, 10).await.unwrap().is_empty(), "lines belong to their org");
+    assert!(
+        writer.store().audit_events(crate::domain::OrgId::new(org.id.get() + 1), 10).await.unwrap().is_empty(),
+        "lines belong to their org"
+    );
 }
 
 #[tokio::test]

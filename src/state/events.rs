@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::store::outbox::{NewEvent, RecordKind};
 use super::store::Store;
+use crate::domain::{NamespaceId, NodeId, OrgId};
 use crate::keys::NodePublic;
 
 /// How often a reader looks at the outbox without being woken: the bound on how late an
@@ -35,22 +36,22 @@ pub enum Event {
     /// expired, `expired_key` names it, so every instance cuts that key's DERP connections
     /// without reading the node back from the store (build it with [`Event::node_changed`]).
     NodeChanged {
-        namespace_id: i64,
-        node_id: i64,
+        namespace_id: NamespaceId,
+        node_id: NodeId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expired_key: Option<NodePublic>,
     },
     /// A node was deleted.
-    NodeRemoved { namespace_id: i64, node_id: i64, node_key: NodePublic },
+    NodeRemoved { namespace_id: NamespaceId, node_id: NodeId, node_key: NodePublic },
     /// A node took a new node key (rotation, re-registration); the old one is void, and
     /// whatever still uses it (a DERP connection) is cut off.
     NodeKeyRetired { node_key: NodePublic },
     /// A namespace was deleted, with all its nodes.
-    NamespaceRemoved { namespace_id: i64, node_keys: Vec<NodePublic> },
+    NamespaceRemoved { namespace_id: NamespaceId, node_keys: Vec<NodePublic> },
     /// An org default (`namespace_id: None`) or namespace policy changed.
-    PolicyChanged { org_id: i64, namespace_id: Option<i64> },
+    PolicyChanged { org_id: OrgId, namespace_id: Option<NamespaceId> },
     /// A node's map stream opened or closed somewhere.
-    Presence { namespace_id: i64, node_id: i64, online: bool },
+    Presence { namespace_id: NamespaceId, node_id: NodeId, online: bool },
     /// An instance started and knows nobody's presence yet: every instance announces again
     /// the nodes streaming from it.
     PresenceSync,
@@ -68,7 +69,7 @@ impl Event {
     }
 
     /// The namespace the event concerns, if one.
-    pub fn namespace_id(&self) -> Option<i64> {
+    pub fn namespace_id(&self) -> Option<NamespaceId> {
         match self {
             Event::NodeChanged { namespace_id, .. }
             | Event::NodeRemoved { namespace_id, .. }
@@ -234,7 +235,7 @@ mod tests {
 
     #[test]
     fn events_have_a_stable_json_form() {
-        let e = Event::Presence { namespace_id: 1, node_id: 2, online: true };
+        let e = Event::Presence { namespace_id: NamespaceId::new(1), node_id: NodeId::new(2), online: true };
         let text = serde_json::to_string(&e).unwrap();
         assert_eq!(text, r#"{"kind":"presence","namespace_id":1,"node_id":2,"online":true}"#);
         assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), e);

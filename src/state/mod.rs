@@ -32,6 +32,7 @@ use store::policies::PolicyScope;
 use store::preauth_keys::NewPreauthKey;
 use store::{ApiKey, Namespace, Node, Organization, PolicyDoc, PreauthKey, Store, StoreResult};
 
+use crate::domain::{NamespaceId, NodeId, OrgId};
 use crate::domain::{NamespaceName, OrgName};
 use crate::keys::NodePublic;
 
@@ -116,7 +117,7 @@ impl Writer {
 
     pub async fn put_policy(
         &self,
-        org_id: i64,
+        org_id: OrgId,
         scope: PolicyScope,
         document: &str,
         audit: Option<&Audit<'_, ()>>,
@@ -130,7 +131,7 @@ impl Writer {
     /// Removes the scope's policy; false when it had none.
     pub async fn delete_policy(
         &self,
-        org_id: i64,
+        org_id: OrgId,
         scope: PolicyScope,
         audit: Option<&Audit<'_, ()>>,
     ) -> StoreResult<bool> {
@@ -143,12 +144,12 @@ impl Writer {
     }
 
     /// A map stream of the node opened on this instance (or is announced again).
-    pub async fn node_online(&self, namespace_id: i64, node_id: i64) -> StoreResult<()> {
+    pub async fn node_online(&self, namespace_id: NamespaceId, node_id: NodeId) -> StoreResult<()> {
         self.record(&[Event::Presence { namespace_id, node_id, online: true }]).await
     }
 
     /// The node's last map stream ended: it was last seen now, and is offline everywhere.
-    pub async fn node_offline(&self, namespace_id: i64, node_id: i64) -> StoreResult<()> {
+    pub async fn node_offline(&self, namespace_id: NamespaceId, node_id: NodeId) -> StoreResult<()> {
         let offline = Event::Presence { namespace_id, node_id, online: false };
         let node = match self.store.node_by_id(node_id).await {
             Ok(node) => node,
@@ -219,21 +220,26 @@ impl Writer {
     /// A new API key and its secret, shown this once (only its digest is stored).
     pub async fn create_api_key(
         &self,
-        org_id: i64,
+        org_id: OrgId,
         description: &str,
         audit: Option<&Audit<'_, ApiKey>>,
     ) -> StoreResult<(ApiKey, String)> {
         self.store.create_api_key(org_id, description, &|key| with_audit(Vec::new(), audit, key)).await
     }
 
-    pub async fn revoke_api_key(&self, org_id: i64, id: i64, audit: Option<&Audit<'_, ApiKey>>) -> StoreResult<ApiKey> {
+    pub async fn revoke_api_key(
+        &self,
+        org_id: OrgId,
+        id: i64,
+        audit: Option<&Audit<'_, ApiKey>>,
+    ) -> StoreResult<ApiKey> {
         self.store.revoke_api_key(org_id, id, &|key| with_audit(Vec::new(), audit, key)).await
     }
 
     /// A namespace starts empty: no event until a node joins it.
     pub async fn create_namespace(
         &self,
-        org_id: i64,
+        org_id: OrgId,
         name: &NamespaceName,
         audit: Option<&Audit<'_, Namespace>>,
     ) -> StoreResult<Namespace> {
@@ -243,7 +249,7 @@ impl Writer {
     /// A new pre-auth key and its secret, shown this once.
     pub async fn create_preauth_key(
         &self,
-        namespace_id: i64,
+        namespace_id: NamespaceId,
         spec: &NewPreauthKey,
         audit: Option<&Audit<'_, PreauthKey>>,
     ) -> StoreResult<(PreauthKey, String)> {
@@ -252,7 +258,7 @@ impl Writer {
 
     pub async fn revoke_preauth_key(
         &self,
-        namespace_id: i64,
+        namespace_id: NamespaceId,
         id: i64,
         audit: Option<&Audit<'_, PreauthKey>>,
     ) -> StoreResult<PreauthKey> {
@@ -261,7 +267,7 @@ impl Writer {
 
     pub async fn put_browser_key_settings(
         &self,
-        org_id: i64,
+        org_id: OrgId,
         new: NewBrowserKeySettings,
         audit: Option<&Audit<'_, BrowserKeySettingsRow>>,
     ) -> StoreResult<BrowserKeySettingsRow> {
@@ -269,7 +275,7 @@ impl Writer {
     }
 
     /// Spends a token id; false when it was spent already (here or on another instance).
-    pub async fn spend_token_id(&self, org_id: i64, jti: &str, expires_at: DateTime<Utc>) -> StoreResult<bool> {
+    pub async fn spend_token_id(&self, org_id: OrgId, jti: &str, expires_at: DateTime<Utc>) -> StoreResult<bool> {
         self.store.spend_token_id(org_id, jti, expires_at).await
     }
 
@@ -294,7 +300,7 @@ fn changed(node: &Node, old_key: NodePublic) -> Vec<Event> {
     events
 }
 
-fn policy_changed(org_id: i64, scope: PolicyScope) -> Event {
+fn policy_changed(org_id: OrgId, scope: PolicyScope) -> Event {
     let namespace_id = match scope {
         PolicyScope::Org => None,
         PolicyScope::Namespace(id) => Some(id),
@@ -326,7 +332,7 @@ mod tests {
         assert_eq!(pruned, 2);
         assert_eq!(writer.store().last_event_seq().await.unwrap(), 0, "the table is empty");
 
-        writer.node_online(1, 7).await.unwrap();
+        writer.node_online(NamespaceId::new(1), NodeId::new(7)).await.unwrap();
         let after = writer.store().events_after(seen, 10).await.unwrap();
         assert_eq!(after.len(), 1, "the event after the prune is found by a reader that stopped at {seen}");
         assert!(after[0].seq > seen);

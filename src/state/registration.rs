@@ -180,7 +180,7 @@ impl Writer {
                 self.register_node(&key, &new).await?
             }
         };
-        tracing::info!(node_id = node.id, namespace_id = node.namespace_id, "node registered");
+        tracing::info!(node_id = %node.id, namespace_id = %node.namespace_id, "node registered");
         Ok(Registered::Joined(node))
     }
 

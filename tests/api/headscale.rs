@@ -3,6 +3,7 @@
 
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
+use tenscale::domain::NodeId;
 
 use crate::on_both_backends;
 use crate::support::api::{json, spawn, Backend, Org, TestApp};
@@ -197,7 +198,7 @@ async fn preauth_keys(backend: Backend) {
 }
 
 /// User "alice" with nodes "laptop" (tagged by its key) and "phone"; returns their ids.
-async fn two_nodes(t: &TestApp, org: &Org) -> (i64, i64) {
+async fn two_nodes(t: &TestApp, org: &Org) -> (NodeId, NodeId) {
     let user = create_user(t, org, "alice").await;
     let spec = json!({"user": user["id"], "reusable": true, "aclTags": ["tag:ci"]});
     let key = json(t.post("/api/v1/preauthkey", &org.key, spec).await, StatusCode::OK).await;

@@ -3,6 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use tenscale::domain::NodeId;
 
 use crate::on_both_backends;
 use crate::support::api::{json, problem, spawn, Backend, Org, TestApp};
@@ -10,7 +11,7 @@ use crate::support::api::{json, problem, spawn, Backend, Org, TestApp};
 on_both_backends!(list_and_get, rename_and_retag, expire_and_delete);
 
 /// Namespace "alice" with two nodes, "laptop" and "phone"; returns their ids.
-async fn two_nodes(t: &TestApp, org: &Org) -> (i64, i64) {
+async fn two_nodes(t: &TestApp, org: &Org) -> (NodeId, NodeId) {
     json(t.post("/v1/namespaces", &org.key, json!({"name": "alice"})).await, StatusCode::CREATED).await;
     let key =
         json(t.post("/v1/namespaces/alice/keys", &org.key, json!({"reusable": true})).await, StatusCode::CREATED).await;
@@ -30,7 +31,7 @@ async fn list_and_get(backend: Backend) {
     let nodes = list["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 2);
     let laptop = &nodes[0];
-    assert_eq!(laptop["id"], a);
+    assert_eq!(laptop["id"], a.get());
     assert_eq!(laptop["name"], "laptop");
     assert_eq!(laptop["hostname"], "Laptop");
     assert_eq!(laptop["namespace"], "alice");
@@ -103,14 +104,14 @@ async fn expire_and_delete(backend: Backend) {
     let t = spawn(backend, &[]).await;
     let org = t.org("acme").await;
     let (a, b) = two_nodes(&t, &org).await;
-    let expire = |id: i64| format!("/v1/namespaces/alice/nodes/{id}/expire");
+    let expire = |id: NodeId| format!("/v1/namespaces/alice/nodes/{id}/expire");
 
     let expired: Value = json(t.post(&expire(a), &org.key, json!(null)).await, StatusCode::OK).await;
     assert_eq!(expired["expired"], true);
     assert!(expired["key_expiry"].is_string());
     let stored = t.app.state.api.store.node_by_id(a).await.unwrap();
     assert!(stored.expired_at(chrono::Utc::now()));
-    problem(t.post(&expire(999999), &org.key, json!(null)).await, StatusCode::NOT_FOUND).await;
+    problem(t.post(&expire(NodeId::new(999999)), &org.key, json!(null)).await, StatusCode::NOT_FOUND).await;
     problem(t.req(Method::GET, &expire(a), &org.key).send().await.unwrap(), StatusCode::METHOD_NOT_ALLOWED).await;
 
     let path = format!("/v1/namespaces/alice/nodes/{a}");
@@ -119,7 +120,7 @@ async fn expire_and_delete(backend: Backend) {
     problem(t.delete(&path, &org.key).await, StatusCode::NOT_FOUND).await;
     let list = json(t.get("/v1/namespaces/alice/nodes", &org.key).await, StatusCode::OK).await;
     assert_eq!(list["nodes"].as_array().unwrap().len(), 1);
-    assert_eq!(list["nodes"][0]["id"], b);
+    assert_eq!(list["nodes"][0]["id"], b.get());
 
     // Deleting the namespace deletes its nodes.
     assert_eq!(t.delete("/v1/namespaces/alice", &org.key).await.status(), StatusCode::NO_CONTENT);

@@ -113,7 +113,7 @@ async fn identical_deltas_are_shared_and_policies_narrow_them(backend: Backend) 
     let removed: serde_json::Value = serde_json::from_str(&removed).unwrap();
     let mut gone: Vec<i64> = serde_json::from_value(removed["PeersRemoved"].clone()).unwrap();
     gone.sort_unstable();
-    assert_eq!(gone, vec![a.id.min(b.id), a.id.max(b.id)]);
+    assert_eq!(gone, vec![a.id.min(b.id).get(), a.id.max(b.id).get()]);
 
     // Back to allow-all: c reappears for a.
     assert_eq!(t.delete("/v1/namespaces/alice/policy", &org.key).await.status(), StatusCode::NO_CONTENT);

@@ -11,7 +11,7 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::Value;
 use tenscale::app::{self, RunningApp};
 use tenscale::config::Settings;
-use tenscale::domain::OrgName;
+use tenscale::domain::{NamespaceId, OrgId, OrgName};
 use tenscale::keys::{MachinePublic, NodePublic};
 use tenscale::state::registration::{RegisterAttempt, Registered};
 use tenscale::state::store::Node;
@@ -76,7 +76,7 @@ impl Drop for TestApp {
 /// An organization and one of its API keys.
 #[derive(Debug, Clone)]
 pub struct Org {
-    pub id: i64,
+    pub id: OrgId,
     pub key: String,
 }
 
@@ -196,7 +196,7 @@ impl TestApp {
     }
 
     /// Registers a node in `namespace` with `preauth_key`, the way the control plane does.
-    pub async fn register_node(&self, namespace_id: i64, preauth_key: &str, hostname: &str) -> Node {
+    pub async fn register_node(&self, namespace_id: NamespaceId, preauth_key: &str, hostname: &str) -> Node {
         let mut machine = [0u8; 32];
         let mut node = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut machine);

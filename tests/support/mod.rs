@@ -36,7 +36,7 @@ use tenscale::netmap::tailcfg::{MapRequest, MapResponse, RegisterAuth, RegisterR
 use tenscale::app::{AppState, RunningApp};
 use tenscale::config::Settings;
 use tenscale::control::client::{fetch_server_key, Client};
-use tenscale::domain::{NamespaceName, OrgName, Tag, Tags};
+use tenscale::domain::{NamespaceId, NamespaceName, NodeId, OrgName, Tag, Tags};
 use tenscale::state::store::preauth_keys::NewPreauthKey;
 use x25519_dalek::StaticSecret;
 
@@ -226,7 +226,7 @@ impl TestServer {
     }
 
     /// Creates (or finds) `org` and a namespace in it; returns the namespace id.
-    pub async fn namespace(&self, org: &str, name: &str) -> i64 {
+    pub async fn namespace(&self, org: &str, name: &str) -> NamespaceId {
         let writer = &self.state().api.writer;
         let org = match writer.store().org_by_name(org).await {
             Ok(o) => o,
@@ -235,7 +235,7 @@ impl TestServer {
         writer.create_namespace(org.id, &NamespaceName::parse(name).unwrap(), None).await.unwrap().id
     }
 
-    pub async fn preauth_key(&self, ns: i64, reusable: bool, ephemeral: bool, tags: &[&str]) -> String {
+    pub async fn preauth_key(&self, ns: NamespaceId, reusable: bool, ephemeral: bool, tags: &[&str]) -> String {
         let spec = NewPreauthKey {
             reusable,
             ephemeral,
@@ -246,7 +246,7 @@ impl TestServer {
         self.state().api.writer.create_preauth_key(ns, &spec, None).await.unwrap().1
     }
 
-    pub async fn expired_key(&self, ns: i64) -> String {
+    pub async fn expired_key(&self, ns: NamespaceId) -> String {
         let spec = NewPreauthKey {
             reusable: true,
             ephemeral: false,
@@ -378,10 +378,10 @@ pub fn announces(msg: &MapResponse, key: &NodePublic) -> bool {
 }
 
 /// Whether `msg` reports peer `key` (id `id`) online (`true`) or offline (`false`).
-pub fn reports_online(msg: &MapResponse, key: &NodePublic, id: i64, online: bool) -> bool {
+pub fn reports_online(msg: &MapResponse, key: &NodePublic, id: NodeId, online: bool) -> bool {
     msg.peers_changed.iter().flatten().any(|p| p.key == *key && p.online.unwrap_or(false) == online)
-        || msg.online_change.as_ref().is_some_and(|c| c.get(&id) == Some(&online))
-        || msg.peers_changed_patch.iter().flatten().any(|p| p.node_id == id && p.online == Some(online))
+        || msg.online_change.as_ref().is_some_and(|c| c.get(&id.get()) == Some(&online))
+        || msg.peers_changed_patch.iter().flatten().any(|p| p.node_id == id.get() && p.online == Some(online))
 }
 
 /// Polls `check` until it holds; fails the test after `within`.

@@ -31,6 +31,8 @@ use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
 use super::{auth, line, State};
 use crate::api::ApiState;
+use crate::domain::NamespaceId;
+use crate::domain::OrgId;
 use crate::secrets::SecretsKey;
 use crate::state::store::browser_keys::BrowserKeySettingsRow;
 use crate::state::store::preauth_keys::NewPreauthKey;
@@ -43,7 +45,7 @@ use token::Refusal;
 /// What the exchange endpoint keeps between requests.
 pub struct BrowserKeys {
     secrets: SecretsKey,
-    by_namespace: DefaultKeyedRateLimiter<i64>,
+    by_namespace: DefaultKeyedRateLimiter<NamespaceId>,
     by_ip: DefaultKeyedRateLimiter<IpAddr>,
     clock: DefaultClock,
     refusals: IntCounterVec,
@@ -239,7 +241,7 @@ async fn issue(state: &ApiState, req: &HttpRequest, origin: Option<&str>) -> Api
     Ok(issued)
 }
 
-async fn config_for_issuer(state: &ApiState, issuer: &str) -> ApiResult<(i64, BrowserKeyConfig)> {
+async fn config_for_issuer(state: &ApiState, issuer: &str) -> ApiResult<(OrgId, BrowserKeyConfig)> {
     let row = state
         .store
         .browser_key_settings_by_issuer(issuer)
@@ -251,7 +253,7 @@ async fn config_for_issuer(state: &ApiState, issuer: &str) -> ApiResult<(i64, Br
 
 async fn namespace_for(
     state: &ApiState,
-    org_id: i64,
+    org_id: OrgId,
     config: &BrowserKeyConfig,
     grant: &token::Grant,
 ) -> ApiResult<Namespace> {
@@ -281,7 +283,7 @@ async fn namespace_for(
 
 async fn issue_key(
     state: &ApiState,
-    org_id: i64,
+    org_id: OrgId,
     config: &BrowserKeyConfig,
     namespace: &Namespace,
     grant: &token::Grant,
@@ -311,7 +313,7 @@ async fn issue_key(
 }
 
 /// A change made for the token's holder: the token is the actor.
-fn by_token<'a, T>(org_id: i64, grant: &token::Grant, describe: Describe<'a, T>) -> Audit<'a, T> {
+fn by_token<'a, T>(org_id: OrgId, grant: &token::Grant, describe: Describe<'a, T>) -> Audit<'a, T> {
     Audit { org_id, by: Actor::BrowserToken(grant.jti.clone()), describe }
 }
 

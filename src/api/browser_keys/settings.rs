@@ -490,7 +490,7 @@ mod tests {
         assert!(!row.verification_keys.contains("a-secret-of-at-least"), "{}", row.verification_keys);
         let stored = BrowserKeySettingsRow {
             id: 1,
-            org_id: 1,
+            org_id: crate::domain::OrgId::new(1),
             issuer: row.issuer,
             audience: row.audience,
             verification_keys: row.verification_keys,

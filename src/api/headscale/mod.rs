@@ -39,6 +39,7 @@ use super::auth::{self, OrgContext};
 use super::body::ApiJson;
 use super::error::ApiError;
 use crate::api::ApiState;
+use crate::domain::NamespaceId;
 use crate::state::store::{Namespace, StoreError};
 
 /// Registers `/api/v1` and its routes.
@@ -98,16 +99,17 @@ impl<T: DeserializeOwned + 'static> FromRequest for HsJson<T> {
 
 /// A uint64 id from a path or query (Headscale ids are uint64; ours fit in i64). Text that
 /// is not one is refused as gRPC-gateway refuses it: 400, invalid argument.
-fn parse_id(text: &str, what: &str) -> HsResult<i64> {
+fn parse_id<Id: From<i64>>(text: &str, what: &str) -> HsResult<Id> {
     text.trim()
         .parse::<u64>()
         .ok()
         .and_then(|id| i64::try_from(id).ok())
+        .map(Id::from)
         .ok_or_else(|| ApiError::Invalid(format!("{what}: {text:?} is not a uint64 id")).into())
 }
 
 /// A uint64 field of a body: protobuf JSON allows both `"7"` and `7`.
-fn id_field(value: Option<&serde_json::Value>, what: &str) -> HsResult<i64> {
+fn id_field<Id: From<i64>>(value: Option<&serde_json::Value>, what: &str) -> HsResult<Id> {
     match value {
         None | Some(serde_json::Value::Null) => Err(ApiError::Invalid(format!("{what} is required")).into()),
         Some(serde_json::Value::String(text)) => parse_id(text, what),
@@ -117,7 +119,7 @@ fn id_field(value: Option<&serde_json::Value>, what: &str) -> HsResult<i64> {
 }
 
 /// The caller's namespace with this id, as the Headscale user it stands for.
-async fn user_by_id(state: &ApiState, ctx: &OrgContext, id: i64) -> HsResult<Namespace> {
+async fn user_by_id(state: &ApiState, ctx: &OrgContext, id: NamespaceId) -> HsResult<Namespace> {
     state.store.namespace_in_org(ctx.org_id, id).await.map_err(|err| match err {
         StoreError::NotFound(_) => ApiError::NotFound(format!("user {id} not found")).into(),
         other => other.into(),

@@ -5,6 +5,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use super::entities::api_key;
 use super::outbox::{append, EventsFor};
 use super::{hash_secret, new_secret, now, ApiKey, Store, StoreError, StoreResult};
+use crate::domain::OrgId;
 
 pub const API_KEY_PREFIX: &str = "tskey-api-";
 
@@ -12,7 +13,7 @@ impl Store {
     /// Creates a key; the plaintext is returned here and never again.
     pub(in crate::state) async fn create_api_key(
         &self,
-        org_id: i64,
+        org_id: OrgId,
         description: &str,
         events: EventsFor<'_, ApiKey>,
     ) -> StoreResult<(ApiKey, String)> {
@@ -35,7 +36,7 @@ impl Store {
         Ok((model, secret))
     }
 
-    pub async fn list_api_keys(&self, org_id: i64) -> StoreResult<Vec<ApiKey>> {
+    pub async fn list_api_keys(&self, org_id: OrgId) -> StoreResult<Vec<ApiKey>> {
         Ok(api_key::Entity::find()
             .filter(api_key::Column::OrgId.eq(org_id))
             .order_by_asc(api_key::Column::Id)
@@ -45,7 +46,7 @@ impl Store {
 
     pub(in crate::state) async fn revoke_api_key(
         &self,
-        org_id: i64,
+        org_id: OrgId,
         id: i64,
         events: EventsFor<'_, ApiKey>,
     ) -> StoreResult<ApiKey> {

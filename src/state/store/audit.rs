@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::outbox::{NewEvent, RecordKind};
 use super::{Store, StoreResult};
+use crate::domain::OrgId;
 
 /// How the audit log describes one change.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +23,7 @@ pub struct AuditLine {
 pub struct AuditEvent {
     /// Its place in the outbox's sequence.
     pub seq: i64,
-    pub org_id: i64,
+    pub org_id: OrgId,
     /// `api-key:<id>`, `browser-jwt:<jti>`, `cli`.
     pub actor: String,
     pub action: String,
@@ -45,7 +46,7 @@ struct Payload {
 
 impl AuditLine {
     /// The outbox record of this line, by `actor` in organization `org_id`.
-    pub(in crate::state) fn record(&self, org_id: i64, actor: &str) -> NewEvent {
+    pub(in crate::state) fn record(&self, org_id: OrgId, actor: &str) -> NewEvent {
         let payload = Payload {
             actor: actor.to_string(),
             action: self.action.to_string(),
@@ -66,7 +67,7 @@ impl AuditLine {
 impl Store {
     /// The organization's newest `limit` audit lines, newest first. A record that does not
     /// read back (never written by us) is logged and left out.
-    pub async fn audit_events(&self, org_id: i64, limit: u64) -> StoreResult<Vec<AuditEvent>> {
+    pub async fn audit_events(&self, org_id: OrgId, limit: u64) -> StoreResult<Vec<AuditEvent>> {
         let records = self.audit_records(org_id, limit).await?;
         Ok(records
             .into_iter()

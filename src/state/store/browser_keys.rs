@@ -9,6 +9,7 @@ use super::entities::{browser_key_settings, spent_token_id};
 use super::outbox::{append, EventsFor};
 use super::{now, Store, StoreError, StoreResult};
 
+use crate::domain::OrgId;
 pub use browser_key_settings::Model as BrowserKeySettingsRow;
 
 /// What a row holds, apart from its keys; the API layer serializes and seals.
@@ -25,7 +26,7 @@ pub struct NewBrowserKeySettings {
 }
 
 impl Store {
-    pub async fn browser_key_settings(&self, org_id: i64) -> StoreResult<Option<BrowserKeySettingsRow>> {
+    pub async fn browser_key_settings(&self, org_id: OrgId) -> StoreResult<Option<BrowserKeySettingsRow>> {
         Ok(browser_key_settings::Entity::find()
             .filter(browser_key_settings::Column::OrgId.eq(org_id))
             .one(&self.db)
@@ -50,7 +51,7 @@ impl Store {
     /// Replaces the organization's settings. Another organization's issuer is a conflict.
     pub(in crate::state) async fn put_browser_key_settings(
         &self,
-        org_id: i64,
+        org_id: OrgId,
         new: NewBrowserKeySettings,
         events: EventsFor<'_, BrowserKeySettingsRow>,
     ) -> StoreResult<BrowserKeySettingsRow> {
@@ -87,7 +88,7 @@ impl Store {
     /// tokens have expired are forgotten on the way (a replay of those fails on `exp`).
     pub(in crate::state) async fn spend_token_id(
         &self,
-        org_id: i64,
+        org_id: OrgId,
         jti: &str,
         expires_at: DateTime<Utc>,
     ) -> StoreResult<bool> {

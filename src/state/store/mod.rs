@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod browser_keys;
 pub mod entities;
+mod ids;
 pub mod namespaces;
 pub mod nodes;
 pub mod orgs;

@@ -9,6 +9,7 @@ use super::entities::{namespace, node};
 use super::outbox::{append, EventsFor};
 use super::{now, Namespace, Store, StoreError, StoreResult};
 use crate::domain::NamespaceName;
+use crate::domain::{NamespaceId, OrgId};
 
 /// The first address index handed out (100.64.0.1, fd7a:115c:a1e0::1).
 pub const FIRST_IP_INDEX: i64 = 1;
@@ -16,7 +17,7 @@ pub const FIRST_IP_INDEX: i64 = 1;
 impl Store {
     pub(in crate::state) async fn create_namespace(
         &self,
-        org_id: i64,
+        org_id: OrgId,
         name: &NamespaceName,
         events: EventsFor<'_, Namespace>,
     ) -> StoreResult<Namespace> {
@@ -37,7 +38,7 @@ impl Store {
     }
 
     /// A page of the org's namespaces ordered by id, starting after `after`.
-    pub async fn list_namespaces(&self, org_id: i64, after: Option<i64>, limit: u64) -> StoreResult<Vec<Namespace>> {
+    pub async fn list_namespaces(&self, org_id: OrgId, after: Option<i64>, limit: u64) -> StoreResult<Vec<Namespace>> {
         let mut query = namespace::Entity::find().filter(namespace::Column::OrgId.eq(org_id));
         if let Some(after) = after {
             query = query.filter(namespace::Column::Id.gt(after));
@@ -46,7 +47,7 @@ impl Store {
     }
 
     /// Every namespace of the org, in id order.
-    pub async fn namespaces_of_org(&self, org_id: i64) -> StoreResult<Vec<Namespace>> {
+    pub async fn namespaces_of_org(&self, org_id: OrgId) -> StoreResult<Vec<Namespace>> {
         Ok(namespace::Entity::find()
             .filter(namespace::Column::OrgId.eq(org_id))
             .order_by_asc(namespace::Column::Id)
@@ -54,7 +55,7 @@ impl Store {
             .await?)
     }
 
-    pub async fn namespace_by_name(&self, org_id: i64, name: &str) -> StoreResult<Namespace> {
+    pub async fn namespace_by_name(&self, org_id: OrgId, name: &str) -> StoreResult<Namespace> {
         namespace::Entity::find()
             .filter(namespace::Column::OrgId.eq(org_id))
             .filter(namespace::Column::Name.eq(name))
@@ -64,7 +65,7 @@ impl Store {
     }
 
     /// The org's namespace with this id; another org's is `NotFound`, like a missing one.
-    pub async fn namespace_in_org(&self, org_id: i64, id: i64) -> StoreResult<Namespace> {
+    pub async fn namespace_in_org(&self, org_id: OrgId, id: NamespaceId) -> StoreResult<Namespace> {
         namespace::Entity::find_by_id(id)
             .filter(namespace::Column::OrgId.eq(org_id))
             .one(&self.db)
@@ -72,7 +73,7 @@ impl Store {
             .ok_or(StoreError::NotFound("namespace"))
     }
 
-    pub async fn namespace_by_id(&self, id: i64) -> StoreResult<Namespace> {
+    pub async fn namespace_by_id(&self, id: NamespaceId) -> StoreResult<Namespace> {
         namespace::Entity::find_by_id(id).one(&self.db).await?.ok_or(StoreError::NotFound("namespace"))
     }
 
@@ -112,7 +113,10 @@ impl Store {
     /// registrations racing in one namespace — on this instance or another — wait their turn
     /// instead of failing, and whatever the caller does next in the transaction (choosing a
     /// free node name) is serialised per namespace too.
-    pub(in crate::state) async fn take_ip_index<C: ConnectionTrait>(conn: &C, namespace_id: i64) -> StoreResult<i64> {
+    pub(in crate::state) async fn take_ip_index<C: ConnectionTrait>(
+        conn: &C,
+        namespace_id: NamespaceId,
+    ) -> StoreResult<i64> {
         use crate::domain::addresses::{is_reserved_index, MAX_INDEX};
         use sea_orm::sea_query::{Expr, ExprTrait};
         let bumped = namespace::Entity::update_many()
@@ -143,7 +147,7 @@ impl Store {
     }
 }
 
-async fn delete_children<C: ConnectionTrait>(conn: &C, namespace_id: i64) -> StoreResult<()> {
+async fn delete_children<C: ConnectionTrait>(conn: &C, namespace_id: NamespaceId) -> StoreResult<()> {
     use super::entities::{policy, preauth_key};
     node::Entity::delete_many().filter(node::Column::NamespaceId.eq(namespace_id)).exec(conn).await?;
     preauth_key::Entity::delete_many().filter(preauth_key::Column::NamespaceId.eq(namespace_id)).exec(conn).await?;
@@ -158,7 +162,7 @@ mod tests {
     use super::*;
     use crate::domain::OrgName;
 
-    async fn namespace_at(next_ip_index: i64) -> (Store, i64) {
+    async fn namespace_at(next_ip_index: i64) -> (Store, NamespaceId) {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         store.migrate().await.unwrap();
         let org = store.create_org(&OrgName::parse("acme").unwrap(), &|_| Vec::new()).await.unwrap();
@@ -169,7 +173,7 @@ mod tests {
         (store, ns.id)
     }
 
-    async fn take(store: &Store, ns: i64) -> StoreResult<i64> {
+    async fn take(store: &Store, ns: NamespaceId) -> StoreResult<i64> {
         let txn = store.db.begin().await.unwrap();
         let index = Store::take_ip_index(&txn, ns).await;
         txn.commit().await.unwrap();

@@ -14,13 +14,15 @@ use super::preauth_keys::KeyRefusal;
 use super::{now, Namespace, Node, PreauthKey, Store, StoreError, StoreResult};
 use crate::domain::addresses;
 use crate::domain::hostinfo::Hostinfo;
+use crate::domain::NodeId;
+use crate::domain::{NamespaceId, OrgId};
 use crate::domain::{NodeName, Tags};
 use crate::keys::{DiscoPublic, KeyParseError, MachinePublic, NodePublic};
 
 /// A node about to be created from a pre-auth key.
 #[derive(Debug, Clone)]
 pub struct NewNode {
-    pub namespace_id: i64,
+    pub namespace_id: NamespaceId,
     pub machine_key: MachinePublic,
     pub node_key: NodePublic,
     pub hostname: String,
@@ -67,7 +69,7 @@ impl TryFrom<node::Model> for Node {
     fn try_from(row: node::Model) -> Result<Self, Self::Error> {
         let id = row.id;
         node_from_row(row).map_err(|reason| {
-            tracing::error!(node_id = id, %reason, "a stored node does not convert; it is left out");
+            tracing::error!(node_id = %id, %reason, "a stored node does not convert; it is left out");
             StoreError::Corrupt(format!("node {id}: {reason}"))
         })
     }
@@ -144,7 +146,7 @@ impl Store {
         Ok(convertible(rows))
     }
 
-    pub async fn nodes_in_namespace(&self, namespace_id: i64) -> StoreResult<Vec<Node>> {
+    pub async fn nodes_in_namespace(&self, namespace_id: NamespaceId) -> StoreResult<Vec<Node>> {
         let rows = node::Entity::find()
             .filter(node::Column::NamespaceId.eq(namespace_id))
             .order_by_asc(node::Column::Id)
@@ -153,14 +155,14 @@ impl Store {
         Ok(convertible(rows))
     }
 
-    pub async fn node_in_namespace(&self, namespace_id: i64, id: i64) -> StoreResult<Node> {
+    pub async fn node_in_namespace(&self, namespace_id: NamespaceId, id: NodeId) -> StoreResult<Node> {
         let row = node::Entity::find_by_id(id).filter(node::Column::NamespaceId.eq(namespace_id)).one(&self.db).await?;
         one(row)?.ok_or(StoreError::NotFound("node"))
     }
 
     /// The node with this id and its namespace, if the namespace belongs to the org;
     /// another org's node is `NotFound`, like a missing one.
-    pub async fn node_in_org(&self, org_id: i64, id: i64) -> StoreResult<(Namespace, Node)> {
+    pub async fn node_in_org(&self, org_id: OrgId, id: NodeId) -> StoreResult<(Namespace, Node)> {
         let node = self.node_by_id(id).await?;
         let ns = self.namespace_in_org(org_id, node.namespace_id).await.map_err(|err| match err {
             StoreError::NotFound(_) => StoreError::NotFound("node"),
@@ -169,12 +171,12 @@ impl Store {
         Ok((ns, node))
     }
 
-    pub async fn node_by_id(&self, id: i64) -> StoreResult<Node> {
+    pub async fn node_by_id(&self, id: NodeId) -> StoreResult<Node> {
         one(node::Entity::find_by_id(id).one(&self.db).await?)?.ok_or(StoreError::NotFound("node"))
     }
 
     /// Those of `ids` that exist, in any order (one query per 500 ids).
-    pub async fn nodes_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Node>> {
+    pub async fn nodes_by_ids(&self, ids: &[NodeId]) -> StoreResult<Vec<Node>> {
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
             let rows = node::Entity::find().filter(node::Column::Id.is_in(chunk.iter().copied())).all(&self.db).await?;
@@ -187,7 +189,11 @@ impl Store {
         one(node::Entity::find().filter(node::Column::NodeKey.eq(key.to_string())).one(&self.db).await?)
     }
 
-    pub async fn node_by_machine(&self, namespace_id: i64, machine: &MachinePublic) -> StoreResult<Option<Node>> {
+    pub async fn node_by_machine(
+        &self,
+        namespace_id: NamespaceId,
+        machine: &MachinePublic,
+    ) -> StoreResult<Option<Node>> {
         let row = node::Entity::find()
             .filter(node::Column::NamespaceId.eq(namespace_id))
             .filter(node::Column::MachineKey.eq(machine.to_string()))
@@ -289,7 +295,7 @@ impl Store {
     }
 
     /// Deletes the node; `events` are appended only when there was one to delete.
-    pub(in crate::state) async fn delete_node(&self, id: i64, events: &[NewEvent]) -> StoreResult<bool> {
+    pub(in crate::state) async fn delete_node(&self, id: NodeId, events: &[NewEvent]) -> StoreResult<bool> {
         let txn = self.db.begin().await?;
         let deleted = node::Entity::delete_by_id(id).exec(&txn).await?.rows_affected > 0;
         if deleted {
@@ -300,7 +306,12 @@ impl Store {
     }
 
     /// Whether `name` is free in the namespace (ignoring node `except`).
-    pub async fn node_name_free(&self, namespace_id: i64, name: &NodeName, except: i64) -> StoreResult<bool> {
+    pub async fn node_name_free(
+        &self,
+        namespace_id: NamespaceId,
+        name: &NodeName,
+        except: NodeId,
+    ) -> StoreResult<bool> {
         let taken = node::Entity::find()
             .filter(node::Column::NamespaceId.eq(namespace_id))
             .filter(node::Column::GivenName.eq(name.as_str()))
@@ -324,7 +335,7 @@ async fn apply_change<C: ConnectionTrait>(conn: &C, node: &Node, change: NodeCha
     Node::try_from(row)
 }
 
-fn changed_columns(id: i64, change: NodeChange) -> node::ActiveModel {
+fn changed_columns(id: NodeId, change: NodeChange) -> node::ActiveModel {
     let NodeChange {
         node_key,
         disco_key,
@@ -354,7 +365,7 @@ fn changed_columns(id: i64, change: NodeChange) -> node::ActiveModel {
 }
 
 /// `base`, or `base-1`, `base-2`, … whichever is not yet used in the namespace.
-async fn free_name<C: ConnectionTrait>(conn: &C, namespace_id: i64, base: &NodeName) -> StoreResult<NodeName> {
+async fn free_name<C: ConnectionTrait>(conn: &C, namespace_id: NamespaceId, base: &NodeName) -> StoreResult<NodeName> {
     let taken: std::collections::HashSet<String> = node::Entity::find()
         .filter(node::Column::NamespaceId.eq(namespace_id))
         .filter(node::Column::GivenName.starts_with(base.as_str()))

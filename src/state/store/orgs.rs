@@ -5,6 +5,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use super::entities::organization as org;
 use super::outbox::{append, EventsFor};
 use super::{now, Organization, Store, StoreError, StoreResult};
+use crate::domain::OrgId;
 use crate::domain::OrgName;
 
 impl Store {
@@ -35,7 +36,7 @@ impl Store {
             .ok_or(StoreError::NotFound("organization"))
     }
 
-    pub async fn org_by_id(&self, id: i64) -> StoreResult<Organization> {
+    pub async fn org_by_id(&self, id: OrgId) -> StoreResult<Organization> {
         org::Entity::find_by_id(id).one(&self.db).await?.ok_or(StoreError::NotFound("organization"))
     }
 }

@@ -17,6 +17,7 @@ use sea_orm::{
 
 use super::entities::event;
 use super::{now, Store, StoreResult};
+use crate::domain::{NamespaceId, OrgId};
 
 /// Arbitrary, fixed: the advisory lock every event-appending transaction takes on PostgreSQL.
 const OUTBOX_LOCK: i64 = 0x7465_6e73_6361_6c65; // "tenscale"
@@ -43,9 +44,9 @@ impl RecordKind {
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub kind: RecordKind,
-    pub namespace_id: Option<i64>,
+    pub namespace_id: Option<NamespaceId>,
     /// The organization an audit record belongs to.
-    pub org_id: Option<i64>,
+    pub org_id: Option<OrgId>,
     pub payload: String,
 }
 
@@ -96,7 +97,7 @@ impl Store {
     }
 
     /// The organization's newest `limit` audit records, newest first.
-    pub async fn audit_records(&self, org_id: i64, limit: u64) -> StoreResult<Vec<event::Model>> {
+    pub async fn audit_records(&self, org_id: OrgId, limit: u64) -> StoreResult<Vec<event::Model>> {
         Ok(event::Entity::find()
             .filter(event::Column::Kind.eq(RecordKind::Audit.as_str()))
             .filter(event::Column::OrgId.eq(org_id))

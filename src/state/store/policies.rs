@@ -6,12 +6,14 @@ use super::outbox::{append, NewEvent};
 
 use super::entities::policy;
 use super::{now, PolicyDoc, Store, StoreResult};
+use crate::domain::NamespaceId;
+use crate::domain::OrgId;
 
 /// Which policy a document is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyScope {
     Org,
-    Namespace(i64),
+    Namespace(NamespaceId),
 }
 
 impl PolicyScope {
@@ -24,7 +26,7 @@ impl PolicyScope {
 }
 
 impl Store {
-    pub async fn policy(&self, org_id: i64, scope: PolicyScope) -> StoreResult<Option<PolicyDoc>> {
+    pub async fn policy(&self, org_id: OrgId, scope: PolicyScope) -> StoreResult<Option<PolicyDoc>> {
         Ok(policy::Entity::find()
             .filter(policy::Column::OrgId.eq(org_id))
             .filter(policy::Column::Scope.eq(scope.key()))
@@ -35,7 +37,7 @@ impl Store {
     /// Saves `document` verbatim, replacing what the scope held.
     pub(in crate::state) async fn put_policy(
         &self,
-        org_id: i64,
+        org_id: OrgId,
         scope: PolicyScope,
         document: &str,
         events: &[NewEvent],
@@ -50,7 +52,7 @@ impl Store {
     /// Removes the scope's document; true when there was one. `events` are appended only then.
     pub(in crate::state) async fn delete_policy(
         &self,
-        org_id: i64,
+        org_id: OrgId,
         scope: PolicyScope,
         events: &[NewEvent],
     ) -> StoreResult<bool> {
@@ -71,7 +73,7 @@ impl Store {
 
 async fn save_policy<C: ConnectionTrait>(
     conn: &C,
-    org_id: i64,
+    org_id: OrgId,
     scope: PolicyScope,
     document: &str,
 ) -> StoreResult<PolicyDoc> {

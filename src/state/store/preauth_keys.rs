@@ -8,6 +8,7 @@ use sea_orm::{
 use super::entities::preauth_key;
 use super::outbox::{append, EventsFor};
 use super::{hash_secret, new_secret, now, PreauthKey, Store, StoreError, StoreResult};
+use crate::domain::NamespaceId;
 use crate::domain::Tags;
 
 pub const AUTH_KEY_PREFIX: &str = "tskey-auth-";
@@ -58,7 +59,7 @@ impl Store {
     /// Creates a key; the plaintext is returned here and never again.
     pub(in crate::state) async fn create_preauth_key(
         &self,
-        namespace_id: i64,
+        namespace_id: NamespaceId,
         spec: &NewPreauthKey,
         events: EventsFor<'_, PreauthKey>,
     ) -> StoreResult<(PreauthKey, String)> {
@@ -85,7 +86,7 @@ impl Store {
         Ok((model, secret))
     }
 
-    pub async fn list_preauth_keys(&self, namespace_id: i64) -> StoreResult<Vec<PreauthKey>> {
+    pub async fn list_preauth_keys(&self, namespace_id: NamespaceId) -> StoreResult<Vec<PreauthKey>> {
         Ok(preauth_key::Entity::find()
             .filter(preauth_key::Column::NamespaceId.eq(namespace_id))
             .order_by_asc(preauth_key::Column::Id)
@@ -95,7 +96,7 @@ impl Store {
 
     pub(in crate::state) async fn revoke_preauth_key(
         &self,
-        namespace_id: i64,
+        namespace_id: NamespaceId,
         id: i64,
         events: EventsFor<'_, PreauthKey>,
     ) -> StoreResult<PreauthKey> {

@@ -1,11 +1,13 @@
 use sea_orm::entity::prelude::*;
 
+use crate::domain::OrgId;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "api_keys")]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
-    pub org_id: i64,
+    pub org_id: OrgId,
     /// The first characters of the key, kept to tell keys apart in listings.
     pub prefix: String,
     /// SHA-256 of the whole key, hex. The key itself is never stored.

@@ -1,11 +1,13 @@
 use sea_orm::entity::prelude::*;
 
+use crate::domain::{NamespaceId, NodeId};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "nodes")]
 pub struct Model {
     #[sea_orm(primary_key)]
-    pub id: i64,
-    pub namespace_id: i64,
+    pub id: NodeId,
+    pub namespace_id: NamespaceId,
     pub machine_key: String,
     pub node_key: String,
     pub disco_key: String,

@@ -1,0 +1,59 @@
+//! Row ids that cannot be mixed up: a node's id is not a namespace's, although both are
+//! numbers in the database. The store reads and writes them as they are (their sea-orm value
+//! impls live in `state::store::ids`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(i64);
+
+        impl $name {
+            pub const fn new(raw: i64) -> Self {
+                Self(raw)
+            }
+            /// The number as stored and as the APIs show it.
+            pub const fn get(self) -> i64 {
+                self.0
+            }
+        }
+
+        impl From<i64> for $name {
+            fn from(raw: i64) -> Self {
+                Self(raw)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = std::num::ParseIntError;
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                text.parse().map(Self)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A node.
+    NodeId
+);
+id_type!(
+    /// A namespace (one tailnet).
+    NamespaceId
+);
+id_type!(
+    /// An organization.
+    OrgId
+);
