@@ -1,6 +1,7 @@
 //! PostgreSQL stops under a running instance (issue 14, fault b): probes and the API answer
 //! 503 within seconds instead of hanging, a registration fails with an error the client can
-//! retry, and once the database is back everything works again without a restart.
+//! retry, DERP keeps relaying and map streams stay open, and once the database is back
+//! everything works again without a restart.
 
 mod support;
 
@@ -8,12 +9,17 @@ use std::time::Duration;
 
 use support::postgres::PrivatePostgres;
 use support::{eventually, join, join_ok, register_request, TestServer};
+use tenscale::derp::client::DerpClient;
+use tenscale::derp::crypto::DerpSecret;
 use tenscale::domain::{NamespaceName, OrgName};
 use tokio::time::Instant;
 
 /// How long a request may take while the database is down: the pool's acquire timeout (3 s)
 /// plus slack. Before the timeout was set, `/readyz` hung for about 16 s.
 const ANSWER_WITHIN: Duration = Duration::from_secs(6);
+
+/// How long the database stays down.
+const OUTAGE: Duration = Duration::from_secs(30);
 
 #[actix_rt::test]
 async fn a_stopped_database_is_a_503_and_the_instance_recovers_without_a_restart() {
@@ -25,11 +31,20 @@ async fn a_stopped_database_is_a_503_and_the_instance_recovers_without_a_restart
     let ns = writer.create_namespace(org.id, &NamespaceName::parse("alice").unwrap(), None).await.unwrap();
     let key = server.preauth_key(ns.id, true, false, &[]).await;
     let before = join_ok(&server, &key).await;
+    let peer = join_ok(&server, &key).await;
+    let mut stream = before.stream().await;
+    support::next_map(&mut stream).await;
+    let derp = |node: &support::SimNode| {
+        let secret = DerpSecret::from_bytes(node.node_secret);
+        async move { DerpClient::connect_tcp(server.app.addr, "127.0.0.1", &secret).await.expect("admitted to DERP") }
+    };
+    let (mut derp_before, mut derp_peer) = (derp(&before).await, derp(&peer).await);
 
     let http = reqwest::Client::new();
     let get = |path: &str| http.get(format!("{}{path}", server.base_url())).bearer_auth(&api_key).send();
 
     pg.stop();
+    let stopped = Instant::now();
 
     let started = Instant::now();
     let ready = get("/readyz").await.unwrap();
@@ -45,6 +60,12 @@ async fn a_stopped_database_is_a_503_and_the_instance_recovers_without_a_restart
     assert!(problem["detail"].as_str().unwrap_or_default().contains("database is unreachable"), "{problem}");
     assert!(took < ANSWER_WITHIN, "the API took {took:?}");
 
+    // DERP needs no database once a node is in: packets still flow.
+    derp_before.send_packet(&peer.node_key, b"during the outage").await.unwrap();
+    let relayed = tokio::time::timeout(Duration::from_secs(5), derp_peer.receiver.recv_packet()).await;
+    let (from, packet) = relayed.expect("relayed within 5 s").expect("the DERP connection stays open");
+    assert_eq!((from, &packet[..]), (before.node_key, &b"during the outage"[..]));
+
     // A node that registers now is told to retry (HTTP 503, which clients back off and retry).
     let client = server.control_client().await;
     let node_key = tenscale::keys::NodePublic::from_bytes(support::random_key());
@@ -57,15 +78,33 @@ async fn a_stopped_database_is_a_503_and_the_instance_recovers_without_a_restart
         other => panic!("a registration while the database is down: {other:?}"),
     }
 
+    // The rest of a 30 s outage, as the issue has it: every second, the probe still answers
+    // 503 in time and DERP still relays.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut rounds = 0;
+    while stopped.elapsed() < OUTAGE {
+        tick.tick().await;
+        let asked = Instant::now();
+        assert_eq!(get("/readyz").await.unwrap().status(), 503);
+        assert!(asked.elapsed() < ANSWER_WITHIN, "readyz took {:?} at round {rounds}", asked.elapsed());
+        derp_before.send_packet(&peer.node_key, &[rounds]).await.unwrap();
+        let relayed = tokio::time::timeout(Duration::from_secs(5), derp_peer.receiver.recv_packet()).await;
+        assert_eq!(&relayed.expect("relayed").expect("open").1[..], &[rounds], "round {rounds}");
+        rounds += 1;
+    }
+    eprintln!("outage of {:?}: {rounds} rounds of 503 probes and relayed packets", stopped.elapsed());
+
     pg.restart().await;
     eventually(Duration::from_secs(30), "readyz answers 200 again", || async {
         get("/readyz").await.is_ok_and(|r| r.status() == 200)
     })
     .await;
     assert_eq!(get("/v1/namespaces").await.unwrap().status(), 200);
-    let (_, resp) = join(&server, &key).await;
+    let (after, resp) = join(&server, &key).await;
     assert!(resp.error.is_empty() && resp.machine_authorized, "registration after the outage: {resp:?}");
+    // The map stream opened before the outage is still served: it hears of the new node.
+    support::map_until(&mut stream, |m| support::announces(m, &after.node_key)).await;
     let stored = server.state().api.store.nodes_in_namespace(ns.id).await.unwrap();
-    assert_eq!(stored.len(), 2, "the node from before and the one after; nothing lost or doubled");
+    assert_eq!(stored.len(), 3, "the nodes from before and the one after; nothing lost or doubled");
     assert!(stored.iter().any(|n| n.node_key == before.node_key));
 }

@@ -240,8 +240,14 @@ impl Tailnet {
             // A newer stream of the same node replaced this one: it is still online.
             return;
         }
+        // A stream that ends because its runtime is stopping (the process exits) has nowhere
+        // to record that; the next instance to start asks everyone to re-announce presence.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(%node_id, "map stream ended while shutting down; presence not recorded");
+            return;
+        };
         let tailnet = self.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             if let Err(err) = tailnet.writer.node_offline(namespace_id, node_id).await {
                 tracing::warn!(%err, %node_id, "could not record the end of a map stream");
             }
