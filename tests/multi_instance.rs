@@ -350,6 +350,10 @@ impl Drop for PrivateRedis {
 /// instances resubscribe and go on as before.
 #[actix_rt::test]
 async fn changes_made_while_redis_is_down_reach_the_other_instance() {
+    // Issue 14, fault a: Redis stops for 30 s while clients change. Wake-ups are lost, so
+    // every change must reach the other instance through the outbox catch-up, within 2 s.
+    const WITHIN: Duration = Duration::from_secs(2);
+    const OUTAGE: Duration = Duration::from_secs(30);
     let mut redis = PrivateRedis::start().await;
     let (one, two) = TestServer::start_postgres_pair_on(&redis.url(), &[]).await;
     let ns = one.namespace("acme", "alice").await;
@@ -357,12 +361,65 @@ async fn changes_made_while_redis_is_down_reach_the_other_instance() {
     let watcher = join_ok(&two, &key).await;
     let mut stream = watcher.stream().await;
     next_map(&mut stream).await;
+    let mover = join_ok(&one, &key).await;
+    map_until_within(&mut stream, WITHIN, |m| announces(m, &mover.node_key)).await;
 
     redis.stop();
-    let during = join_ok(&one, &key).await;
-    map_until_within(&mut stream, Duration::from_secs(15), |m| announces(m, &during.node_key)).await;
+    let stopped = Instant::now();
+    let mut round: u16 = 0;
+    let mut slowest = Duration::ZERO;
+    while stopped.elapsed() < OUTAGE {
+        // A join, an endpoint change, and a policy save on instance one, each seen on two.
+        let started = Instant::now();
+        let joined = join_ok(&one, &key).await;
+        map_until_within(&mut stream, WITHIN, |m| announces(m, &joined.node_key)).await;
+        slowest = slowest.max(started.elapsed());
+
+        let endpoint = format!("192.0.2.1:{}", 40000 + round);
+        let mut moved = support::stream_request(mover.node_key);
+        (moved.stream, moved.omit_peers, moved.endpoints) = (false, true, Some(vec![endpoint.clone()]));
+        let started = Instant::now();
+        mover.client.map_lite(&moved).await.expect("an endpoint update");
+        map_until_within(&mut stream, WITHIN, |m| has_endpoint(m, &mover.node_key, &endpoint)).await;
+        slowest = slowest.max(started.elapsed());
+
+        let port = 1000 + round;
+        let policy = format!(r#"{{"acls": [{{"action": "accept", "src": ["*"], "dst": ["*:{port}"]}}]}}"#);
+        let started = Instant::now();
+        let org = one.state().api.store.namespace_by_id(ns).await.unwrap().org_id;
+        let scope = tenscale::state::store::policies::PolicyScope::Namespace(ns);
+        one.state().api.writer.put_policy(org, scope, &policy, None).await.unwrap();
+        map_until_within(&mut stream, WITHIN, |m| filter_opens(m, port)).await;
+        slowest = slowest.max(started.elapsed());
+        round += 1;
+    }
+    eprintln!(
+        "Redis down {:?}: {round} rounds, slowest change to reach the other instance {slowest:?}",
+        stopped.elapsed()
+    );
 
     redis.restart().await;
+    let back = Instant::now();
     let after = join_ok(&one, &key).await;
-    map_until_within(&mut stream, Duration::from_secs(15), |m| announces(m, &after.node_key)).await;
+    map_until_within(&mut stream, WITHIN, |m| announces(m, &after.node_key)).await;
+    eprintln!("first change after Redis returned reached the other instance after {:?}", back.elapsed());
+}
+
+/// Whether `msg` tells of `key` with `endpoint` among its endpoints.
+fn has_endpoint(
+    msg: &tenscale::netmap::tailcfg::MapResponse,
+    key: &tenscale::keys::NodePublic,
+    endpoint: &str,
+) -> bool {
+    let in_peers =
+        msg.peers_changed.iter().flatten().any(|p| p.key == *key && p.endpoints.iter().any(|e| e == endpoint));
+    let in_patch =
+        msg.peers_changed_patch.iter().flatten().any(|p| p.endpoints.iter().flatten().any(|e| e == endpoint));
+    in_peers || in_patch
+}
+
+/// Whether `msg` carries a packet filter (either form) that opens exactly `port`.
+fn filter_opens(msg: &tenscale::netmap::tailcfg::MapResponse, port: u16) -> bool {
+    let text = serde_json::to_string(msg).unwrap_or_default();
+    text.contains(&format!("\"First\":{port},\"Last\":{port}"))
 }
