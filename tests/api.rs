@@ -9,6 +9,8 @@ mod browser_keys;
 mod docs;
 #[path = "api/headscale.rs"]
 mod headscale;
+#[path = "api/input.rs"]
+mod input;
 #[path = "api/isolation.rs"]
 mod isolation;
 #[path = "api/keys.rs"]

@@ -47,8 +47,21 @@ pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    refuse_nul_in_target(&req)?;
     authenticate(&req).await?;
     next.call(req).await
+}
+
+/// PostgreSQL cannot store the NUL character and SQLite can: a path or query that holds one
+/// (`%00`; a raw NUL cannot reach us in an HTTP/1 head) is refused before it reaches either,
+/// so both databases answer alike.
+pub fn refuse_nul_in_target(req: &ServiceRequest) -> Result<(), ApiError> {
+    let has_nul = |text: &str| text.as_bytes().windows(3).any(|w| w == b"%00");
+    let uri = req.uri();
+    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
+        return Err(ApiError::BadRequest("the request path and query cannot contain the NUL character (%00)".into()));
+    }
+    Ok(())
 }
 
 /// The checks of [`guard`] without running the handler: on success the [`OrgContext`] is in

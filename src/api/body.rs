@@ -40,9 +40,38 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
             // No body at all means "all defaults", as `{}` would; a missing required field
             // is then reported by name.
             let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+            // serde would read a struct from a positional array too; a body is an object.
+            if !is_json_object(bytes) {
+                return Err(ApiError::BadRequest("the request body must be a JSON object".into()));
+            }
+            refuse_nul(bytes)?;
             serde_json::from_slice(bytes).map(ApiJson).map_err(|e| ApiError::BadRequest(e.to_string()))
         })
     }
+}
+
+/// Whether the JSON text's first token opens an object.
+pub fn is_json_object(json: &[u8]) -> bool {
+    json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// Refuses a JSON text holding the NUL character (`\u0000`, the only way JSON can carry it):
+/// PostgreSQL cannot store it in text, and SQLite would, so both databases answer alike.
+fn refuse_nul(json: &[u8]) -> Result<(), ApiError> {
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] == b'\\' {
+            if json[i + 1..].starts_with(b"u0000") {
+                return Err(ApiError::BadRequest(
+                    "text in the request body cannot contain the NUL character (\\u0000)".into(),
+                ));
+            }
+            i += 2; // the escaped character, whatever it is
+        } else {
+            i += 1;
+        }
+    }
+    Ok(())
 }
 
 /// The request's media type, lowercased, without parameters; `None` when absent.

@@ -230,6 +230,9 @@ async fn read_document(req: &HttpRequest, payload: web::Payload) -> ApiResult<St
         }
     }
     let body = read_limited(req, payload.into_inner()).await?;
+    if body.contains(&0) {
+        return Err(ApiError::Invalid("the policy cannot contain the NUL character".into()));
+    }
     String::from_utf8(body.to_vec()).map_err(|_| ApiError::Invalid("policy is not valid UTF-8".into()))
 }
 

@@ -640,6 +640,9 @@ impl Policy {
     /// Parses and validates HuJSON policy text.
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
         let json = hujson::to_json(text)?;
+        if !json.trim_start().starts_with('{') {
+            return Err(PolicyError::new("a policy is a JSON object".to_string()));
+        }
         let mut policy: Policy = serde_json::from_str(&json).map_err(|e| serde_error(&json, e))?;
         validate(&policy).map_err(|e| PolicyError::at(locate(&json, &e.path), e.message))?;
         for (i, test) in policy.tests.iter_mut().enumerate() {

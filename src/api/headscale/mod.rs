@@ -61,6 +61,7 @@ async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    auth::refuse_nul_in_target(&req).map_err(HsError::from)?;
     auth::authenticate(&req).await.map_err(HsError::from)?;
     next.call(req).await
 }

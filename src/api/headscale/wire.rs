@@ -163,13 +163,23 @@ impl HsNode {
     }
 }
 
+/// gRPC-gateway's JSON reads `null` as the field's default, and clients built on it (such as
+/// hsapi-client) send `null` for every field their caller leaves unset.
+fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// `CreateUserRequest`. Headscale's optional `displayName`, `email` and `pictureUrl` are
 /// accepted and ignored.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"name": "alice"}))]
 pub struct CreateUserRequest {
     /// 1-63 lowercase letters, digits or '-', unique within the organization.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub name: String,
 }
 
@@ -182,15 +192,15 @@ pub struct CreatePreAuthKeyRequest {
     /// The user (namespace) id, as text or number.
     #[schema(value_type = String, example = "1")]
     pub user: Option<serde_json::Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub reusable: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub ephemeral: bool,
     /// When the key stops working, at most the server's `max_key_expiry` from now
     /// (default: one hour from now).
     pub expiration: Option<DateTime<Utc>>,
     /// Tags for nodes registered with it; declared in `tagOwners` when a policy is set.
-    #[serde(default, alias = "acl_tags")]
+    #[serde(default, alias = "acl_tags", deserialize_with = "null_is_default")]
     #[schema(value_type = Vec<String>)]
     pub acl_tags: crate::domain::Tags,
 }
@@ -202,7 +212,7 @@ pub struct ExpirePreAuthKeyRequest {
     #[schema(value_type = String, example = "1")]
     pub user: Option<serde_json::Value>,
     /// The whole secret, or the prefix a listing shows (when it names one key of the user).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub key: String,
 }
 
@@ -211,7 +221,7 @@ pub struct ExpirePreAuthKeyRequest {
 #[schema(example = json!({"tags": ["tag:ci"]}))]
 pub struct SetTagsRequest {
     /// The node's complete new tag set (`[]` removes all tags).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     #[schema(value_type = Vec<String>)]
     pub tags: crate::domain::Tags,
 }
@@ -221,7 +231,7 @@ pub struct SetTagsRequest {
 #[schema(example = json!({"policy": "{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}]}"}))]
 pub struct SetPolicyRequest {
     /// The HuJSON policy document.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub policy: String,
 }
 

@@ -1,0 +1,83 @@
+//! Input that the databases would treat differently, or that serde would read too kindly, is
+//! refused at the edge with a 400 that says why, identically on SQLite and PostgreSQL
+//! (issue 15, item 6).
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::on_both_backends;
+use crate::support::api::{json, problem, spawn, Backend};
+
+on_both_backends!(nul_characters_are_refused, bodies_are_objects, headscale_reads_null_as_the_default);
+
+async fn nul_characters_are_refused(backend: Backend) {
+    let t = spawn(backend, &[]).await;
+    let org = t.org("acme").await;
+    json(t.post("/v1/namespaces", &org.key, json!({"name": "alice"})).await, StatusCode::CREATED).await;
+
+    for path in [
+        "/v1/namespaces/a%00b",
+        "/v1/namespaces/a%00b/keys",
+        "/v1/namespaces/a%00b/nodes",
+        "/v1/namespaces/a%00b/policy",
+        "/api/v1/node?user=a%00b",
+    ] {
+        let refused = t.get(path, &org.key).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{path}");
+        let body = refused.text().await.unwrap();
+        assert!(body.contains("NUL character"), "{path}: {body}");
+    }
+
+    let key = problem(
+        t.post_raw("/v1/namespaces/alice/keys", &org.key, r#"{"description": "a\u0000b"}"#).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(key["detail"].as_str().unwrap().contains("NUL character"), "{key}");
+    // An escaped backslash before "u0000" is six characters of text, not a NUL.
+    json(
+        t.post_raw("/v1/namespaces/alice/keys", &org.key, r#"{"description": "a\\u0000b"}"#).await,
+        StatusCode::CREATED,
+    )
+    .await;
+
+    let policy = t.put_policy(&org.key, "application/hujson", "{\n  // a comment with a \0 in it\n}").await;
+    let policy = problem(policy, StatusCode::BAD_REQUEST).await;
+    assert!(policy["detail"].as_str().unwrap().contains("NUL character"), "{policy}");
+    t.finish().await;
+}
+
+async fn bodies_are_objects(backend: Backend) {
+    let t = spawn(backend, &[]).await;
+    let org = t.org("acme").await;
+    let refused = problem(t.post("/v1/namespaces", &org.key, json!(["x"])).await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(refused["detail"], "the request body must be a JSON object");
+    let listed = json(t.get("/v1/namespaces", &org.key).await, StatusCode::OK).await;
+    assert_eq!(listed["namespaces"], json!([]), "nothing was created");
+
+    json(t.post("/v1/namespaces", &org.key, json!({"name": "alice"})).await, StatusCode::CREATED).await;
+    let positional = json!([true, false, [], 3600, "positional"]);
+    problem(t.post("/v1/namespaces/alice/keys", &org.key, positional).await, StatusCode::BAD_REQUEST).await;
+
+    for (content_type, body) in [("application/json", "[]"), ("application/hujson", " [ ] ")] {
+        let policy = problem(t.put_policy(&org.key, content_type, body).await, StatusCode::BAD_REQUEST).await;
+        assert!(policy["detail"].as_str().unwrap().contains("a policy is a JSON object"), "{policy}");
+    }
+    let hs = t.req(Method::PUT, "/api/v1/policy", &org.key).json(&json!({"policy": "[]"})).send().await.unwrap();
+    assert_eq!(hs.status(), StatusCode::BAD_REQUEST);
+    assert!(hs.text().await.unwrap().contains("a policy is a JSON object"));
+    t.finish().await;
+}
+
+async fn headscale_reads_null_as_the_default(backend: Backend) {
+    let t = spawn(backend, &[]).await;
+    let org = t.org("acme").await;
+    let user = json(t.post("/api/v1/user", &org.key, json!({"name": "alice"})).await, StatusCode::OK).await;
+    let id = user["user"]["id"].as_str().unwrap().to_string();
+    let body = json!({"user": id, "reusable": null, "ephemeral": null, "expiration": null, "aclTags": null});
+    let created = json(t.post("/api/v1/preauthkey", &org.key, body).await, StatusCode::OK).await;
+    let key = &created["preAuthKey"];
+    assert_eq!((key["reusable"].as_bool(), key["ephemeral"].as_bool()), (Some(false), Some(false)), "{created}");
+    assert_eq!(key["aclTags"], json!([]));
+    t.finish().await;
+}
