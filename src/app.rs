@@ -140,6 +140,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
             .configure(crate::api::configure)
             .configure(crate::control::http::configure)
             .configure(crate::derp::http::configure)
+            .default_service(web::to(crate::api::no_such_endpoint))
     };
     let options = FrontOptions { workers: worker_count(&settings), shutdown, ..FrontOptions::default() };
     let server = front::serve(listener, tls, app_factory, takeover, options)?;

@@ -119,12 +119,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/namespaces/{name}/keys")
             .route(web::post().to(create))
             .route(web::get().to(list))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::only("GET, POST")),
     )
     .service(
         web::resource("/namespaces/{name}/keys/{id}")
             .route(web::delete().to(revoke))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::only("DELETE")),
     );
 }
 

@@ -76,8 +76,14 @@ async fn not_found() -> ApiResult<()> {
     Err(ApiError::NotFound("no such endpoint".into()))
 }
 
-async fn method_not_allowed() -> ApiResult<()> {
-    Err(ApiError::MethodNotAllowed)
+/// Any other method on a resource that takes `allow`: 405 with the `Allow` header.
+fn only(allow: &'static str) -> actix_web::Route {
+    web::to(move || async move { Err::<(), _>(ApiError::MethodNotAllowed { allow }) })
+}
+
+/// Any path outside the API's resources: problem+json like every other refusal.
+pub async fn no_such_endpoint() -> ApiResult<()> {
+    Err(ApiError::NotFound("no such endpoint".into()))
 }
 
 /// A numeric id from a path. Text that is not a number names no object: 404, like any

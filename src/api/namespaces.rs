@@ -67,13 +67,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/namespaces")
             .route(web::post().to(create))
             .route(web::get().to(list))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::only("GET, POST")),
     )
     .service(
         web::resource("/namespaces/{name}")
             .route(web::get().to(get))
             .route(web::delete().to(delete))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::only("GET, DELETE")),
     );
 }
 

@@ -95,21 +95,19 @@ async fn find(state: &ApiState, ctx: &OrgContext, name: &str, id: &str) -> ApiRe
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/namespaces/{name}/nodes")
-            .route(web::get().to(list))
-            .default_service(web::to(super::method_not_allowed)),
+        web::resource("/namespaces/{name}/nodes").route(web::get().to(list)).default_service(super::only("GET")),
     )
     .service(
         web::resource("/namespaces/{name}/nodes/{id}")
             .route(web::get().to(get))
             .route(web::patch().to(update))
             .route(web::delete().to(delete))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::only("GET, PATCH, DELETE")),
     )
     .service(
         web::resource("/namespaces/{name}/nodes/{id}/expire")
             .route(web::post().to(expire))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::only("POST")),
     );
 }
 

@@ -28,13 +28,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/policy")
             .route(web::get().to(get))
             .route(web::put().to(put))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::only("GET, PUT")),
     )
-    .service(
-        web::resource("/policy/validate")
-            .route(web::post().to(validate))
-            .default_service(web::to(super::method_not_allowed)),
-    );
+    .service(web::resource("/policy/validate").route(web::post().to(validate)).default_service(super::only("POST")));
 }
 
 /// `/namespaces/{name}/policy`; registered with the other namespace routes.
@@ -44,7 +40,7 @@ pub fn namespace_routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get_namespace))
             .route(web::put().to(put_namespace))
             .route(web::delete().to(delete_namespace))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::only("GET, PUT, DELETE")),
     );
 }
 

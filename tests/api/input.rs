@@ -8,7 +8,12 @@ use serde_json::json;
 use crate::on_both_backends;
 use crate::support::api::{json, problem, spawn, Backend};
 
-on_both_backends!(nul_characters_are_refused, bodies_are_objects, headscale_reads_null_as_the_default);
+on_both_backends!(
+    nul_characters_are_refused,
+    bodies_are_objects,
+    headscale_reads_null_as_the_default,
+    wrong_methods_and_paths
+);
 
 async fn nul_characters_are_refused(backend: Backend) {
     let t = spawn(backend, &[]).await;
@@ -79,5 +84,24 @@ async fn headscale_reads_null_as_the_default(backend: Backend) {
     let key = &created["preAuthKey"];
     assert_eq!((key["reusable"].as_bool(), key["ephemeral"].as_bool()), (Some(false), Some(false)), "{created}");
     assert_eq!(key["aclTags"], json!([]));
+    t.finish().await;
+}
+
+async fn wrong_methods_and_paths(backend: Backend) {
+    let t = spawn(backend, &[]).await;
+    let org = t.org("acme").await;
+    let wrong = t.req(Method::DELETE, "/v1/namespaces", &org.key).send().await.unwrap();
+    assert_eq!(wrong.headers()["allow"], "GET, POST");
+    let body = problem(wrong, StatusCode::METHOD_NOT_ALLOWED).await;
+    assert_eq!(body["detail"], "method not allowed; this resource takes GET, POST");
+
+    let hs = t.req(Method::PUT, "/api/v1/node", &org.key).send().await.unwrap();
+    assert_eq!(hs.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(hs.headers()["allow"], "GET");
+
+    for path in ["/nope", "/v2/tailnet", "/v1/nope"] {
+        let missing = problem(t.get(path, &org.key).await, StatusCode::NOT_FOUND).await;
+        assert_eq!(missing["detail"], "no such endpoint", "{path}");
+    }
     t.finish().await;
 }

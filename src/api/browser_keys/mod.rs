@@ -104,7 +104,7 @@ pub fn exchange_routes(cfg: &mut web::ServiceConfig) {
         web::resource("/v1/browser-keys")
             .route(web::post().to(exchange))
             .route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::only("POST, OPTIONS")),
     );
 }
 
@@ -114,7 +114,7 @@ pub fn settings_routes(cfg: &mut web::ServiceConfig) {
         web::resource("/settings/browser-keys")
             .route(web::get().to(get_settings))
             .route(web::put().to(put_settings))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::only("GET, PUT")),
     );
 }
 

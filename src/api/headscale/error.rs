@@ -64,7 +64,7 @@ impl HsError {
                 ApiError::NotFound(_) => 5,
                 ApiError::Conflict(_) => 6,
                 ApiError::PayloadTooLarge { .. } | ApiError::RateLimited { .. } => 8,
-                ApiError::MethodNotAllowed => 12,
+                ApiError::MethodNotAllowed { .. } => 12,
                 ApiError::Internal(_) => 13,
                 ApiError::Unavailable(_) => 14,
                 ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => 16,
@@ -101,6 +101,9 @@ impl ResponseError for HsError {
             }
             HsError::Api(ApiError::Unauthorized(_)) => {
                 response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            HsError::Api(ApiError::MethodNotAllowed { allow }) => {
+                response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
             }
             _ => {}
         }

@@ -79,8 +79,9 @@ async fn not_found() -> HsResult<()> {
     Err(ApiError::NotFound("Not Found".into()).into())
 }
 
-async fn method_not_allowed() -> HsResult<()> {
-    Err(ApiError::MethodNotAllowed.into())
+/// Any other method on a resource that takes `allow`: 405 with the `Allow` header.
+fn only(allow: &'static str) -> actix_web::Route {
+    web::to(move || async move { Err::<(), HsError>(ApiError::MethodNotAllowed { allow }.into()) })
 }
 
 /// A JSON body read like `/v1`'s ([`ApiJson`]: size limit, media type, serde's message),

@@ -23,28 +23,20 @@ pub struct NodeFilter {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/node").route(web::get().to(list)).default_service(web::to(super::method_not_allowed)))
+    cfg.service(web::resource("/node").route(web::get().to(list)).default_service(super::only("GET")))
         .service(
             web::resource("/node/{id}")
                 .route(web::get().to(get))
                 .route(web::delete().to(delete))
-                .default_service(web::to(super::method_not_allowed)),
+                .default_service(super::only("GET, DELETE")),
         )
-        .service(
-            web::resource("/node/{id}/expire")
-                .route(web::post().to(expire))
-                .default_service(web::to(super::method_not_allowed)),
-        )
+        .service(web::resource("/node/{id}/expire").route(web::post().to(expire)).default_service(super::only("POST")))
         .service(
             web::resource("/node/{id}/rename/{new_name}")
                 .route(web::post().to(rename))
-                .default_service(web::to(super::method_not_allowed)),
+                .default_service(super::only("POST")),
         )
-        .service(
-            web::resource("/node/{id}/tags")
-                .route(web::post().to(set_tags))
-                .default_service(web::to(super::method_not_allowed)),
-        );
+        .service(web::resource("/node/{id}/tags").route(web::post().to(set_tags)).default_service(super::only("POST")));
 }
 
 /// The caller's node `id` with its namespace; 404 unless the node is the caller's.

@@ -14,7 +14,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/policy")
             .route(web::get().to(get))
             .route(web::put().to(put))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::only("GET, PUT")),
     );
 }
 

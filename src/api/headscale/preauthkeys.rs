@@ -31,13 +31,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/preauthkey")
             .route(web::get().to(list))
             .route(web::post().to(create))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::only("GET, POST")),
     )
-    .service(
-        web::resource("/preauthkey/expire")
-            .route(web::post().to(expire))
-            .default_service(web::to(super::method_not_allowed)),
-    );
+    .service(web::resource("/preauthkey/expire").route(web::post().to(expire)).default_service(super::only("POST")));
 }
 
 /// List a user's pre-auth keys (Headscale)

@@ -27,15 +27,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/user")
             .route(web::get().to(list))
             .route(web::post().to(create))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::only("GET, POST")),
     )
-    .service(
-        web::resource("/user/{id}").route(web::delete().to(delete)).default_service(web::to(super::method_not_allowed)),
-    )
+    .service(web::resource("/user/{id}").route(web::delete().to(delete)).default_service(super::only("DELETE")))
     .service(
         web::resource("/user/{old_id}/rename/{new_name}")
             .route(web::post().to(rename))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::only("POST")),
     );
 }
 
