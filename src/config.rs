@@ -60,6 +60,9 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     /// Upper bound on a REST request body.
     pub body_limit_bytes: usize,
+    /// How long a REST request body may take to arrive once its head has (a stalled body is
+    /// answered 408 and the connection freed).
+    pub body_timeout: Duration,
     /// PEM files; when both are set the main listener speaks TLS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -117,6 +120,7 @@ struct Overrides {
     rate_limit_per_second: Option<u32>,
     rate_limit_burst: Option<u32>,
     body_limit_bytes: Option<usize>,
+    body_timeout: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     stun_addr: Option<String>,
@@ -201,6 +205,7 @@ impl Settings {
             max_key_expiry: duration_or("max_key_expiry", o.max_key_expiry, "366d")?,
             rate_limit,
             body_limit_bytes: o.body_limit_bytes.unwrap_or(256 * 1024),
+            body_timeout: duration_or("body_timeout", o.body_timeout, "10s")?,
             tls_cert: o.tls_cert,
             tls_key: o.tls_key,
             stun_addr,
@@ -255,6 +260,7 @@ fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigEr
             "RATE_LIMIT_PER_SECOND" => o.rate_limit_per_second = Some(number("RATE_LIMIT_PER_SECOND", &value)?),
             "RATE_LIMIT_BURST" => o.rate_limit_burst = Some(number("RATE_LIMIT_BURST", &value)?),
             "BODY_LIMIT_BYTES" => o.body_limit_bytes = Some(number("BODY_LIMIT_BYTES", &value)?),
+            "BODY_TIMEOUT" => o.body_timeout = Some(value),
             "TLS_CERT" => o.tls_cert = Some(value.into()),
             "TLS_KEY" => o.tls_key = Some(value.into()),
             "STUN_ADDR" => o.stun_addr = Some(value),

@@ -80,12 +80,19 @@ pub fn media_type(req: &HttpRequest) -> Option<String> {
     Some(value.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
 }
 
-/// The whole body, refusing more than `settings.body_limit_bytes` with 413.
-pub async fn read_limited(req: &HttpRequest, mut payload: Payload) -> Result<BytesMut, ApiError> {
-    let limit = req
+/// The whole body, refusing more than `settings.body_limit_bytes` with 413 and a body that
+/// has not arrived within `settings.body_timeout` with 408.
+pub async fn read_limited(req: &HttpRequest, payload: Payload) -> Result<BytesMut, ApiError> {
+    let (limit, timeout) = req
         .app_data::<web::Data<ApiState>>()
-        .map(|state| state.settings.body_limit_bytes)
+        .map(|state| (state.settings.body_limit_bytes, state.settings.body_timeout))
         .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+    tokio::time::timeout(timeout, read_within_limit(req, payload, limit))
+        .await
+        .map_err(|_| ApiError::RequestTimeout(format!("the request body did not arrive within {timeout:?}")))?
+}
+
+async fn read_within_limit(req: &HttpRequest, mut payload: Payload, limit: usize) -> Result<BytesMut, ApiError> {
     // Refuse a declared length at once, without reading a byte of it.
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());

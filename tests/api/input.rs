@@ -12,7 +12,8 @@ on_both_backends!(
     nul_characters_are_refused,
     bodies_are_objects,
     headscale_reads_null_as_the_default,
-    wrong_methods_and_paths
+    wrong_methods_and_paths,
+    a_stalled_body_is_timed_out
 );
 
 async fn nul_characters_are_refused(backend: Backend) {
@@ -103,5 +104,37 @@ async fn wrong_methods_and_paths(backend: Backend) {
         let missing = problem(t.get(path, &org.key).await, StatusCode::NOT_FOUND).await;
         assert_eq!(missing["detail"], "no such endpoint", "{path}");
     }
+    t.finish().await;
+}
+
+async fn a_stalled_body_is_timed_out(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = spawn(backend, &[("TENSCALE_BODY_TIMEOUT", "1s")]).await;
+    let org = t.org("acme").await;
+    let mut conn = tokio::net::TcpStream::connect(t.app.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/namespaces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"na",
+        org.key
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer within 10 s to a body that stalled");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "answered after {:?}", started.elapsed());
+    let listed = json(t.get("/v1/namespaces", &org.key).await, StatusCode::OK).await;
+    assert_eq!(listed["namespaces"], json!([]), "nothing was created");
     t.finish().await;
 }

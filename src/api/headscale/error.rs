@@ -61,6 +61,7 @@ impl HsError {
             HsError::Unimplemented(_) => 12,
             HsError::Api(api) => match api {
                 ApiError::BadRequest(_) | ApiError::Invalid(_) | ApiError::UnsupportedMediaType(_) => 3,
+                ApiError::RequestTimeout(_) => 4,
                 ApiError::NotFound(_) => 5,
                 ApiError::Conflict(_) => 6,
                 ApiError::PayloadTooLarge { .. } | ApiError::RateLimited { .. } => 8,
