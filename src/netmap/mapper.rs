@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::domain::NamespaceId;
-use crate::domain::Node;
+use crate::domain::{NamespaceId, Node};
 use crate::netmap::tailcfg::{self, DerpHomeParams, DerpMap, DerpNode, DerpRegion, DnsConfig, GoTime, UserProfile};
 
 /// The namespace as its nodes see it: the one user they belong to and their DNS names. Every

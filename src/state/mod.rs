@@ -32,8 +32,7 @@ use store::policies::PolicyScope;
 use store::preauth_keys::NewPreauthKey;
 use store::{ApiKey, Namespace, Node, Organization, PolicyDoc, PreauthKey, Store, StoreResult};
 
-use crate::domain::{NamespaceId, NodeId, OrgId};
-use crate::domain::{NamespaceName, OrgName};
+use crate::domain::{NamespaceId, NamespaceName, NodeId, OrgId, OrgName};
 use crate::keys::NodePublic;
 
 /// The one writer of tailnet state. Cheap to clone.

@@ -8,8 +8,7 @@ use sea_orm::{
 use super::entities::{namespace, node};
 use super::outbox::{append, EventsFor};
 use super::{now, Namespace, Store, StoreError, StoreResult};
-use crate::domain::NamespaceName;
-use crate::domain::{NamespaceId, OrgId};
+use crate::domain::{NamespaceId, NamespaceName, OrgId};
 
 /// The first address index handed out (100.64.0.1, fd7a:115c:a1e0::1).
 pub const FIRST_IP_INDEX: i64 = 1;

@@ -14,9 +14,7 @@ use super::preauth_keys::KeyRefusal;
 use super::{now, Namespace, Node, PreauthKey, Store, StoreError, StoreResult};
 use crate::domain::addresses;
 use crate::domain::hostinfo::Hostinfo;
-use crate::domain::NodeId;
-use crate::domain::{NamespaceId, OrgId};
-use crate::domain::{NodeName, Tags};
+use crate::domain::{NamespaceId, NodeId, NodeName, OrgId, Tags};
 use crate::keys::{DiscoPublic, KeyParseError, MachinePublic, NodePublic};
 
 /// A node about to be created from a pre-auth key.

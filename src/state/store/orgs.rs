@@ -5,8 +5,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use super::entities::organization as org;
 use super::outbox::{append, EventsFor};
 use super::{now, Organization, Store, StoreError, StoreResult};
-use crate::domain::OrgId;
-use crate::domain::OrgName;
+use crate::domain::{OrgId, OrgName};
 
 impl Store {
     pub(in crate::state) async fn create_org(

@@ -6,8 +6,7 @@ use super::outbox::{append, NewEvent};
 
 use super::entities::policy;
 use super::{now, PolicyDoc, Store, StoreResult};
-use crate::domain::NamespaceId;
-use crate::domain::OrgId;
+use crate::domain::{NamespaceId, OrgId};
 
 /// Which policy a document is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

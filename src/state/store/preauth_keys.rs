@@ -8,8 +8,7 @@ use sea_orm::{
 use super::entities::preauth_key;
 use super::outbox::{append, EventsFor};
 use super::{hash_secret, new_secret, now, PreauthKey, Store, StoreError, StoreResult};
-use crate::domain::NamespaceId;
-use crate::domain::Tags;
+use crate::domain::{NamespaceId, Tags};
 
 pub const AUTH_KEY_PREFIX: &str = "tskey-auth-";
 
