@@ -3,12 +3,17 @@
 //! `cargo run --release --example derp_bench -- [pairs] [seconds] [idle_connections]`
 //! (`idle_connections` = 0 skips the memory part; it re-runs this binary as the client side so
 //! the server's RSS is measured alone.)
+//!
+//! `cargo run --release --example derp_bench -- mesh [pairs] [seconds]`: two meshed relays;
+//! pairs on one relay next to pairs whose every packet crosses the mesh.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Registry;
-use tenscale::derp::bench::{relay_throughput, spawn_plain_relay, tcp_copy_throughput, AdmitAll};
+use tenscale::derp::bench::{
+    meshed_relays, relay_throughput, relay_throughput_between, spawn_plain_relay, tcp_copy_throughput, AdmitAll,
+};
 use tenscale::derp::client::DerpClient;
 use tenscale::derp::crypto::DerpSecret;
 use tenscale::derp::server::{DerpConfig, DerpMetrics, DerpServer};
@@ -52,6 +57,12 @@ async fn main() {
         let addr = args[2].parse().expect("addr");
         let n = args[3].parse().expect("n");
         idle_clients(addr, n).await;
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("mesh") {
+        let pairs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(4);
+        let secs: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(5);
+        mesh(pairs, Duration::from_secs(secs)).await;
         return;
     }
     let pairs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(4);
@@ -111,5 +122,32 @@ async fn main() {
         );
         drop(child.stdin.take());
         let _ = child.wait();
+    }
+}
+
+/// One relay's pairs next to pairs split over two meshed relays, windowed and not.
+async fn mesh(pairs: usize, duration: Duration) {
+    println!("machine: {}", tenscale::loadgen::machine::Machine::probe());
+    for window in [Some(32), None] {
+        // Fresh relays for each round: no routes left over from the last one.
+        let relays = meshed_relays(2).await.expect("two meshed relays");
+        let ((a, a_addr), (b, b_addr)) = (relays[0].clone(), relays[1].clone());
+        let label = window.map_or("unwindowed".to_string(), |w| format!("window {w}"));
+        let one = relay_throughput(a_addr, pairs, PACKET, window, duration).await.expect("one relay");
+        println!("one relay,      {pairs} pairs, {PACKET} B, {label:>10}: {one}");
+        let routed = || async {
+            while a.mesh_routes() < pairs {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let across =
+            relay_throughput_between(a_addr, b_addr, routed, pairs, PACKET, window, duration).await.expect("mesh");
+        println!("across the mesh, {pairs} pairs, {PACKET} B, {label:>10}: {across}");
+        println!("  across / one relay: {:.2}", across.packets_per_sec() / one.packets_per_sec());
+        println!(
+            "  forwarded by relay 1: {}, received from the mesh by relay 2: {}",
+            a.metrics().packets_forwarded.get(),
+            b.metrics().packets_from_mesh.get()
+        );
     }
 }

@@ -26,12 +26,14 @@ use crate::control::routes::{KeepAlive, Routes};
 use crate::control::service::ControlService;
 use crate::control::ts2021::h2server::{self, ServeOptions};
 use crate::derp::crypto::DerpSecret;
+use crate::derp::mesh::MeshKey;
 use crate::derp::server::{DerpConfig, DerpMetrics, DerpServer};
 use crate::front::websocket::{self, BrowserIo};
 use crate::front::{self, FrontOptions, Takeover, UpgradeKind};
 use crate::keys::{MachinePublic, NodePublic};
 use crate::netmap::derp_admission::StoreAdmission;
 use crate::netmap::Tailnet;
+use crate::state::lease::{Lease, LeaseOptions};
 use crate::state::store::Store;
 use crate::state::{Bus, Event, Writer};
 
@@ -47,6 +49,8 @@ pub struct AppState {
     pub noise_key: Arc<StaticSecret>,
     /// Cancelled when a graceful stop begins.
     pub shutdown: CancellationToken,
+    /// This instance's lease (set once the listener is bound, since it names the address).
+    pub lease: tokio::sync::OnceCell<Lease>,
 }
 
 /// A started server.
@@ -81,7 +85,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let derp_secret = DerpSecret::from_bytes(load_secret(&writer, "derp_private_key").await?);
     let derp_metrics = DerpMetrics::register(&metrics)?;
     let admission = Arc::new(StoreAdmission::new(store.clone()));
-    let derp = DerpServer::new(derp_secret, DerpConfig::default(), admission, derp_metrics);
+    let mesh_key = settings.derp.mesh_key.as_ref().and_then(|k| MeshKey::parse(k.expose()));
+    let derp_config = DerpConfig { mesh_key, ..DerpConfig::default() };
+    let derp = DerpServer::new(derp_secret, derp_config, admission, derp_metrics);
     apply_events(incoming, Arc::downgrade(&tailnet), derp.clone());
     schedule_ephemeral_cleanup(&store, &tailnet).await?;
     tailnet.spawn_expiry_sweep(std::time::Duration::from_secs(5));
@@ -111,12 +117,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         control,
         noise_key: Arc::new(noise_key),
         shutdown: shutdown.clone(),
+        lease: tokio::sync::OnceCell::new(),
     });
     let takeover = takeover_handler(state.clone());
 
     let listener = std::net::TcpListener::bind(settings.listen_addr)
         .with_context(|| format!("binding {}", settings.listen_addr))?;
     let addr = listener.local_addr()?;
+    take_lease(&state, addr).await?;
     let tls = match (&settings.tls_cert, &settings.tls_key) {
         (Some(cert), Some(key)) => Some(front::tls::load_server_config(cert, key)?),
         _ => None,
@@ -148,6 +156,50 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     actix_rt::spawn(server);
     tracing::info!(%addr, "tenscale listening");
     Ok(RunningApp { addr, state, handle, stun_addr })
+}
+
+impl RunningApp {
+    /// The graceful stop: the lease is released at once (the other instances mark this one's
+    /// nodes offline and take over its clean-up), DERP clients are told to reconnect (to
+    /// another instance, through the load balancer), then the listener closes, in-flight API
+    /// requests are answered and map streams end.
+    pub async fn drain(&self) {
+        if let Some(lease) = self.state.lease.get() {
+            if let Err(err) = lease.release().await {
+                tracing::warn!(%err, "could not release the instance lease; it lapses on its own");
+            }
+        }
+        self.state.derp.shutdown().await;
+        self.handle.stop(true).await;
+    }
+}
+
+/// Takes this instance's lease, naming where its relay meshes, and keeps the relay's mesh
+/// links in line with the other live instances.
+async fn take_lease(state: &AppState, addr: SocketAddr) -> anyhow::Result<()> {
+    let settings = &state.settings;
+    let mesh_url = match (&settings.derp.mesh_key, &settings.derp.mesh_url) {
+        (None, _) => None,
+        (Some(_), Some(url)) => Some(url.clone()),
+        (Some(_), None) if addr.ip().is_unspecified() => {
+            anyhow::bail!("TENSCALE_DERP_MESH_URL must name this instance's address when listening on {addr}")
+        }
+        (Some(_), None) => Some(format!("http://{addr}")),
+    };
+    let options = LeaseOptions { ttl: settings.presence_lease, mesh_url };
+    let lease = Lease::start(state.api.writer.clone(), options).await.context("taking the instance lease")?;
+    let mut others = lease.others();
+    let derp = state.derp.clone();
+    tokio::spawn(async move {
+        loop {
+            let urls: Vec<String> = others.borrow_and_update().iter().filter_map(|l| l.mesh_url.clone()).collect();
+            derp.set_mesh_peers(&urls);
+            if others.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    state.lease.set(lease).map_err(|_| anyhow::anyhow!("the lease was taken twice"))
 }
 
 fn worker_count(settings: &Settings) -> usize {
@@ -194,7 +246,9 @@ fn keys_to_cut_off(event: &Event) -> Vec<&NodePublic> {
         Event::NodeChanged { expired_key, .. } => expired_key.iter().collect(),
         Event::NodeRemoved { node_key, .. } | Event::NodeKeyRetired { node_key } => vec![node_key],
         Event::NamespaceRemoved { node_keys, .. } => node_keys.iter().collect(),
-        Event::PolicyChanged { .. } | Event::Presence { .. } | Event::PresenceSync => vec![],
+        Event::PolicyChanged { .. } | Event::Presence { .. } | Event::PresenceSync | Event::InstanceGone { .. } => {
+            vec![]
+        }
     }
 }
 

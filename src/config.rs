@@ -71,6 +71,9 @@ pub struct Settings {
     pub derp: DerpSettings,
     /// An ephemeral node that has been offline this long is deleted.
     pub ephemeral_timeout: Duration,
+    /// How long an instance's lease lasts without renewal: the longest a crashed instance's
+    /// nodes stay online to their peers (`presence_lease`, default 15 s).
+    pub presence_lease: Duration,
     /// How long change events stay in the outbox (`events` table) before they are pruned.
     pub event_retention: Duration,
     /// Interval between map-stream keep-alives.
@@ -104,6 +107,12 @@ pub struct DerpSettings {
     pub insecure_for_tests: bool,
     /// Extra regions, as DERPMap region JSON objects, appended verbatim.
     pub extra_regions: Vec<serde_json::Value>,
+    /// The deployment's shared DERP mesh key (64 hex digits); without it the instances of a
+    /// deployment do not relay to each other's clients.
+    pub mesh_key: Option<Secret>,
+    /// Where the other instances reach this one's relay (`http://host:port`, not the load
+    /// balancer); `http://<listen address>` when unset.
+    pub mesh_url: Option<String>,
 }
 
 /// Raw, all-optional view of a TOML file or the environment; merged onto the defaults.
@@ -131,7 +140,10 @@ struct Overrides {
     derp_port: Option<u16>,
     derp_insecure_for_tests: Option<bool>,
     derp_extra_regions: Option<Vec<serde_json::Value>>,
+    derp_mesh_key: Option<Secret>,
+    derp_mesh_url: Option<String>,
     ephemeral_timeout: Option<String>,
+    presence_lease: Option<String>,
     event_retention: Option<String>,
     keepalive_interval: Option<String>,
     workers: Option<usize>,
@@ -217,8 +229,16 @@ impl Settings {
                 port: o.derp_port,
                 insecure_for_tests: o.derp_insecure_for_tests.unwrap_or(false),
                 extra_regions: o.derp_extra_regions.unwrap_or_default(),
+                mesh_key: mesh_key(o.derp_mesh_key)?,
+                mesh_url: mesh_url(o.derp_mesh_url)?,
             },
             ephemeral_timeout: duration_or("ephemeral_timeout", o.ephemeral_timeout, "5m")?,
+            presence_lease: match duration_or("presence_lease", o.presence_lease, "15s")? {
+                lease if lease < Duration::from_secs(1) => {
+                    return Err(invalid("presence_lease", "must be at least 1s"))
+                }
+                lease => lease,
+            },
             event_retention: duration_or("event_retention", o.event_retention, "7d")?,
             keepalive_interval: duration_or("keepalive_interval", o.keepalive_interval, "50s")?,
             workers: o.workers.unwrap_or(0),
@@ -233,6 +253,31 @@ impl Settings {
     /// Whether the database is PostgreSQL (rather than SQLite).
     pub fn is_postgres(&self) -> bool {
         self.database_url.expose().starts_with("postgres")
+    }
+}
+
+/// An empty key is no key; anything else must be 64 hex digits.
+fn mesh_key(key: Option<Secret>) -> Result<Option<Secret>, ConfigError> {
+    match key {
+        Some(key) if key.expose().trim().is_empty() => Ok(None),
+        Some(key) if !is_32_bytes_of_hex(key.expose().trim()) => {
+            Err(invalid("derp_mesh_key", "must be 64 hex digits (32 random bytes)"))
+        }
+        key => Ok(key),
+    }
+}
+
+fn is_32_bytes_of_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn mesh_url(url: Option<String>) -> Result<Option<String>, ConfigError> {
+    match url.map(|u| u.trim().trim_end_matches('/').to_string()) {
+        Some(url) if url.is_empty() => Ok(None),
+        Some(url) if !url.starts_with("http://") => {
+            Err(invalid("derp_mesh_url", "must be http://host:port (instances mesh on the private network)"))
+        }
+        url => Ok(url),
     }
 }
 
@@ -276,7 +321,10 @@ fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigEr
                         .map_err(|e| invalid("TENSCALE_DERP_EXTRA_REGIONS", format!("must be a JSON array: {e}")))?,
                 )
             }
+            "DERP_MESH_KEY" => o.derp_mesh_key = Some(Secret::new(value)),
+            "DERP_MESH_URL" => o.derp_mesh_url = Some(value),
             "EPHEMERAL_TIMEOUT" => o.ephemeral_timeout = Some(value),
+            "PRESENCE_LEASE" => o.presence_lease = Some(value),
             "EVENT_RETENTION" => o.event_retention = Some(value),
             "KEEPALIVE_INTERVAL" => o.keepalive_interval = Some(value),
             "WORKERS" => o.workers = Some(number("WORKERS", &value)?),

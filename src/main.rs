@@ -129,15 +129,15 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Writer> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let app = tenscale::app::start(settings).await?;
+    // Before the listener answers anything: a SIGTERM that arrives once it does is a drain.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let app = tenscale::app::start(settings).await?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
-    app.state.derp.shutdown().await;
-    app.handle.stop(true).await;
+    app.drain().await;
     Ok(())
 }
 

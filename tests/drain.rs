@@ -49,6 +49,8 @@ async fn serve() -> Served {
         .env("TENSCALE_LISTEN_ADDR", &addr)
         .env("TENSCALE_SERVER_URL", format!("http://{addr}"))
         .env("TENSCALE_WORKERS", "1")
+        // Tests of this file run side by side: the default STUN port would be taken twice.
+        .env("TENSCALE_STUN_ADDR", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -130,4 +132,48 @@ async fn sigterm_restarts_derp_clients_ends_map_streams_and_exits_in_time() {
     assert!(status.success(), "exit status {status:?}");
     eprintln!("drained and exited {:?} after SIGTERM", signalled.elapsed());
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the listener is closed");
+}
+
+/// A request in flight when SIGTERM arrives is answered: the listener closes at once (no new
+/// connection gets in), the half-sent request is finished and gets its 201, and the change is
+/// stored.
+#[actix_rt::test]
+async fn sigterm_answers_a_request_in_flight_after_the_listener_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let served = serve().await;
+    let store = Store::connect(&served.db_url).await.unwrap();
+    let writer = Writer::new(store.clone(), Bus::local());
+    let org = writer.create_org(&OrgName::parse("acme").unwrap(), None).await.unwrap();
+    let (_, api_key) = writer.create_api_key(org.id, "drain test", None).await.unwrap();
+
+    let body = br#"{"name":"in-flight"}"#;
+    let head = format!(
+        "POST /v1/namespaces HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {api_key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        served.addr,
+        body.len()
+    );
+    let mut conn = tokio::net::TcpStream::connect(&served.addr).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body[..5]).await.unwrap();
+
+    let term = Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let addr = served.addr.clone();
+    eventually(Duration::from_secs(10), "the listener refuses new connections", || {
+        let addr = addr.clone();
+        async move { tokio::net::TcpStream::connect(&addr).await.is_err() }
+    })
+    .await;
+
+    conn.write_all(&body[5..]).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+        .await
+        .expect("the in-flight request is answered within 10 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let stored = store.namespace_by_name(org.id, "in-flight").await;
+    assert!(stored.is_ok(), "the namespace created during the drain is stored: {stored:?}");
 }

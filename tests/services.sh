@@ -32,6 +32,7 @@ install_missing() {
   have unshare || packages+=(util-linux)
   have openssl || packages+=(openssl)
   have curl || packages+=(curl)
+  have haproxy || packages+=(haproxy)
   have chromium || packages+=(chromium)
   ((${#packages[@]} == 0)) && return 0
   [[ $(id -u) == 0 ]] || { log "missing ${packages[*]}; run me as root to install them"; exit 1; }

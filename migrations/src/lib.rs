@@ -8,6 +8,7 @@ mod m20261123_000001_initial;
 mod m20261202_000001_browser_keys;
 mod m20261202_000002_events;
 mod m20261202_000003_audit_in_outbox;
+mod m20261202_000004_instances;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_browser_keys::Migration),
             Box::new(m20261202_000002_events::Migration),
             Box::new(m20261202_000003_audit_in_outbox::Migration),
+            Box::new(m20261202_000004_instances::Migration),
         ]
     }
 }

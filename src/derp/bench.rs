@@ -53,6 +53,36 @@ impl Admission for AdmitAll {
     }
 }
 
+/// `n` relays on loopback that mesh with each other (every key admitted, one tenant); returns
+/// once every mesh link is up.
+pub async fn meshed_relays(n: usize) -> std::io::Result<Vec<(Arc<DerpServer>, SocketAddr)>> {
+    let key = super::mesh::MeshKey::parse(&hex::encode(rand::random::<[u8; 32]>())).expect("64 hex digits");
+    let mut relays = Vec::with_capacity(n);
+    for _ in 0..n {
+        let metrics =
+            super::server::DerpMetrics::register(&prometheus::Registry::new()).map_err(std::io::Error::other)?;
+        let config = super::server::DerpConfig { mesh_key: Some(key.clone()), ..Default::default() };
+        let server = DerpServer::new(DerpSecret::generate(), config, Arc::new(AdmitAll), metrics);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        spawn_plain_relay(server.clone(), listener);
+        relays.push((server, addr));
+    }
+    for (server, addr) in &relays {
+        let others: Vec<String> =
+            relays.iter().filter(|(_, a)| a != addr).map(|(_, a)| format!("http://{a}")).collect();
+        server.set_mesh_peers(&others);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while relays.iter().any(|(s, _)| s.metrics().mesh_links.get() < (n - 1) as i64) {
+        if Instant::now() > deadline {
+            return Err(std::io::Error::other("mesh links did not come up within 10 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(relays)
+}
+
 /// Listens on `listener`: reads each request head, answers 101 (or 426 without
 /// `Upgrade: DERP`), then runs [`serve_client`].
 pub fn spawn_plain_relay(server: Arc<DerpServer>, listener: TcpListener) -> JoinHandle<()> {
@@ -140,12 +170,36 @@ pub async fn relay_throughput(
     window: Option<u64>,
     duration: Duration,
 ) -> Result<Throughput, DerpError> {
+    relay_throughput_between(relay, relay, || async {}, pairs, packet_size, window, duration).await
+}
+
+/// [`relay_throughput`] with the senders on relay `from` and the receivers on relay `to` (two
+/// meshed relays: every packet crosses the mesh). `routed` is awaited once every client is
+/// connected and must return once `from` can route to the receivers.
+pub async fn relay_throughput_between<R, F>(
+    from: SocketAddr,
+    to: SocketAddr,
+    routed: R,
+    pairs: usize,
+    packet_size: usize,
+    window: Option<u64>,
+    duration: Duration,
+) -> Result<Throughput, DerpError>
+where
+    R: FnOnce() -> F,
+    F: std::future::Future<Output = ()>,
+{
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
+    let mut pending = Vec::new();
     for _ in 0..pairs {
-        let a = DerpClient::connect_tcp(relay, "127.0.0.1", &DerpSecret::generate()).await?;
-        let b = DerpClient::connect_tcp(relay, "127.0.0.1", &DerpSecret::generate()).await?;
+        let a = DerpClient::connect_tcp(from, "127.0.0.1", &DerpSecret::generate()).await?;
+        let b = DerpClient::connect_tcp(to, "127.0.0.1", &DerpSecret::generate()).await?;
+        pending.push((a, b));
+    }
+    routed().await;
+    for (a, b) in pending {
         let dst = b.public_key();
         let (mut sender, a_rx) = a.into_split();
         let (b_tx, mut receiver) = b.into_split();

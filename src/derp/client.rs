@@ -1,5 +1,6 @@
-//! A raw DERP client, for tests and benchmarks: the HTTP upgrade, the ServerKey/ClientInfo/
-//! ServerInfo handshake, and frame-level send/receive. It does no reconnecting and no mesh.
+//! A raw DERP client: the HTTP upgrade, the ServerKey/ClientInfo/ServerInfo handshake, and
+//! frame-level send/receive. Tests and benchmarks use it, and so do the mesh links
+//! ([`super::mesh`]), which add the reconnecting.
 
 use std::net::SocketAddr;
 
@@ -38,12 +39,22 @@ pub struct DerpClient<T> {
 impl DerpClient<TcpStream> {
     /// Dials `addr`, sends `GET /derp` with `Upgrade: DERP`, expects a 101, then handshakes.
     pub async fn connect_tcp(addr: SocketAddr, host: &str, secret: &DerpSecret) -> Result<Self, DerpError> {
+        Self::connect_tcp_with(addr, host, secret, &ClientInfo::v2()).await
+    }
+
+    /// [`DerpClient::connect_tcp`] with the ClientInfo to send (a mesh key, say).
+    pub async fn connect_tcp_with(
+        addr: SocketAddr,
+        host: &str,
+        secret: &DerpSecret,
+        info: &ClientInfo,
+    ) -> Result<Self, DerpError> {
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let request = format!("GET /derp HTTP/1.1\r\nHost: {host}\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let leftover = read_upgrade_response(&mut stream).await?;
-        Self::handshake_buffered(stream, &leftover, secret, &ClientInfo::v2()).await
+        Self::handshake_buffered(stream, &leftover, secret, info).await
     }
 }
 
@@ -172,8 +183,17 @@ impl<T: AsyncRead + AsyncWrite> DerpSender<T> {
     where
         T: Unpin,
     {
-        self.writer.write_all(&frame.to_bytes()).await?;
+        self.write_frame(frame).await?;
         self.flush().await
+    }
+
+    /// Buffers any frame without flushing.
+    pub async fn write_frame(&mut self, frame: &Frame) -> Result<(), DerpError>
+    where
+        T: Unpin,
+    {
+        self.writer.write_all(&frame.to_bytes()).await?;
+        Ok(())
     }
 
     /// Sends arbitrary bytes (for garbage-input tests).

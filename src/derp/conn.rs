@@ -149,6 +149,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         Self { io, batch: Vec::new(), write_timeout }
     }
 
+    /// The same writer with another deadline per write.
+    pub fn with_write_timeout(self, write_timeout: Duration) -> Self {
+        Self { write_timeout, ..self }
+    }
+
     /// Appends a RecvPacket frame: header, source key and packet copied straight in.
     pub async fn write_recv_packet(&mut self, src: &NodePublic, packet: &[u8]) -> Result<(), DerpError> {
         self.make_room(HEADER_LEN + frame::KEY_LEN + packet.len()).await?;

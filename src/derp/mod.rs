@@ -5,7 +5,8 @@
 //! - [`conn`]: buffered frame reading on top of a byte stream;
 //! - [`crypto`]: the NaCl boxes of the ClientInfo/ServerInfo handshake and their JSON;
 //! - [`server`]: the relay (admission, forwarding, keep-alives, metrics);
-//! - [`client`]: a raw DERP client for tests and benchmarks;
+//! - [`client`]: a raw DERP client (tests, benchmarks, the mesh links);
+//! - [`mesh`]: the mesh between the instances of a deployment (one region, many relays);
 //! - [`stun`]: the STUN binding server;
 //! - [`http`]: the plain-HTTP probes, and the 101 that answers a `/derp` upgrade.
 //!
@@ -20,6 +21,7 @@ pub mod conn;
 pub mod crypto;
 pub mod frame;
 pub mod http;
+pub mod mesh;
 pub mod server;
 pub mod stun;
 

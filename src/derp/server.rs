@@ -30,6 +30,7 @@ use tokio::time::{timeout, Instant};
 use super::conn::{FrameReader, FrameWriter};
 use super::crypto::{self, DerpSecret, ServerInfo};
 use super::frame::{self, Frame, FrameType, PeerGoneReason, PROTOCOL_VERSION};
+use super::mesh::{self, Forward, Mesh, MeshKey, Note, WatchNote};
 use super::DerpError;
 use crate::keys::NodePublic;
 
@@ -62,6 +63,8 @@ pub struct DerpConfig {
     /// Sent in the Restarting frame on shutdown.
     pub restart_reconnect_in: Duration,
     pub restart_try_for: Duration,
+    /// The deployment's shared mesh key; without one this relay takes part in no mesh.
+    pub mesh_key: Option<MeshKey>,
 }
 
 impl Default for DerpConfig {
@@ -76,6 +79,7 @@ impl Default for DerpConfig {
             control_queue_len: 16,
             restart_reconnect_in: Duration::from_millis(500),
             restart_try_for: Duration::from_secs(30),
+            mesh_key: None,
         }
     }
 }
@@ -113,6 +117,12 @@ pub struct DerpMetrics {
     pub protocol_errors: IntCounter,
     pub packets_relayed: IntCounter,
     pub bytes_relayed: IntCounter,
+    /// Packets sent on to another instance through the mesh.
+    pub packets_forwarded: IntCounter,
+    /// Packets another instance forwarded here, delivered or not.
+    pub packets_from_mesh: IntCounter,
+    /// Mesh links to other instances that are up.
+    pub mesh_links: IntGauge,
     pub dropped: IntCounterVec,
     drop_children: [IntCounter; 3],
 }
@@ -134,6 +144,15 @@ impl DerpMetrics {
         )?;
         let packets_relayed = IntCounter::new("tenscale_derp_packets_relayed_total", "Packets queued to a recipient")?;
         let bytes_relayed = IntCounter::new("tenscale_derp_bytes_relayed_total", "Packet bytes queued to a recipient")?;
+        let packets_forwarded = IntCounter::new(
+            "tenscale_derp_packets_forwarded_total",
+            "Packets sent on to another instance through the DERP mesh",
+        )?;
+        let packets_from_mesh = IntCounter::new(
+            "tenscale_derp_packets_from_mesh_total",
+            "Packets other instances forwarded here through the DERP mesh",
+        )?;
+        let mesh_links = IntGauge::new("tenscale_derp_mesh_links", "DERP mesh links to other instances that are up")?;
         let dropped = IntCounterVec::new(
             Opts::new("tenscale_derp_packets_dropped_total", "Packets not delivered, by reason"),
             &["reason"],
@@ -146,6 +165,9 @@ impl DerpMetrics {
             Box::new(protocol_errors.clone()),
             Box::new(packets_relayed.clone()),
             Box::new(bytes_relayed.clone()),
+            Box::new(packets_forwarded.clone()),
+            Box::new(packets_from_mesh.clone()),
+            Box::new(mesh_links.clone()),
             Box::new(dropped.clone()),
         ] {
             registry.register(collector)?;
@@ -159,6 +181,9 @@ impl DerpMetrics {
             protocol_errors,
             packets_relayed,
             bytes_relayed,
+            packets_forwarded,
+            packets_from_mesh,
+            mesh_links,
             dropped,
             drop_children,
         })
@@ -185,6 +210,8 @@ enum Control {
 struct ConnHandle {
     id: u64,
     tenant: TenantId,
+    /// Where the client connects from (told to mesh watchers).
+    addr: SocketAddr,
     packets: mpsc::Sender<(NodePublic, Bytes)>,
     control: mpsc::Sender<Control>,
     closer: watch::Sender<bool>,
@@ -219,6 +246,7 @@ pub struct DerpServer {
     shards: Box<[Shard]>,
     next_id: AtomicU64,
     shutting_down: AtomicBool,
+    mesh: Mesh,
 }
 
 /// The outcome of one forwarding attempt.
@@ -239,12 +267,13 @@ impl DerpServer {
         Arc::new(Self {
             secret,
             public,
-            config,
             admission,
             metrics,
             shards,
             next_id: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
+            mesh: Mesh::new(config.mesh_key.clone()),
+            config,
         })
     }
 
@@ -271,6 +300,7 @@ impl DerpServer {
     pub fn close_node(&self, key: &NodePublic) -> usize {
         let removed = self.write_shard(key).remove(key);
         let Some(entry) = removed else { return 0 };
+        self.mesh.notify(WatchNote::Gone(*key));
         for conn in &entry.conns {
             conn.close();
         }
@@ -316,13 +346,36 @@ impl DerpServer {
         self.shard(key).write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The hot path: queue `packet` from `src` (of `tenant`) to the newest connection of `dst`.
+    /// The hot path: queue `packet` from `src` (of `tenant`) to the newest connection of `dst`,
+    /// or, when `dst` is connected to another instance, to the mesh link there.
     fn forward(&self, src: &NodePublic, tenant: TenantId, dst: &NodePublic, packet: Bytes) -> Forwarded {
+        match self.forward_local(src, tenant, dst, packet) {
+            Err(packet) => self.forward_to_mesh(src, tenant, dst, packet),
+            Ok(outcome) => outcome,
+        }
+    }
+
+    /// Delivers a packet another instance forwarded; it goes no further than this instance.
+    pub(super) fn deliver_forwarded(&self, src: &NodePublic, tenant: TenantId, dst: &NodePublic, packet: Bytes) {
+        self.metrics.packets_from_mesh.inc();
+        if self.forward_local(src, tenant, dst, packet).is_err() {
+            self.metrics.dropped(DropReason::UnknownPeer).inc();
+        }
+    }
+
+    /// Queues to a local connection of `dst`; hands the packet back when there is none.
+    fn forward_local(
+        &self,
+        src: &NodePublic,
+        tenant: TenantId,
+        dst: &NodePublic,
+        packet: Bytes,
+    ) -> Result<Forwarded, Bytes> {
         let len = packet.len();
         let outcome = {
             let shard = self.read_shard(dst);
             match shard.get(dst).and_then(|k| k.conns.last()) {
-                None => Forwarded::Dropped(DropReason::UnknownPeer),
+                None => return Err(packet),
                 Some(conn) if conn.tenant != tenant => Forwarded::Dropped(DropReason::OtherNamespace),
                 Some(conn) => match conn.packets.try_send((*src, packet)) {
                     Ok(()) => Forwarded::Delivered,
@@ -339,7 +392,58 @@ impl DerpServer {
             }
             Forwarded::Dropped(reason) => self.metrics.dropped(reason).inc(),
         }
+        Ok(outcome)
+    }
+
+    /// Queues to the mesh link towards the instance `dst` is connected to, if any.
+    fn forward_to_mesh(&self, src: &NodePublic, tenant: TenantId, dst: &NodePublic, packet: Bytes) -> Forwarded {
+        let outcome = match self.mesh.route(dst) {
+            None => Forwarded::Dropped(DropReason::UnknownPeer),
+            Some(route) if route.tenant != tenant => Forwarded::Dropped(DropReason::OtherNamespace),
+            Some(route) => match route.to.try_send(Forward::new(*src, *dst, packet)) {
+                Ok(()) => Forwarded::Delivered,
+                Err(mpsc::error::TrySendError::Full(_)) => Forwarded::Dropped(DropReason::QueueFull),
+                Err(mpsc::error::TrySendError::Closed(_)) => Forwarded::Dropped(DropReason::UnknownPeer),
+            },
+        };
+        match outcome {
+            Forwarded::Delivered => self.metrics.packets_forwarded.inc(),
+            Forwarded::Dropped(reason) => self.metrics.dropped(reason).inc(),
+        }
         outcome
+    }
+
+    /// The tenant the admission check names for `key` (None: not a current node key).
+    pub(super) async fn tenant_of(&self, key: &NodePublic) -> Option<TenantId> {
+        timeout(self.config.admission_timeout, self.admission.admit(key)).await.ok().flatten()
+    }
+
+    pub(super) fn secret(&self) -> &DerpSecret {
+        &self.secret
+    }
+
+    pub(super) fn mesh(&self) -> &Mesh {
+        &self.mesh
+    }
+
+    /// Starts telling watcher `id` about this relay's clients: every one connected now, then
+    /// each that comes or goes.
+    pub(super) fn add_watcher(&self, id: u64, tx: mpsc::UnboundedSender<Note>) {
+        // Held while the snapshot is taken: a change made meanwhile is told after it.
+        let mut watchers = self.mesh.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        for shard in self.shards.iter() {
+            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            for (key, conns) in shard.iter() {
+                if let Some(conn) = conns.conns.last() {
+                    let _ = tx.send(Note::Watch(WatchNote::Present(*key, conn.addr)));
+                }
+            }
+        }
+        watchers.insert(id, tx);
+    }
+
+    pub(super) fn remove_watcher(&self, id: u64) {
+        self.mesh.watchers.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 
     /// Queues PeerGone(gone, Disconnected) to each of `peers` that is connected under `tenant`.
@@ -355,7 +459,9 @@ impl DerpServer {
     }
 
     fn register(&self, key: NodePublic, handle: Arc<ConnHandle>) {
+        let addr = handle.addr;
         self.write_shard(&key).entry(key).or_default().conns.push(handle);
+        self.mesh.notify(WatchNote::Present(key, addr));
         self.metrics.connections.inc();
         self.metrics.accepted.inc();
     }
@@ -372,6 +478,8 @@ impl DerpServer {
         entry.conns.retain(|c| c.id != id);
         if entry.conns.is_empty() {
             let mut all = shard.remove(key).map(|e| e.sent_to).unwrap_or_default();
+            drop(shard);
+            self.mesh.notify(WatchNote::Gone(*key));
             all.extend(sent_to);
             Some(all)
         } else {
@@ -416,7 +524,11 @@ where
     let mut writer = FrameWriter::new(write_half, server.config.write_timeout);
 
     let (key, tenant) = match handshake(&server, &mut reader, &mut writer).await {
-        Ok(admitted) => admitted,
+        Ok(Admitted::Client(key, tenant)) => (key, tenant),
+        Ok(Admitted::MeshPeer) => {
+            tracing::debug!(%peer, "derp mesh peer connected");
+            return mesh::serve_peer(server.clone(), reader, writer.with_write_timeout(mesh::PEER_WRITE_TIMEOUT)).await;
+        }
         Err(err) => {
             tracing::debug!(%peer, error = %err, "derp handshake failed");
             if !matches!(err, DerpError::Refused) {
@@ -430,7 +542,7 @@ where
     let (packets_tx, packets_rx) = mpsc::channel(server.config.send_queue_len.max(1));
     let (control_tx, control_rx) = mpsc::channel(server.config.control_queue_len.max(1));
     let (closer, closed) = watch::channel(false);
-    let handle = Arc::new(ConnHandle { id, tenant, packets: packets_tx, control: control_tx, closer });
+    let handle = Arc::new(ConnHandle { id, tenant, addr: peer, packets: packets_tx, control: control_tx, closer });
     server.register(key, handle.clone());
     tracing::debug!(%peer, %key, tenant = tenant.0, "derp client connected");
 
@@ -459,12 +571,20 @@ where
     }
 }
 
-/// ServerKey → ClientInfo → admission → ServerInfo. Returns the client's key and tenant.
+/// Who a connection turned out to be.
+enum Admitted {
+    /// A node, admitted under its tenant.
+    Client(NodePublic, TenantId),
+    /// Another instance of the deployment (its ClientInfo carried the mesh key).
+    MeshPeer,
+}
+
+/// ServerKey → ClientInfo → admission (or the mesh key) → ServerInfo.
 async fn handshake<R, W>(
     server: &DerpServer,
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
-) -> Result<(NodePublic, TenantId), DerpError>
+) -> Result<Admitted, DerpError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -479,13 +599,20 @@ where
         return Err(DerpError::Protocol("first frame is not ClientInfo"));
     };
     let info = crypto::open_client_info(&server.secret, &key, &sealed)?;
-    // There is no mesh yet: a meshKey in ClientInfo grants nothing, so it is not compared.
     tracing::trace!(%key, version = info.version, prober = info.is_prober, "derp client info");
 
-    let admitted = timeout(server.config.admission_timeout, server.admission.admit(&key)).await.ok().flatten();
-    let Some(tenant) = admitted else {
-        server.metrics.admission_refused.inc();
-        return Err(DerpError::Refused);
+    // A wrong mesh key grants nothing: the connection is then an ordinary client, and its key
+    // (a relay's, not a node's) fails admission.
+    let admitted = if server.mesh.admits_peer(&info) {
+        Admitted::MeshPeer
+    } else {
+        match server.tenant_of(&key).await {
+            Some(tenant) => Admitted::Client(key, tenant),
+            None => {
+                server.metrics.admission_refused.inc();
+                return Err(DerpError::Refused);
+            }
+        }
     };
     if server.shutting_down.load(Ordering::SeqCst) {
         return Err(DerpError::Closed);
@@ -497,7 +624,7 @@ where
     )?;
     writer.write_frame(&Frame::ServerInfo { sealed: reply.into() }).await?;
     writer.flush().await?;
-    Ok((key, tenant))
+    Ok(admitted)
 }
 
 /// The reading side of one admitted connection.

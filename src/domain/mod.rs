@@ -15,7 +15,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use ids::{NamespaceId, NodeId, OrgId};
+pub use ids::{InstanceId, NamespaceId, NodeId, OrgId};
 pub use node::Node;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,10 +8,13 @@
 //! transaction; every instance reads every event in sequence (its own included) and hands it
 //! to the task that owns the namespace ([`namespace::NamespaceTask`]), which reloads
 //! what changed and sends each connected session its delta. Presence (online/offline) travels
-//! the same way, so an instance knows about streams held by the others; an instance that
-//! starts asks the others to announce theirs again ([`Event::PresenceSync`]), and an instance
-//! that hears a node went offline while the node streams from it says otherwise, so a stale
-//! "offline" (an old stream ending after the node reconnected elsewhere) does not stick.
+//! the same way, so an instance knows about streams held by the others, and which instance
+//! holds each: an "offline" from an instance that no longer holds the node (an old stream
+//! ending after the node reconnected elsewhere) changes nothing, and when an instance is gone
+//! ([`Event::InstanceGone`]: it stopped, or its lease lapsed) exactly the nodes it held go
+//! offline. An instance that starts asks the others to announce theirs again
+//! ([`Event::PresenceSync`]), and one that hears it is gone while alive (its lease lapsed
+//! during a database outage) announces its own again.
 
 pub mod derp_admission;
 pub mod framing;
@@ -31,11 +34,26 @@ use crate::state::Writer;
 use namespace::{Command, NamespaceTask};
 
 use crate::config::Settings;
-use crate::domain::{NamespaceId, NodeId};
+use crate::domain::{InstanceId, NamespaceId, NodeId};
 use crate::netmap::framing::MapMessage;
 use crate::netmap::tailcfg::{DerpMap, MapResponse};
 use crate::state::store::{Node, Store};
 use mapper::NamespaceIdentity;
+
+/// Who streams a node that is online.
+#[derive(Clone, Copy)]
+struct Holder {
+    /// `None` only in events of versions before instance leases.
+    instance: Option<InstanceId>,
+    namespace_id: NamespaceId,
+}
+
+impl Holder {
+    /// Whether an "offline" from `instance` ends this holding.
+    fn ended_by(&self, instance: Option<InstanceId>) -> bool {
+        self.instance.is_none() || instance.is_none() || self.instance == instance
+    }
+}
 
 #[derive(Clone, Copy)]
 struct LocalSession {
@@ -50,8 +68,8 @@ pub struct Tailnet {
     derp_map: Arc<DerpMap>,
     /// Namespace tasks running on this instance, started at the first session.
     namespaces: Mutex<HashMap<NamespaceId, mpsc::UnboundedSender<Command>>>,
-    /// Online nodes across all instances, by node id.
-    presence: RwLock<HashMap<NodeId, bool>>,
+    /// Online nodes across all instances, by node id, with the instance streaming each.
+    presence: RwLock<HashMap<NodeId, Holder>>,
     next_session: AtomicU64,
     /// The newest session of each node streaming from this instance.
     local_sessions: Mutex<HashMap<NodeId, LocalSession>>,
@@ -91,17 +109,17 @@ impl Tailnet {
     }
 
     pub fn is_online(&self, node_id: NodeId) -> bool {
-        self.presence.read().map(|p| p.get(&node_id).copied().unwrap_or(false)).unwrap_or(false)
+        self.presence.read().map(|p| p.contains_key(&node_id)).unwrap_or(false)
     }
 
     /// Applies one event of the outbox to the live view.
-    pub async fn apply(&self, event: Event) {
+    pub async fn apply(self: &Arc<Self>, event: Event) {
         match event {
             Event::NodeChanged { namespace_id, node_id, .. } => {
                 self.send(namespace_id, Command::Reload { node_id });
             }
             Event::NodeRemoved { namespace_id, node_id, .. } => {
-                self.set_presence(node_id, false);
+                self.forget_presence(node_id);
                 self.send(namespace_id, Command::Remove { node_id });
             }
             Event::NodeKeyRetired { .. } => {}
@@ -120,22 +138,55 @@ impl Tailnet {
                     }
                 }
             }
-            Event::Presence { namespace_id, node_id, online } => {
-                self.set_presence(node_id, online);
-                self.send(namespace_id, Command::Presence { node_id, online });
-                if !online && self.local_session(node_id).is_some() {
-                    // An older stream of the node ended (here or elsewhere) after it had
-                    // reconnected to this instance: it is online, tell everyone again.
+            Event::Presence { namespace_id, node_id, online: true, instance } => {
+                self.hold(node_id, Holder { instance, namespace_id });
+                self.send(namespace_id, Command::Presence { node_id, online: true });
+            }
+            Event::Presence { namespace_id, node_id, online: false, instance } => {
+                if !self.release(node_id, instance) {
+                    return; // it streams from another instance now
+                }
+                self.send(namespace_id, Command::Presence { node_id, online: false });
+                if self.local_session(node_id).is_some() {
+                    // An older stream of the node ended after it had reconnected to this
+                    // instance: it is online, tell everyone again.
                     self.announce_online(namespace_id, node_id).await;
                 }
             }
-            Event::PresenceSync => {
-                let local: Vec<(NodeId, LocalSession)> =
-                    self.local_sessions.lock().map(|l| l.iter().map(|(id, s)| (*id, *s)).collect()).unwrap_or_default();
-                for (node_id, LocalSession { namespace_id, .. }) in local {
-                    self.announce_online(namespace_id, node_id).await;
+            Event::PresenceSync => self.announce_local_sessions().await,
+            Event::InstanceGone { instance, .. } if instance == self.writer.instance() => {
+                // Taken for dead while alive (the lease lapsed in a database outage).
+                self.announce_local_sessions().await;
+            }
+            Event::InstanceGone { instance, successor } => {
+                for (node_id, namespace_id) in self.release_all(instance) {
+                    self.send(namespace_id, Command::Presence { node_id, online: false });
+                }
+                if successor == Some(self.writer.instance()) {
+                    self.take_over_ephemeral_cleanup().await;
                 }
             }
+        }
+    }
+
+    async fn announce_local_sessions(&self) {
+        let local: Vec<(NodeId, LocalSession)> =
+            self.local_sessions.lock().map(|l| l.iter().map(|(id, s)| (*id, *s)).collect()).unwrap_or_default();
+        for (node_id, LocalSession { namespace_id, .. }) in local {
+            self.announce_online(namespace_id, node_id).await;
+        }
+    }
+
+    /// As the successor of a gone instance: every ephemeral node offline now (those it
+    /// streamed, and those whose clean-up timer it held) is deleted unless it returns within
+    /// the ephemeral timeout.
+    async fn take_over_ephemeral_cleanup(self: &Arc<Self>) {
+        let nodes = match self.store.all_nodes().await {
+            Ok(nodes) => nodes,
+            Err(err) => return tracing::warn!(%err, "could not take over a gone instance's ephemeral clean-up"),
+        };
+        for node in nodes.into_iter().filter(|n| n.ephemeral && !self.is_online(n.id)) {
+            self.schedule_ephemeral_cleanup(node.id, self.settings.ephemeral_timeout);
         }
     }
 
@@ -154,14 +205,39 @@ impl Tailnet {
         self.local_sessions.lock().ok().and_then(|l| l.get(&node_id).copied())
     }
 
-    fn set_presence(&self, node_id: NodeId, online: bool) {
+    fn hold(&self, node_id: NodeId, holder: Holder) {
         if let Ok(mut p) = self.presence.write() {
-            if online {
-                p.insert(node_id, true);
-            } else {
+            p.insert(node_id, holder);
+        }
+    }
+
+    /// Ends the holding of `node_id` if `instance` holds it; false when another one does.
+    fn release(&self, node_id: NodeId, instance: Option<InstanceId>) -> bool {
+        let Ok(mut p) = self.presence.write() else { return false };
+        match p.get(&node_id) {
+            Some(holder) if !holder.ended_by(instance) => false,
+            _ => {
                 p.remove(&node_id);
+                true
             }
         }
+    }
+
+    fn forget_presence(&self, node_id: NodeId) {
+        if let Ok(mut p) = self.presence.write() {
+            p.remove(&node_id);
+        }
+    }
+
+    /// Ends every holding of `instance`; returns the nodes (and namespaces) that went offline.
+    fn release_all(&self, instance: InstanceId) -> Vec<(NodeId, NamespaceId)> {
+        let Ok(mut p) = self.presence.write() else { return Vec::new() };
+        let gone: Vec<(NodeId, NamespaceId)> =
+            p.iter().filter(|(_, h)| h.instance == Some(instance)).map(|(id, h)| (*id, h.namespace_id)).collect();
+        for (node_id, _) in &gone {
+            p.remove(node_id);
+        }
+        gone
     }
 
     /// Sends to the namespace's task if one runs here; without sessions there is nobody to tell.
@@ -209,7 +285,7 @@ impl Tailnet {
             local.insert(node_id, LocalSession { session, namespace_id });
         }
         // This instance knows at once; the others (and this one's tasks) learn from the event.
-        self.set_presence(node_id, true);
+        self.hold(node_id, Holder { instance: Some(self.writer.instance()), namespace_id });
         self.announce_online(namespace_id, node_id).await;
         Ok(MapSession { rx, guard: SessionGuard { tailnet: self.clone(), namespace_id, node_id, session } })
     }

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::store::outbox::{NewEvent, RecordKind};
 use super::store::Store;
-use crate::domain::{NamespaceId, NodeId, OrgId};
+use crate::domain::{InstanceId, NamespaceId, NodeId, OrgId};
 use crate::keys::NodePublic;
 
 /// How often a reader looks at the outbox without being woken: the bound on how late an
@@ -50,8 +50,20 @@ pub enum Event {
     NamespaceRemoved { namespace_id: NamespaceId, node_keys: Vec<NodePublic> },
     /// An org default (`namespace_id: None`) or namespace policy changed.
     PolicyChanged { org_id: OrgId, namespace_id: Option<NamespaceId> },
-    /// A node's map stream opened or closed somewhere.
-    Presence { namespace_id: NamespaceId, node_id: NodeId, online: bool },
+    /// A node's map stream opened or closed on `instance` (absent in events of versions
+    /// before instance leases).
+    Presence {
+        namespace_id: NamespaceId,
+        node_id: NodeId,
+        online: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<InstanceId>,
+    },
+    /// `instance` is gone: it stopped and released its lease, or its lease lapsed (a crash, a
+    /// lost database) and `successor` removed it. Every node it streamed is offline unless it
+    /// streams elsewhere now; `successor`, when there is one, runs the ephemeral clean-up of
+    /// those nodes, so each is deleted by one instance.
+    InstanceGone { instance: InstanceId, successor: Option<InstanceId> },
     /// An instance started and knows nobody's presence yet: every instance announces again
     /// the nodes streaming from it.
     PresenceSync,
@@ -76,7 +88,7 @@ impl Event {
             | Event::NamespaceRemoved { namespace_id, .. }
             | Event::Presence { namespace_id, .. } => Some(*namespace_id),
             Event::PolicyChanged { namespace_id, .. } => *namespace_id,
-            Event::NodeKeyRetired { .. } | Event::PresenceSync => None,
+            Event::NodeKeyRetired { .. } | Event::PresenceSync | Event::InstanceGone { .. } => None,
         }
     }
 
@@ -235,10 +247,37 @@ mod tests {
 
     #[test]
     fn events_have_a_stable_json_form() {
-        let e = Event::Presence { namespace_id: NamespaceId::new(1), node_id: NodeId::new(2), online: true };
+        let e = Event::Presence {
+            namespace_id: NamespaceId::new(1),
+            node_id: NodeId::new(2),
+            online: true,
+            instance: None,
+        };
         let text = serde_json::to_string(&e).unwrap();
         assert_eq!(text, r#"{"kind":"presence","namespace_id":1,"node_id":2,"online":true}"#);
         assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), e);
         assert_eq!(serde_json::to_string(&Event::PresenceSync).unwrap(), r#"{"kind":"presence_sync"}"#);
+    }
+
+    #[test]
+    fn instance_ids_travel_as_hex_text() {
+        let (gone, successor): (InstanceId, InstanceId) = ("00000000000000ff".parse().unwrap(), "0a".parse().unwrap());
+        let e = Event::Presence {
+            namespace_id: NamespaceId::new(1),
+            node_id: NodeId::new(2),
+            online: false,
+            instance: Some(gone),
+        };
+        let text = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            text,
+            r#"{"kind":"presence","namespace_id":1,"node_id":2,"online":false,"instance":"00000000000000ff"}"#
+        );
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), e);
+        let e = Event::InstanceGone { instance: gone, successor: Some(successor) };
+        let text = serde_json::to_string(&e).unwrap();
+        assert_eq!(text, r#"{"kind":"instance_gone","instance":"00000000000000ff","successor":"000000000000000a"}"#);
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), e);
+        assert!(serde_json::from_str::<Event>(r#"{"kind":"instance_gone","instance":"xyz","successor":null}"#).is_err());
     }
 }

@@ -9,7 +9,8 @@
 //! - [`audit`]: who asks for a change, and its line in the audit log (an outbox record
 //!   appended in the change's transaction);
 //! - [`registration`]: registration's rules (keys, restarts, rotation, logout) as outcomes;
-//! - [`client_state`]: what clients report on map requests, stored when it changed.
+//! - [`client_state`]: what clients report on map requests, stored when it changed;
+//! - [`lease`]: this instance's lease, renewed while it runs, and the removal of lapsed ones.
 //!
 //! **Architecture invariant:** only `state` writes nodes, namespaces and policies, and no such
 //! write commits without its events.
@@ -17,6 +18,7 @@
 pub mod audit;
 pub mod client_state;
 pub mod events;
+pub mod lease;
 pub mod registration;
 pub mod store;
 
@@ -32,7 +34,7 @@ use store::policies::PolicyScope;
 use store::preauth_keys::NewPreauthKey;
 use store::{ApiKey, Namespace, Node, Organization, PolicyDoc, PreauthKey, Store, StoreResult};
 
-use crate::domain::{NamespaceId, NamespaceName, NodeId, OrgId, OrgName};
+use crate::domain::{InstanceId, NamespaceId, NamespaceName, NodeId, OrgId, OrgName};
 use crate::keys::NodePublic;
 
 /// The one writer of tailnet state. Cheap to clone.
@@ -40,11 +42,19 @@ use crate::keys::NodePublic;
 pub struct Writer {
     store: Store,
     bus: Bus,
+    /// This process: the holder of the map streams whose presence it records.
+    instance: InstanceId,
 }
 
 impl Writer {
+    /// The writer of a new instance (a fresh [`InstanceId`]).
     pub fn new(store: Store, bus: Bus) -> Self {
-        Self { store, bus }
+        Self { store, bus, instance: InstanceId::random() }
+    }
+
+    /// The instance this writer speaks for.
+    pub fn instance(&self) -> InstanceId {
+        self.instance
     }
 
     /// The store, for reading.
@@ -144,12 +154,12 @@ impl Writer {
 
     /// A map stream of the node opened on this instance (or is announced again).
     pub async fn node_online(&self, namespace_id: NamespaceId, node_id: NodeId) -> StoreResult<()> {
-        self.record(&[Event::Presence { namespace_id, node_id, online: true }]).await
+        self.record(&[Event::Presence { namespace_id, node_id, online: true, instance: Some(self.instance) }]).await
     }
 
     /// The node's last map stream ended: it was last seen now, and is offline everywhere.
     pub async fn node_offline(&self, namespace_id: NamespaceId, node_id: NodeId) -> StoreResult<()> {
-        let offline = Event::Presence { namespace_id, node_id, online: false };
+        let offline = Event::Presence { namespace_id, node_id, online: false, instance: Some(self.instance) };
         let node = match self.store.node_by_id(node_id).await {
             Ok(node) => node,
             // Deleted meanwhile: nothing to stamp, but peers still learn it went.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod child;
 pub mod postgres;
 
 /// Runs `$scenario(Backend)` once per database, as two tests named `<scenario>::sqlite` and

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod browser_keys;
 pub mod entities;
 mod ids;
+pub mod instances;
 pub mod namespaces;
 pub mod nodes;
 pub mod orgs;

@@ -2,6 +2,7 @@
 pub mod api_key;
 pub mod browser_key_settings;
 pub mod event;
+pub mod instance;
 pub mod namespace;
 pub mod node;
 pub mod organization;
