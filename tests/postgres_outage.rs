@@ -24,7 +24,10 @@ const OUTAGE: Duration = Duration::from_secs(30);
 #[actix_rt::test]
 async fn a_stopped_database_is_a_503_and_the_instance_recovers_without_a_restart() {
     let mut pg = PrivatePostgres::start().await;
-    let server = TestServer::start_on_url(&pg.url(), &[]).await;
+    // Leases far shorter than the outage: when the database returns, every lease has lapsed.
+    let lease = [("TENSCALE_PRESENCE_LEASE", "5s")];
+    let server = TestServer::start_on_url(&pg.url(), &lease).await;
+    let other = TestServer::start_on_url(&pg.url(), &lease).await;
     let writer = &server.state().api.writer;
     let org = writer.create_org(&OrgName::parse("acme").unwrap(), None).await.unwrap();
     let (_, api_key) = writer.create_api_key(org.id, "test", None).await.unwrap();
@@ -34,6 +37,16 @@ async fn a_stopped_database_is_a_503_and_the_instance_recovers_without_a_restart
     let peer = join_ok(&server, &key).await;
     let mut stream = before.stream().await;
     support::next_map(&mut stream).await;
+    // A node streaming from the other instance, online to this one.
+    let remote = join_ok(&other, &key).await;
+    let _remote_stream = remote.stream().await;
+    let remote_id = remote.stored(&other).await.id;
+    let tailnet = server.state().api.tailnet.clone();
+    eventually(Duration::from_secs(5), "the other instance's node is online here", || {
+        let online = tailnet.is_online(remote_id);
+        async move { online }
+    })
+    .await;
     let derp = |node: &support::SimNode| {
         let secret = DerpSecret::from_bytes(node.node_secret);
         async move { DerpClient::connect_tcp(server.app.addr, "127.0.0.1", &secret).await.expect("admitted to DERP") }
@@ -105,6 +118,19 @@ async fn a_stopped_database_is_a_503_and_the_instance_recovers_without_a_restart
     // The map stream opened before the outage is still served: it hears of the new node.
     support::map_until(&mut stream, |m| support::announces(m, &after.node_key)).await;
     let stored = server.state().api.store.nodes_in_namespace(ns.id).await.unwrap();
-    assert_eq!(stored.len(), 3, "the nodes from before and the one after; nothing lost or doubled");
+    assert_eq!(stored.len(), 4, "the nodes from before and the one after; nothing lost or doubled");
+
+    // Both leases lapsed during the outage, yet neither instance takes the other for dead:
+    // once both have renewed, no lease is lapsed, and none was reaped.
+    let store = server.state().api.store.clone();
+    eventually(Duration::from_secs(15), "both instances renewed their leases", || {
+        let store = store.clone();
+        async move { store.live_instances(chrono::Utc::now()).await.is_ok_and(|l| l.len() == 2) }
+    })
+    .await;
+    let events = store.events_after(0, 100_000).await.unwrap();
+    let reaped = events.iter().filter(|e| e.payload.contains(r#""kind":"instance_gone""#)).count();
+    assert_eq!(reaped, 0, "an outage of the database alone took an instance for dead");
+    assert!(tailnet.is_online(remote_id), "the other instance's node is still online here");
     assert!(stored.iter().any(|n| n.node_key == before.node_key));
 }

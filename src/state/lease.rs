@@ -9,12 +9,17 @@
 //! second of its last renewal, plus the outbox's delivery. A stopping instance releases its
 //! lease at once, naming another live instance as successor.
 //!
+//! After the store was unreachable (every lease may have lapsed meanwhile), an instance reaps
+//! nothing until it has renewed its own and waited one renewal period, in which every live
+//! instance renews too: an outage of the database alone takes nobody for dead.
+//!
 //! Instance clocks are compared through the timestamps they write, so they must agree to well
 //! under the lease time (NTP does that).
 
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{self, Event};
@@ -102,7 +107,11 @@ async fn keep_renewed(
     stop: CancellationToken,
 ) {
     let renew_every = (options.ttl / 5).max(CHECK_INTERVAL);
-    let mut renewed_at = tokio::time::Instant::now();
+    // After the store was unreachable, every lease may have lapsed meanwhile; the live
+    // instances renew theirs within `renew_every` of its return, so reaping waits that long.
+    let reap_after = renew_every + CHECK_INTERVAL;
+    let mut store_ok_since = Some(Instant::now());
+    let mut renewed_at = Instant::now();
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -110,27 +119,46 @@ async fn keep_renewed(
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        if renewed_at.elapsed() >= renew_every {
+        let mut ok = true;
+        if renewed_at.elapsed() >= renew_every || store_ok_since.is_none() {
             match writer.renew_lease(&options).await {
-                Ok(true) => renewed_at = tokio::time::Instant::now(),
-                Ok(false) => {
-                    // Applying our own InstanceGone makes the netmap announce our nodes again.
-                    tracing::warn!(instance = %writer.instance(), "this instance's lease had lapsed and was taken over");
-                    renewed_at = tokio::time::Instant::now();
+                Ok(held) => {
+                    if !held {
+                        // Applying our own InstanceGone makes the netmap announce our nodes again.
+                        tracing::warn!(instance = %writer.instance(), "this instance's lease had lapsed and was taken over");
+                    }
+                    renewed_at = Instant::now();
                 }
-                Err(err) => tracing::warn!(%err, "renewing the instance lease failed; retrying"),
+                Err(err) => {
+                    tracing::warn!(%err, "renewing the instance lease failed; retrying");
+                    ok = false;
+                }
             }
         }
-        if let Err(err) = look_at_the_others(&writer, &live).await {
-            tracing::debug!(%err, "reading instance leases failed; retrying");
+        let may_reap = store_ok_since.is_some_and(|since| since.elapsed() >= reap_after);
+        if ok {
+            if let Err(err) = look_at_the_others(&writer, &live, may_reap).await {
+                tracing::debug!(%err, "reading instance leases failed; retrying");
+                ok = false;
+            }
         }
+        store_ok_since = match (ok, store_ok_since) {
+            (false, _) => None,
+            (true, None) => Some(Instant::now()),
+            (true, since) => since,
+        };
     }
 }
 
-/// Removes every lapsed lease but ours, and publishes the live ones.
-async fn look_at_the_others(writer: &Writer, live: &watch::Sender<Vec<InstanceLease>>) -> StoreResult<()> {
+/// Removes every lapsed lease but ours (when `may_reap`), and publishes the live ones.
+async fn look_at_the_others(
+    writer: &Writer,
+    live: &watch::Sender<Vec<InstanceLease>>,
+    may_reap: bool,
+) -> StoreResult<()> {
     let now = store::now();
-    for gone in writer.store.lapsed_instances(now).await? {
+    let lapsed = if may_reap { writer.store.lapsed_instances(now).await? } else { Vec::new() };
+    for gone in lapsed {
         if gone != writer.instance() && writer.reap_instance(gone).await? {
             tracing::info!(instance = %gone, "an instance's lease lapsed; its nodes are offline now");
         }
