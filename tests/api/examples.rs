@@ -124,6 +124,11 @@ async fn ok(response: Response) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
+/// Whether `media` is JSON (HuJSON is not: it is text that may hold comments).
+fn is_json(media: &str) -> bool {
+    media == "application/json" || media.ends_with("+json")
+}
+
 /// A parameter value as it goes into a URL.
 fn text(value: &Value) -> String {
     match value {
@@ -157,10 +162,12 @@ async fn send(t: &TestApp, fixture: &Fixture, op: &Operation, media: Option<&str
     let method = Method::from_bytes(op.method.to_uppercase().as_bytes()).unwrap();
     let mut request = t.req(method, &path, &fixture.key).query(&query);
     if let Some(media) = media {
-        let example = op.value["requestBody"]["content"][media]["example"].clone();
-        let body = match fixture.body(example) {
-            Value::String(text) => text,
-            other => other.to_string(),
+        let example = fixture.body(op.value["requestBody"]["content"][media]["example"].clone());
+        // A JSON example goes as JSON, the way a client sends the document's value (so a string
+        // example is a JSON string); a text one (HuJSON) as its text.
+        let body = match (is_json(media), example) {
+            (false, Value::String(text)) => text,
+            (_, other) => other.to_string(),
         };
         request = request.header("content-type", media).body(body);
     }
@@ -282,7 +289,7 @@ impl Spec<'_> {
         let documented_media = contents.keys().find(|m| m.split(';').next().unwrap().trim() == media);
         let content = &contents[documented_media.unwrap_or_else(|| panic!("{shown}: {media} is not documented"))];
         // HuJSON is text, even when (as here) it holds no comment.
-        let instance = match media == "application/json" || media.ends_with("+json") {
+        let instance = match is_json(&media) {
             true => serde_json::from_str(&body).unwrap_or_else(|e| panic!("{shown}: not JSON ({e}): {body}")),
             false => Value::String(body),
         };
