@@ -7,6 +7,8 @@ mod support;
 mod browser_keys;
 #[path = "api/docs.rs"]
 mod docs;
+#[path = "api/examples.rs"]
+mod examples;
 #[path = "api/headscale.rs"]
 mod headscale;
 #[path = "api/input.rs"]

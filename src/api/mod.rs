@@ -24,6 +24,7 @@ pub mod nodes;
 pub mod openapi;
 pub mod policy;
 pub mod ratelimit;
+pub mod schema;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;

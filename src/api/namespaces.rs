@@ -23,13 +23,13 @@ const MAX_PAGE: u64 = 1000;
 #[schema(example = json!({"name": "alice"}))]
 pub struct CreateNamespace {
     /// 1-63 lowercase letters, digits or '-', unique within the organization.
-    #[schema(value_type = String, example = "alice")]
+    #[schema(example = "alice")]
     pub name: NamespaceName,
 }
 
 /// One namespace: an isolated tailnet.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"name": "alice", "created_at": "2026-11-23T10:00:00Z"}))]
+#[schema(example = json!({"name": "alice", "created_at": "2099-01-01T10:00:00Z"}))]
 pub struct NamespaceView {
     pub name: String,
     pub created_at: DateTime<Utc>,
@@ -43,10 +43,11 @@ impl From<Namespace> for NamespaceView {
 
 /// A page of namespaces, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"namespaces": [{"name": "alice", "created_at": "2026-11-23T10:00:00Z"}], "next_cursor": null}))]
+#[schema(example = json!({"namespaces": [{"name": "alice", "created_at": "2099-01-01T10:00:00Z"}], "next_cursor": null}))]
 pub struct NamespacePage {
     pub namespaces: Vec<NamespaceView>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -78,11 +79,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Create a namespace
-#[utoipa::path(post, path = "/v1/namespaces", tag = "namespaces",
+#[utoipa::path(post, path = "/v1/namespaces", operation_id = "createNamespace", tag = "namespaces",
     request_body(content = CreateNamespace, example = json!({"name": "alice"})),
     responses(
         (status = 201, description = "Created", body = NamespaceView,
-            example = json!({"name": "alice", "created_at": "2026-11-23T10:00:00Z"})),
+            example = json!({"name": "alice", "created_at": "2099-01-01T10:00:00Z"})),
         (status = 400, description = "Malformed body or invalid name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A namespace with this name exists", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
@@ -99,10 +100,10 @@ pub(crate) async fn create_namespace(state: &ApiState, ctx: &OrgContext, name: &
 }
 
 /// List namespaces
-#[utoipa::path(get, path = "/v1/namespaces", tag = "namespaces", params(PageQuery),
+#[utoipa::path(get, path = "/v1/namespaces", operation_id = "listNamespaces", tag = "namespaces", params(PageQuery),
     responses(
         (status = 200, description = "One page", body = NamespacePage,
-            example = json!({"namespaces": [{"name": "alice", "created_at": "2026-11-23T10:00:00Z"}], "next_cursor": "1"})),
+            example = json!({"namespaces": [{"name": "alice", "created_at": "2099-01-01T10:00:00Z"}], "next_cursor": "1"})),
         (status = 400, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(state: State, ctx: OrgContext, query: web::Query<PageQuery>) -> ApiResult<web::Json<NamespacePage>> {
@@ -123,11 +124,11 @@ pub async fn list(state: State, ctx: OrgContext, query: web::Query<PageQuery>) -
 }
 
 /// Get a namespace
-#[utoipa::path(get, path = "/v1/namespaces/{name}", tag = "namespaces",
-    params(("name" = String, Path, description = "Namespace name", example = "alice")),
+#[utoipa::path(get, path = "/v1/namespaces/{name}", operation_id = "getNamespace", tag = "namespaces",
+    params(("name" = NamespaceName, Path, description = "Namespace name", example = "alice")),
     responses(
         (status = 200, description = "The namespace", body = NamespaceView,
-            example = json!({"name": "alice", "created_at": "2026-11-23T10:00:00Z"})),
+            example = json!({"name": "alice", "created_at": "2099-01-01T10:00:00Z"})),
         (status = 404, description = "No such namespace in this organization", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(state: State, ctx: OrgContext, name: web::Path<String>) -> ApiResult<web::Json<NamespaceView>> {
@@ -138,8 +139,8 @@ pub async fn get(state: State, ctx: OrgContext, name: web::Path<String>) -> ApiR
 ///
 /// Removes the namespace with all its nodes, pre-auth keys and policy; connected nodes are
 /// disconnected.
-#[utoipa::path(delete, path = "/v1/namespaces/{name}", tag = "namespaces",
-    params(("name" = String, Path, description = "Namespace name", example = "alice")),
+#[utoipa::path(delete, path = "/v1/namespaces/{name}", operation_id = "deleteNamespace", tag = "namespaces",
+    params(("name" = NamespaceName, Path, description = "Namespace name", example = "alice")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such namespace in this organization", body = Problem, content_type = "application/problem+json"),

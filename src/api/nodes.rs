@@ -14,7 +14,7 @@ use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
 use super::{audit, line, parse_id, policy::effective_policy, State};
 use crate::api::ApiState;
-use crate::domain::{NodeName, Tags};
+use crate::domain::{NamespaceName, NodeName, Tags};
 use crate::state::store::nodes::NodeChange;
 use crate::state::store::{Namespace, Node};
 
@@ -22,8 +22,8 @@ use crate::state::store::{Namespace, Node};
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"id": 3, "name": "laptop", "hostname": "Laptop.local", "namespace": "alice",
     "addresses": ["100.64.0.1", "fd7a:115c:a1e0::1"], "tags": [], "ephemeral": false, "online": true,
-    "last_seen": "2026-11-23T10:05:00Z", "created_at": "2026-11-23T10:00:00Z", "os": "linux",
-    "client_version": "1.80.0", "key_expiry": "2027-05-22T10:00:00Z", "expired": false}))]
+    "last_seen": "2099-01-01T10:05:00Z", "created_at": "2099-01-01T10:00:00Z", "os": "linux",
+    "client_version": "1.80.0", "key_expiry": "2099-07-01T10:00:00Z", "expired": false}))]
 pub struct NodeView {
     pub id: i64,
     /// The node's name in the namespace (first label of its MagicDNS name).
@@ -37,12 +37,16 @@ pub struct NodeView {
     pub ephemeral: bool,
     /// Whether it holds a map session with this server now.
     pub online: bool,
+    #[schema(required = true)]
     pub last_seen: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     /// From the client's Hostinfo (`OS`).
+    #[schema(required = true)]
     pub os: Option<String>,
     /// From the client's Hostinfo (`IPNVersion`).
+    #[schema(required = true)]
     pub client_version: Option<String>,
+    #[schema(required = true)]
     pub key_expiry: Option<DateTime<Utc>>,
     pub expired: bool,
 }
@@ -59,10 +63,10 @@ pub struct NodeList {
 #[schema(example = json!({"name": "build-box", "tags": ["tag:ci"]}))]
 pub struct UpdateNode {
     /// New name, unique in the namespace: 1-63 lowercase letters, digits or '-'.
-    #[schema(value_type = Option<String>, example = "build-box")]
+    #[schema(example = "build-box")]
     pub name: Option<NodeName>,
     /// The node's complete new tag set (`[]` removes all tags).
-    #[schema(value_type = Option<Vec<String>>, example = json!(["tag:ci"]))]
+    #[schema(example = json!(["tag:ci"]))]
     pub tags: Option<Tags>,
 }
 
@@ -112,8 +116,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// List nodes
-#[utoipa::path(get, path = "/v1/namespaces/{name}/nodes", tag = "nodes",
-    params(("name" = String, Path, description = "Namespace name", example = "alice")),
+#[utoipa::path(get, path = "/v1/namespaces/{name}/nodes", operation_id = "listNodes", tag = "nodes",
+    params(("name" = NamespaceName, Path, description = "Namespace name", example = "alice")),
     responses(
         (status = 200, description = "The namespace's nodes", body = NodeList),
         (status = 404, description = "No such namespace in this organization", body = Problem, content_type = "application/problem+json"),
@@ -125,9 +129,9 @@ pub async fn list(state: State, ctx: OrgContext, name: web::Path<String>) -> Api
 }
 
 /// Get a node
-#[utoipa::path(get, path = "/v1/namespaces/{name}/nodes/{id}", tag = "nodes",
+#[utoipa::path(get, path = "/v1/namespaces/{name}/nodes/{id}", operation_id = "getNode", tag = "nodes",
     params(
-        ("name" = String, Path, description = "Namespace name", example = "alice"),
+        ("name" = NamespaceName, Path, description = "Namespace name", example = "alice"),
         ("id" = i64, Path, description = "Node id", example = 3),
     ),
     responses(
@@ -140,9 +144,9 @@ pub async fn get(state: State, ctx: OrgContext, path: web::Path<(String, String)
 }
 
 /// Rename or retag a node
-#[utoipa::path(patch, path = "/v1/namespaces/{name}/nodes/{id}", tag = "nodes",
+#[utoipa::path(patch, path = "/v1/namespaces/{name}/nodes/{id}", operation_id = "updateNode", tag = "nodes",
     params(
-        ("name" = String, Path, description = "Namespace name", example = "alice"),
+        ("name" = NamespaceName, Path, description = "Namespace name", example = "alice"),
         ("id" = i64, Path, description = "Node id", example = 3),
     ),
     request_body(content = UpdateNode, example = json!({"name": "build-box", "tags": ["tag:ci"]})),
@@ -195,9 +199,9 @@ pub(crate) async fn update_node(
 /// Expire a node's key
 ///
 /// The node must log in again (with a new pre-auth key) before it can reach its peers.
-#[utoipa::path(post, path = "/v1/namespaces/{name}/nodes/{id}/expire", tag = "nodes",
+#[utoipa::path(post, path = "/v1/namespaces/{name}/nodes/{id}/expire", operation_id = "expireNode", tag = "nodes",
     params(
-        ("name" = String, Path, description = "Namespace name", example = "alice"),
+        ("name" = NamespaceName, Path, description = "Namespace name", example = "alice"),
         ("id" = i64, Path, description = "Node id", example = 3),
     ),
     responses(
@@ -222,9 +226,9 @@ pub(crate) async fn expire_node(state: &ApiState, ctx: &OrgContext, ns: &Namespa
 }
 
 /// Delete a node
-#[utoipa::path(delete, path = "/v1/namespaces/{name}/nodes/{id}", tag = "nodes",
+#[utoipa::path(delete, path = "/v1/namespaces/{name}/nodes/{id}", operation_id = "deleteNode", tag = "nodes",
     params(
-        ("name" = String, Path, description = "Namespace name", example = "alice"),
+        ("name" = NamespaceName, Path, description = "Namespace name", example = "alice"),
         ("id" = i64, Path, description = "Node id", example = 3),
     ),
     responses(

@@ -14,7 +14,8 @@ use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{browser_keys, error, headscale, health, keys, namespaces, nodes, policy};
+use super::{browser_keys, error, headscale, health, keys, namespaces, nodes, policy, schema};
+use crate::domain::{NamespaceName, NodeName};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,7 +40,8 @@ use super::{browser_keys, error, headscale, health, keys, namespaces, nodes, pol
         headscale::nodes::rename, headscale::nodes::set_tags,
         headscale::policy::get, headscale::policy::put,
     ),
-    components(schemas(error::Problem, headscale::RpcStatus)),
+    // Path and query parameters name these by reference, and utoipa collects only the schemas of bodies.
+    components(schemas(error::Problem, headscale::RpcStatus, NamespaceName, NodeName, schema::Uint64Text)),
     modifiers(&CommonResponses),
     security(("bearer" = [])),
     tags(
@@ -55,9 +57,23 @@ use super::{browser_keys, error, headscale, health, keys, namespaces, nodes, pol
 )]
 pub struct ApiDoc;
 
-/// What every authenticated operation can answer, added once here instead of in every
-/// handler: 401 and 429 (and 415 where a body is read), and the Bearer scheme.
+/// What operations answer besides their own outcomes, added once here instead of in every
+/// handler, and the Bearer scheme. Every `/v1` and `/api/v1` operation may answer 503 (the
+/// database does not answer); those behind the API key also 400 (a NUL in the path or query,
+/// refused before the handler runs), 401 and 429; those that read a body also 408, 413 and
+/// 415. An operation's own description of a status wins.
 struct CommonResponses;
+
+/// The common answers: name (the Headscale surface's have the prefix `Rpc`), status, text.
+const COMMON: &[(&str, &str, &str)] = &[
+    ("BadRequest", "400", "Malformed request: the path or query holds the NUL character (%00), or a value is refused"),
+    ("Unauthorized", "401", "Missing, malformed, unknown or revoked API key"),
+    ("RequestTimeout", "408", "The body did not arrive within the server's body timeout"),
+    ("PayloadTooLarge", "413", "The body is larger than the server's limit"),
+    ("UnsupportedMediaType", "415", "The body's Content-Type is not one this operation reads"),
+    ("RateLimited", "429", "Rate limit exceeded (per client address and per API key)"),
+    ("Unavailable", "503", "The database does not answer; retry shortly"),
+];
 
 impl Modify for CommonResponses {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
@@ -70,54 +86,17 @@ impl Modify for CommonResponses {
             ))
             .build();
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
-        let problem = || ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
-        components.responses.insert(
-            "Unauthorized".into(),
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description("Missing, malformed, unknown or revoked API key")
-                    .content("application/problem+json", problem())
-                    .build(),
-            ),
-        );
-        components.responses.insert(
-            "RateLimited".into(),
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description("Rate limit exceeded (per client address and per API key)")
-                    .header("Retry-After", retry_after_header())
-                    .content("application/problem+json", problem())
-                    .build(),
-            ),
-        );
-        components.responses.insert(
-            "UnsupportedMediaType".into(),
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description("The body's Content-Type is not one this operation reads")
-                    .content("application/problem+json", problem())
-                    .build(),
-            ),
-        );
-        // The same three for the Headscale surface, in its gRPC-gateway error shape.
-        let status = || ContentBuilder::new().schema(Some(Ref::from_schema_name("RpcStatus"))).build();
-        for (name, response) in [
-            (
-                "RpcUnauthorized",
-                ResponseBuilder::new().description("Missing, malformed, unknown or revoked API key (code 16)"),
-            ),
-            (
-                "RpcRateLimited",
-                ResponseBuilder::new()
-                    .description("Rate limit exceeded (code 8)")
-                    .header("Retry-After", retry_after_header()),
-            ),
-            (
-                "RpcUnsupportedMediaType",
-                ResponseBuilder::new().description("The body is not application/json (code 3)"),
-            ),
-        ] {
-            components.responses.insert(name.into(), RefOr::T(response.content("application/json", status()).build()));
+        for (prefix, media, schema) in
+            [("", "application/problem+json", "Problem"), ("Rpc", "application/json", "RpcStatus")]
+        {
+            for (name, status, description) in COMMON {
+                let content = ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build();
+                let mut response = ResponseBuilder::new().description(*description).content(media, content);
+                if *status == "429" {
+                    response = response.header("Retry-After", retry_after_header());
+                }
+                components.responses.insert(format!("{prefix}{name}"), RefOr::T(response.build()));
+            }
         }
         for (path, item) in doc.paths.paths.iter_mut() {
             let prefix = if path.starts_with("/v1/") {
@@ -142,14 +121,24 @@ fn retry_after_header() -> utoipa::openapi::header::Header {
         .build()
 }
 
-/// Adds the common responses; `prefix` picks the error shape ("" problem+json, "Rpc" gRPC-gateway).
+/// Adds the common responses that apply to `op`; `prefix` picks the error shape ("" for
+/// problem+json, "Rpc" for gRPC-gateway statuses).
 fn add_common(op: &mut Operation, prefix: &str) {
+    // An operation with a security requirement of its own (the browser-key exchange: a JWT)
+    // is not behind the API-key guard.
+    let behind_guard = op.security.is_none();
+    let reads_body = op.request_body.is_some();
     let responses = &mut op.responses.responses;
-    responses.insert("401".into(), RefOr::Ref(Ref::from_response_name(format!("{prefix}Unauthorized"))));
-    responses.insert("429".into(), RefOr::Ref(Ref::from_response_name(format!("{prefix}RateLimited"))));
-    if op.request_body.is_some() {
-        let name = format!("{prefix}UnsupportedMediaType");
-        responses.entry("415".into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+    for (name, status, _) in COMMON {
+        let applies = match *status {
+            "400" | "401" | "429" => behind_guard,
+            "408" | "413" | "415" => reads_body,
+            _ => true,
+        };
+        if applies {
+            let reference = RefOr::Ref(Ref::from_response_name(format!("{prefix}{name}")));
+            responses.entry(status.to_string()).or_insert(reference);
+        }
     }
 }
 

@@ -12,9 +12,10 @@ use serde_json::json;
 use super::auth::OrgContext;
 use super::body::{media_type, read_limited};
 use super::error::{ApiError, ApiResult, Problem};
+use super::schema::PolicyObject;
 use super::{audit, line, State};
 use crate::api::ApiState;
-use crate::domain::{NamespaceId, OrgId};
+use crate::domain::{NamespaceId, NamespaceName, OrgId};
 use crate::policy::{hujson, Policy};
 use crate::state::store::policies::PolicyScope;
 use crate::state::store::PolicyDoc;
@@ -64,7 +65,7 @@ pub async fn effective_policy(state: &ApiState, org_id: OrgId, namespace_id: Nam
 /// Get the policy
 ///
 /// Returns the document exactly as it was saved.
-#[utoipa::path(get, path = "/v1/policy", tag = "policy",
+#[utoipa::path(get, path = "/v1/policy", operation_id = "getPolicy", tag = "policy",
     responses(
         (status = 200, description = "The stored HuJSON document", body = String, content_type = "application/hujson", example = json!(EXAMPLE)),
         (status = 404, description = "No policy set (every node of a namespace may reach every other)", body = Problem, content_type = "application/problem+json"),
@@ -78,10 +79,10 @@ pub async fn get(state: State, ctx: OrgContext) -> ApiResult<HttpResponse> {
 ///
 /// Send HuJSON (JSON with comments and trailing commas) as `application/hujson` or
 /// `application/json`. The answer echoes the stored document.
-#[utoipa::path(put, path = "/v1/policy", tag = "policy",
+#[utoipa::path(put, path = "/v1/policy", operation_id = "putPolicy", tag = "policy",
     request_body(content(
         (String = "application/hujson", example = json!(EXAMPLE)),
-        (String = "application/json", example = json!("{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}]}")),
+        (PolicyObject = "application/json", example = json!({"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]})),
     )),
     responses(
         (status = 200, description = "Saved", body = String, content_type = "application/hujson", example = json!(EXAMPLE)),
@@ -117,10 +118,10 @@ pub(crate) async fn org_policy(state: &ApiState, ctx: &OrgContext) -> ApiResult<
 ///
 /// Runs every check of `PUT /v1/policy` (syntax, meaning, and the policy's `tests` against
 /// the organization's nodes) without saving anything.
-#[utoipa::path(post, path = "/v1/policy/validate", tag = "policy",
+#[utoipa::path(post, path = "/v1/policy/validate", operation_id = "validatePolicy", tag = "policy",
     request_body(content(
         (String = "application/hujson", example = json!(EXAMPLE)),
-        (String = "application/json", example = json!("{\"acls\": []}")),
+        (PolicyObject = "application/json", example = json!({"acls": []})),
     )),
     responses(
         (status = 200, description = "Valid", body = Validation, example = json!({"valid": true})),
@@ -148,8 +149,8 @@ pub struct Validation {
 /// Get a namespace's own policy
 ///
 /// 404 when the namespace has no override (the organization's policy then applies).
-#[utoipa::path(get, path = "/v1/namespaces/{name}/policy", tag = "policy",
-    params(("name" = String, Path, description = "Namespace name", example = "alice")),
+#[utoipa::path(get, path = "/v1/namespaces/{name}/policy", operation_id = "getNamespacePolicy", tag = "policy",
+    params(("name" = NamespaceName, Path, description = "Namespace name", example = "alice")),
     responses(
         (status = 200, description = "The stored HuJSON document", body = String, content_type = "application/hujson", example = json!(EXAMPLE)),
         (status = 404, description = "No such namespace, or no override", body = Problem, content_type = "application/problem+json"),
@@ -168,11 +169,11 @@ pub async fn get_namespace(state: State, ctx: OrgContext, name: web::Path<String
 ///
 /// Replaces the organization's policy inside this namespace only. Same rules as `PUT /v1/policy`;
 /// the policy's `tests` run against this namespace's nodes.
-#[utoipa::path(put, path = "/v1/namespaces/{name}/policy", tag = "policy",
-    params(("name" = String, Path, description = "Namespace name", example = "alice")),
+#[utoipa::path(put, path = "/v1/namespaces/{name}/policy", operation_id = "putNamespacePolicy", tag = "policy",
+    params(("name" = NamespaceName, Path, description = "Namespace name", example = "alice")),
     request_body(content(
         (String = "application/hujson", example = json!(EXAMPLE)),
-        (String = "application/json", example = json!("{\"acls\": []}")),
+        (PolicyObject = "application/json", example = json!({"acls": []})),
     )),
     responses(
         (status = 200, description = "Saved", body = String, content_type = "application/hujson", example = json!(EXAMPLE)),
@@ -201,8 +202,8 @@ pub async fn put_namespace(
 /// Drop a namespace's own policy
 ///
 /// The organization's policy applies inside the namespace again.
-#[utoipa::path(delete, path = "/v1/namespaces/{name}/policy", tag = "policy",
-    params(("name" = String, Path, description = "Namespace name", example = "alice")),
+#[utoipa::path(delete, path = "/v1/namespaces/{name}/policy", operation_id = "deleteNamespacePolicy", tag = "policy",
+    params(("name" = NamespaceName, Path, description = "Namespace name", example = "alice")),
     responses(
         (status = 204, description = "Removed"),
         (status = 404, description = "No such namespace, or no override", body = Problem, content_type = "application/problem+json"),

@@ -22,6 +22,13 @@ pub use node::Node;
 #[error("{0}")]
 pub struct InvalidValue(pub String);
 
+/// What [`check_label`] accepts, as an ECMA-262 regular expression (the OpenAPI document's
+/// `pattern` of every name); a unit test holds the two to the same samples.
+pub const LABEL_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+
+/// What [`Tag::parse`] accepts, as an ECMA-262 regular expression (the document's `pattern`).
+pub const TAG_PATTERN: &str = "^tag:[a-z0-9-]{1,63}$";
+
 /// A DNS-label-like name: 1–63 of `[a-z0-9-]`, starting and ending with a letter or digit.
 /// Used for organizations, namespaces and node names, since all three end up in MagicDNS names
 /// or URLs.
@@ -210,6 +217,73 @@ mod tests {
             Tags::new(vec![Tag::parse("tag:b").unwrap(), Tag::parse("tag:a").unwrap(), Tag::parse("tag:b").unwrap()]);
         assert_eq!(tags.to_json(), r#"["tag:a","tag:b"]"#);
         assert_eq!(Tags::from_json(&tags.to_json()), tags);
+    }
+
+    /// Texts on both sides of every rule of the validators: length, alphabet, ends, prefix.
+    const SAMPLES: &[&str] = &[
+        "",
+        "a",
+        "0",
+        "-",
+        "a-b",
+        "a--b",
+        "-a",
+        "a-",
+        "Alice",
+        "a_b",
+        "a.b",
+        "a b",
+        " a",
+        "a\n",
+        "é",
+        "tag:",
+        "tag:a",
+        "tag:cli",
+        "tag:-",
+        "tag:a-",
+        "tag:-a",
+        "tag:CLI",
+        "tag:a_b",
+        "tag:a b",
+        "tag:a:b",
+        "Tag:a",
+        "tag:é",
+        "tag:\u{0}",
+        "a\u{0}",
+    ];
+
+    /// Every sample, plus texts at and just past the length limits.
+    fn samples() -> Vec<String> {
+        let mut all: Vec<String> = SAMPLES.iter().map(|s| s.to_string()).collect();
+        for n in [62, 63, 64] {
+            all.push("a".repeat(n));
+            all.push(format!("a{}a", "-".repeat(n - 2)));
+            all.push(format!("tag:{}", "a".repeat(n)));
+            all.push(format!("tag:{}", "-".repeat(n)));
+        }
+        all
+    }
+
+    /// The OpenAPI document's patterns must accept exactly what the validators accept, or a
+    /// client that follows the document is refused (or one that does not is surprised).
+    #[test]
+    fn patterns_agree_with_the_validators() {
+        let label = regex::Regex::new(LABEL_PATTERN).unwrap();
+        let tag = regex::Regex::new(TAG_PATTERN).unwrap();
+        let (mut labels, mut tags) = (0, 0);
+        for text in samples() {
+            let is_label = NamespaceName::parse(&text).is_ok();
+            assert_eq!(label.is_match(&text), is_label, "label {text:?}");
+            assert_eq!(NodeName::parse(&text).is_ok(), is_label, "node name {text:?}");
+            assert_eq!(OrgName::parse(&text).is_ok(), is_label, "organization name {text:?}");
+            let is_tag = Tag::parse(&text).is_ok();
+            assert_eq!(tag.is_match(&text), is_tag, "tag {text:?}");
+            labels += usize::from(is_label);
+            tags += usize::from(is_tag);
+        }
+        // Both sides of each pattern were tried.
+        assert!(labels > 3 && labels < samples().len() / 2, "{labels} labels accepted");
+        assert!(tags > 3 && tags < samples().len() / 2, "{tags} tags accepted");
     }
 
     #[test]

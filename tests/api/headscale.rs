@@ -8,7 +8,7 @@ use tenscale::domain::NodeId;
 use crate::on_both_backends;
 use crate::support::api::{json, spawn, Backend, Org, TestApp};
 
-on_both_backends!(users, preauth_keys, nodes, policy, errors_and_isolation);
+on_both_backends!(users, preauth_keys, nodes, policy, errors_and_isolation, ids_are_decimal_digits);
 
 /// Asserts a gRPC-gateway error `{code, message, details}` with `status` and gRPC `code`.
 async fn rpc_error(response: Response, status: StatusCode, code: i64) -> Value {
@@ -435,5 +435,42 @@ async fn errors_and_isolation(backend: Backend) {
     assert_eq!(json(t.get("/api/v1/policy", &b.key).await, StatusCode::OK).await["policy"], "{\"acls\": []}");
     let a_events = t.app.state.api.store.audit_events(a.id, 100).await.unwrap();
     assert!(a_events.iter().all(|e| e.object_id != b_node.to_string()));
+    t.finish().await;
+}
+
+/// A uint64 id is decimal digits, the document's pattern (issue 15, item 6): other text is a
+/// 400 (schemathesis found `POST /api/v1/user/{old_id}/rename/…` answering it undocumented),
+/// and digits that no row can have are a missing object, not a malformed one.
+async fn ids_are_decimal_digits(backend: Backend) {
+    let t = spawn(backend, &[]).await;
+    let org = t.org("acme").await;
+    let alice = create_user(&t, &org, "alice").await;
+    let id = alice["id"].as_str().unwrap().to_string();
+
+    for malformed in ["abc", "%201", "+1", "-1", "1.0", "0x1"] {
+        let path = format!("/api/v1/user/{malformed}/rename/bob");
+        rpc_error(post_empty(&t, &path, &org.key).await, StatusCode::BAD_REQUEST, 3).await;
+        rpc_error(t.get(&format!("/api/v1/node/{malformed}"), &org.key).await, StatusCode::BAD_REQUEST, 3).await;
+        let listed = t.get(&format!("/api/v1/preauthkey?user={malformed}"), &org.key).await;
+        rpc_error(listed, StatusCode::BAD_REQUEST, 3).await;
+    }
+    // Past i64 (our row ids) and past u64: well-formed, and nothing has them.
+    for beyond in ["9223372036854775808", "99999999999999999999"] {
+        rpc_error(t.delete(&format!("/api/v1/user/{beyond}"), &org.key).await, StatusCode::NOT_FOUND, 5).await;
+        rpc_error(t.get(&format!("/api/v1/node/{beyond}"), &org.key).await, StatusCode::NOT_FOUND, 5).await;
+        let none = json(t.get(&format!("/api/v1/user?id={beyond}"), &org.key).await, StatusCode::OK).await;
+        assert_eq!(none, json!({"users": []}));
+        let body = json!({"user": beyond, "key": "tskey-auth-x"});
+        rpc_error(t.post("/api/v1/preauthkey/expire", &org.key, body).await, StatusCode::NOT_FOUND, 5).await;
+    }
+    // In a body, protobuf JSON's number forms name the same user: 7, 7.0 (JSON Schema's integer).
+    let number: i64 = id.parse().unwrap();
+    for user in [json!(number), json!(number as f64)] {
+        json(t.post("/api/v1/preauthkey", &org.key, json!({"user": user})).await, StatusCode::OK).await;
+    }
+    for user in [json!(-1), json!(1.5), json!(true), json!("a1")] {
+        rpc_error(t.post("/api/v1/preauthkey", &org.key, json!({"user": user})).await, StatusCode::BAD_REQUEST, 3)
+            .await;
+    }
     t.finish().await;
 }

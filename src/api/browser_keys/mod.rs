@@ -120,7 +120,7 @@ pub fn settings_routes(cfg: &mut web::ServiceConfig) {
 /// Get the browser-key settings
 ///
 /// Secrets are never shown: a key appears with its `kid`, `alg` and kind.
-#[utoipa::path(get, path = "/v1/settings/browser-keys", tag = "browser keys",
+#[utoipa::path(get, path = "/v1/settings/browser-keys", operation_id = "getBrowserKeySettings", tag = "browser keys",
     responses(
         (status = 200, description = "The settings", body = BrowserKeySettingsView),
         (status = 404, description = "Not configured yet", body = Problem, content_type = "application/problem+json"),
@@ -138,7 +138,7 @@ pub async fn get_settings(state: State, ctx: auth::OrgContext) -> ApiResult<web:
 /// Set the browser-key settings
 ///
 /// Replaces the whole configuration. HS256 secrets are write-only and stored sealed.
-#[utoipa::path(put, path = "/v1/settings/browser-keys", tag = "browser keys",
+#[utoipa::path(put, path = "/v1/settings/browser-keys", operation_id = "putBrowserKeySettings", tag = "browser keys",
     request_body(content = BrowserKeySettingsBody, example = json!({
         "issuer": "https://app.example.com", "audience": "tenscale",
         "keys": [{"kid": "2026-12", "alg": "HS256", "secret": "a long random secret of at least 32 bytes"}],
@@ -183,7 +183,7 @@ pub struct BrowserKey {
 /// `Authorization: Bearer <JWT>` signed by the organization's app backend (see the settings):
 /// `iss`, `aud`, `exp`, `iat`, `jti` and the namespace claim are required; a token lives at
 /// most 10 minutes and is accepted once. Answers a single-use ephemeral key of the namespace.
-#[utoipa::path(post, path = "/v1/browser-keys", tag = "browser keys", security(()),
+#[utoipa::path(post, path = "/v1/browser-keys", operation_id = "exchangeBrowserKey", tag = "browser keys", security(()),
     responses(
         (status = 201, description = "A key for the browser", body = BrowserKey),
         (status = 401, description = "The token failed a check (detail names it), or was used before", body = Problem, content_type = "application/problem+json"),

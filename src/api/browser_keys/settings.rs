@@ -49,9 +49,11 @@ pub struct BrowserKeySettingsBody {
     pub create_namespaces: bool,
     /// The tags of the keys handed out (default `["tag:browser"]`).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<Tag>>)]
     pub tags: Option<Vec<String>>,
     /// Lifetime of the keys handed out, in seconds (default and maximum 3600).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3600)] // MAX_KEY_LIFETIME_SECS; a unit test holds them equal
     pub expires_in: Option<i64>,
     /// Exact origins (`https://app.example.com`) whose pages may ask for keys.
     #[serde(default)]
@@ -417,6 +419,15 @@ pub fn origin(text: &str) -> Result<String, SettingsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// utoipa's `maximum` takes a literal; it must stay the limit `from_body` enforces.
+    #[test]
+    fn the_documented_lifetime_is_the_enforced_one() {
+        let schema = serde_json::to_value(<BrowserKeySettingsBody as utoipa::PartialSchema>::schema()).unwrap();
+        let lifetime = &schema["properties"]["expires_in"];
+        assert_eq!(lifetime["maximum"], serde_json::json!(MAX_KEY_LIFETIME_SECS), "{lifetime}");
+        assert_eq!(lifetime["minimum"], serde_json::json!(1), "{lifetime}");
+    }
 
     #[test]
     fn secrets_never_print() {

@@ -99,29 +99,37 @@ impl<T: DeserializeOwned + 'static> FromRequest for HsJson<T> {
     }
 }
 
-/// A uint64 id from a path or query (Headscale ids are uint64; ours fit in i64). Text that
-/// is not one is refused as gRPC-gateway refuses it: 400, invalid argument.
-fn parse_id<Id: From<i64>>(text: &str, what: &str) -> HsResult<Id> {
-    text.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|id| i64::try_from(id).ok())
-        .map(Id::from)
-        .ok_or_else(|| ApiError::Invalid(format!("{what}: {text:?} is not a uint64 id")).into())
+/// A uint64 id from a path, a query or a body's text, as Headscale writes it: decimal digits
+/// ([`super::schema::UINT64_TEXT_PATTERN`], the document's pattern), else 400 invalid argument, as
+/// gRPC-gateway refuses it. Our ids are i64 row ids, so a well-formed id above `i64::MAX`
+/// names nothing: `None`, which the caller answers like any missing object.
+fn parse_id<Id: From<i64>>(text: &str, what: &str) -> HsResult<Option<Id>> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::Invalid(format!("{what}: {text:?} is not a uint64 id")).into());
+    }
+    Ok(text.parse::<i64>().ok().map(Id::from))
 }
 
-/// A uint64 field of a body: protobuf JSON allows both `"7"` and `7`.
-fn id_field<Id: From<i64>>(value: Option<&serde_json::Value>, what: &str) -> HsResult<Id> {
+/// A uint64 field of a body: protobuf JSON allows both `"7"` and `7` (and `7.0`, which JSON
+/// Schema's `integer` admits too).
+fn id_field<Id: From<i64>>(value: Option<&serde_json::Value>, what: &str) -> HsResult<Option<Id>> {
+    let not_an_id = |shown: &dyn std::fmt::Display| ApiError::Invalid(format!("{what}: {shown} is not a uint64 id"));
     match value {
         None | Some(serde_json::Value::Null) => Err(ApiError::Invalid(format!("{what} is required")).into()),
         Some(serde_json::Value::String(text)) => parse_id(text, what),
-        Some(serde_json::Value::Number(n)) => parse_id(&n.to_string(), what),
-        Some(other) => Err(ApiError::Invalid(format!("{what}: {other} is not a uint64 id")).into()),
+        Some(serde_json::Value::Number(n)) => {
+            let whole = n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
+            let id = whole.ok_or_else(|| not_an_id(n))?;
+            Ok(i64::try_from(id).ok().map(Id::from))
+        }
+        Some(other) => Err(not_an_id(other).into()),
     }
 }
 
-/// The caller's namespace with this id, as the Headscale user it stands for.
-async fn user_by_id(state: &ApiState, ctx: &OrgContext, id: NamespaceId) -> HsResult<Namespace> {
+/// The caller's namespace with this id, as the Headscale user it stands for; `None` (an id
+/// no row can have) is missing like any other.
+async fn user_by_id(state: &ApiState, ctx: &OrgContext, id: Option<NamespaceId>) -> HsResult<Namespace> {
+    let id = id.ok_or_else(|| ApiError::NotFound("user not found".into()))?;
     state.store.namespace_in_org(ctx.org_id, id).await.map_err(|err| match err {
         StoreError::NotFound(_) => ApiError::NotFound(format!("user {id} not found")).into(),
         other => other.into(),

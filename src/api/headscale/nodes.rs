@@ -8,7 +8,9 @@ use super::error::{HsResult, RpcStatus};
 use super::wire::{Empty, HsNode, ListNodesResponse, NodeResponse, SetTagsRequest};
 use super::{parse_id, HsJson};
 use crate::api::auth::OrgContext;
+use crate::api::error::ApiError;
 use crate::api::nodes::{delete_node, expire_node, update_node, UpdateNode};
+use crate::api::schema::Uint64Text;
 use crate::api::ApiState;
 use crate::api::State;
 use crate::domain::NodeName;
@@ -41,7 +43,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The caller's node `id` with its namespace; 404 unless the node is the caller's.
 async fn find(state: &ApiState, ctx: &OrgContext, id: &str) -> HsResult<(Namespace, Node)> {
-    Ok(state.store.node_in_org(ctx.org_id, parse_id(id, "node_id")?).await?)
+    let id = parse_id(id, "node_id")?.ok_or_else(|| ApiError::NotFound("node not found".into()))?;
+    Ok(state.store.node_in_org(ctx.org_id, id).await?)
 }
 
 /// `{"node": …}`, the node as Headscale shows it.
@@ -53,7 +56,7 @@ async fn respond(state: &ApiState, ns: &Namespace, node: &Node) -> HsResult<web:
 /// List nodes (Headscale)
 ///
 /// Every node of the organization (or of one user), by id.
-#[utoipa::path(get, path = "/api/v1/node", tag = "headscale", params(NodeFilter),
+#[utoipa::path(get, path = "/api/v1/node", operation_id = "HeadscaleService_ListNodes", tag = "headscale", params(NodeFilter),
     responses(
         (status = 200, description = "The nodes", body = ListNodesResponse),
         (status = 404, description = "No user with this name in this organization", body = RpcStatus),
@@ -79,8 +82,8 @@ pub async fn list(
 }
 
 /// Get a node (Headscale)
-#[utoipa::path(get, path = "/api/v1/node/{node_id}", tag = "headscale",
-    params(("node_id" = String, Path, description = "Node id", example = "3")),
+#[utoipa::path(get, path = "/api/v1/node/{node_id}", operation_id = "HeadscaleService_GetNode", tag = "headscale",
+    params(("node_id" = Uint64Text, Path, description = "Node id", example = "3")),
     responses(
         (status = 200, description = "The node", body = NodeResponse),
         (status = 400, description = "`node_id` is not a uint64", body = RpcStatus),
@@ -94,8 +97,8 @@ pub async fn get(state: State, ctx: OrgContext, id: web::Path<String>) -> HsResu
 /// Delete a node (Headscale)
 ///
 /// As `DELETE /v1/namespaces/{name}/nodes/{id}`: the node is disconnected.
-#[utoipa::path(delete, path = "/api/v1/node/{node_id}", tag = "headscale",
-    params(("node_id" = String, Path, description = "Node id", example = "3")),
+#[utoipa::path(delete, path = "/api/v1/node/{node_id}", operation_id = "HeadscaleService_DeleteNode", tag = "headscale",
+    params(("node_id" = Uint64Text, Path, description = "Node id", example = "3")),
     responses(
         (status = 200, description = "Deleted", body = Empty),
         (status = 400, description = "`node_id` is not a uint64", body = RpcStatus),
@@ -110,8 +113,8 @@ pub async fn delete(state: State, ctx: OrgContext, id: web::Path<String>) -> HsR
 /// Expire a node (Headscale)
 ///
 /// As `POST /v1/namespaces/{name}/nodes/{id}/expire`: its key expires now.
-#[utoipa::path(post, path = "/api/v1/node/{node_id}/expire", tag = "headscale",
-    params(("node_id" = String, Path, description = "Node id", example = "3")),
+#[utoipa::path(post, path = "/api/v1/node/{node_id}/expire", operation_id = "HeadscaleService_ExpireNode", tag = "headscale",
+    params(("node_id" = Uint64Text, Path, description = "Node id", example = "3")),
     responses(
         (status = 200, description = "The node, now expired", body = NodeResponse),
         (status = 400, description = "`node_id` is not a uint64", body = RpcStatus),
@@ -126,10 +129,10 @@ pub async fn expire(state: State, ctx: OrgContext, id: web::Path<String>) -> HsR
 /// Rename a node (Headscale)
 ///
 /// Sets its name in the namespace (`givenName`), as `PATCH /v1/namespaces/{name}/nodes/{id}`.
-#[utoipa::path(post, path = "/api/v1/node/{node_id}/rename/{new_name}", tag = "headscale",
+#[utoipa::path(post, path = "/api/v1/node/{node_id}/rename/{new_name}", operation_id = "HeadscaleService_RenameNode", tag = "headscale",
     params(
-        ("node_id" = String, Path, description = "Node id", example = "3"),
-        ("new_name" = String, Path, description = "1-63 lowercase letters, digits or '-'", example = "build-box"),
+        ("node_id" = Uint64Text, Path, description = "Node id", example = "3"),
+        ("new_name" = NodeName, Path, description = "1-63 lowercase letters, digits or '-'", example = "build-box"),
     ),
     responses(
         (status = 200, description = "The renamed node", body = NodeResponse),
@@ -152,8 +155,8 @@ pub async fn rename(
 ///
 /// Replaces its tag set, as `PATCH /v1/namespaces/{name}/nodes/{id}` with `tags`: each
 /// `tag:` + `[a-z0-9-]+`, declared in the policy's `tagOwners` when a policy is set.
-#[utoipa::path(post, path = "/api/v1/node/{node_id}/tags", tag = "headscale",
-    params(("node_id" = String, Path, description = "Node id", example = "3")),
+#[utoipa::path(post, path = "/api/v1/node/{node_id}/tags", operation_id = "HeadscaleService_SetTags", tag = "headscale",
+    params(("node_id" = Uint64Text, Path, description = "Node id", example = "3")),
     request_body(content = SetTagsRequest, example = json!({"tags": ["tag:ci"]})),
     responses(
         (status = 200, description = "The retagged node", body = NodeResponse),

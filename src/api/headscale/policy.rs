@@ -22,7 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 ///
 /// The organization's HuJSON document exactly as saved. Namespace overrides are managed
 /// through `/v1/namespaces/{name}/policy` only.
-#[utoipa::path(get, path = "/api/v1/policy", tag = "headscale",
+#[utoipa::path(get, path = "/api/v1/policy", operation_id = "HeadscaleService_GetPolicy", tag = "headscale",
     responses(
         (status = 200, description = "The policy", body = PolicyResponse),
         (status = 404, description = "No policy set", body = RpcStatus),
@@ -35,7 +35,7 @@ pub async fn get(state: State, ctx: OrgContext) -> HsResult<web::Json<PolicyResp
 /// Set the policy (Headscale)
 ///
 /// Same checks as `PUT /v1/policy` (HuJSON syntax with line and column, meaning, `tests`).
-#[utoipa::path(put, path = "/api/v1/policy", tag = "headscale",
+#[utoipa::path(put, path = "/api/v1/policy", operation_id = "HeadscaleService_SetPolicy", tag = "headscale",
     request_body(content = SetPolicyRequest, example = json!({"policy": "{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}]}"})),
     responses(
         (status = 200, description = "Saved", body = PolicyResponse),

@@ -9,6 +9,7 @@ use super::wire::{CreateUserRequest, Empty, ListUsersResponse, User, UserRespons
 use super::{parse_id, user_by_id, HsJson};
 use crate::api::auth::OrgContext;
 use crate::api::namespaces::{create_namespace, delete_namespace};
+use crate::api::schema::Uint64Text;
 use crate::api::State;
 use crate::domain::NamespaceName;
 
@@ -19,6 +20,7 @@ pub struct UserFilter {
     /// Only the user with this name.
     pub name: Option<String>,
     /// Only the user with this id.
+    #[param(value_type = Option<Uint64Text>)]
     pub id: Option<String>,
 }
 
@@ -40,7 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// List users (Headscale)
 ///
 /// The organization's namespaces as Headscale users, by id.
-#[utoipa::path(get, path = "/api/v1/user", tag = "headscale", params(UserFilter),
+#[utoipa::path(get, path = "/api/v1/user", operation_id = "HeadscaleService_ListUsers", tag = "headscale", params(UserFilter),
     responses(
         (status = 200, description = "The users", body = ListUsersResponse),
         (status = 400, description = "`id` is not a uint64", body = RpcStatus),
@@ -57,7 +59,7 @@ pub async fn list(
         .namespaces_of_org(ctx.org_id)
         .await?
         .iter()
-        .filter(|ns| id.is_none_or(|id| ns.id == id) && name.is_none_or(|name| ns.name == name))
+        .filter(|ns| id.is_none_or(|id| id == Some(ns.id)) && name.is_none_or(|name| ns.name == name))
         .map(User::from)
         .collect();
     Ok(web::Json(ListUsersResponse { users }))
@@ -66,7 +68,7 @@ pub async fn list(
 /// Create a user (Headscale)
 ///
 /// Creates a namespace, exactly as `POST /v1/namespaces`.
-#[utoipa::path(post, path = "/api/v1/user", tag = "headscale",
+#[utoipa::path(post, path = "/api/v1/user", operation_id = "HeadscaleService_CreateUser", tag = "headscale",
     request_body(content = CreateUserRequest, example = json!({"name": "alice"})),
     responses(
         (status = 200, description = "Created", body = UserResponse),
@@ -86,8 +88,8 @@ pub async fn create(
 /// Delete a user (Headscale)
 ///
 /// Deletes the namespace with its nodes, keys and policy, as `DELETE /v1/namespaces/{name}`.
-#[utoipa::path(delete, path = "/api/v1/user/{id}", tag = "headscale",
-    params(("id" = String, Path, description = "User (namespace) id", example = "1")),
+#[utoipa::path(delete, path = "/api/v1/user/{id}", operation_id = "HeadscaleService_DeleteUser", tag = "headscale",
+    params(("id" = Uint64Text, Path, description = "User (namespace) id", example = "1")),
     responses(
         (status = 200, description = "Deleted", body = Empty),
         (status = 400, description = "`id` is not a uint64", body = RpcStatus),
@@ -103,9 +105,9 @@ pub async fn delete(state: State, ctx: OrgContext, id: web::Path<String>) -> HsR
 ///
 /// Namespace names are fixed in tenscale (they are part of node logins and policy
 /// documents), so this answers 501 for an existing user and 404 otherwise.
-#[utoipa::path(post, path = "/api/v1/user/{old_id}/rename/{new_name}", tag = "headscale",
+#[utoipa::path(post, path = "/api/v1/user/{old_id}/rename/{new_name}", operation_id = "HeadscaleService_RenameUser", tag = "headscale",
     params(
-        ("old_id" = String, Path, description = "User (namespace) id", example = "1"),
+        ("old_id" = Uint64Text, Path, description = "User (namespace) id", example = "1"),
         ("new_name" = String, Path, description = "The new name", example = "bob"),
     ),
     responses(
