@@ -9,6 +9,7 @@ mod m20261202_000001_browser_keys;
 mod m20261202_000002_events;
 mod m20261202_000003_audit_in_outbox;
 mod m20261202_000004_instances;
+mod m20261206_000001_secret_prefixes;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000002_events::Migration),
             Box::new(m20261202_000003_audit_in_outbox::Migration),
             Box::new(m20261202_000004_instances::Migration),
+            Box::new(m20261206_000001_secret_prefixes::Migration),
         ]
     }
 }

@@ -4,7 +4,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 
 use super::entities::api_key;
 use super::outbox::{append, EventsFor};
-use super::{hash_secret, new_secret, now, ApiKey, Store, StoreError, StoreResult};
+use super::{hash_secret, lookup_prefix, new_secret, now, secret_matches, ApiKey, Store, StoreError, StoreResult};
 use crate::domain::OrgId;
 
 pub const API_KEY_PREFIX: &str = "tskey-api-";
@@ -64,15 +64,17 @@ impl Store {
         Ok(revoked)
     }
 
-    /// The live (unrevoked) key whose plaintext is `secret`, if any.
+    /// The live (unrevoked) key whose plaintext is `secret`, if any: found by its shown
+    /// prefix, then its digest compared in constant time.
     pub async fn authenticate_api_key(&self, secret: &str) -> StoreResult<Option<ApiKey>> {
-        if !secret.starts_with(API_KEY_PREFIX) {
+        let Some(prefix) = lookup_prefix(secret, API_KEY_PREFIX) else {
             return Ok(None);
-        }
-        Ok(api_key::Entity::find()
-            .filter(api_key::Column::Hash.eq(hash_secret(secret)))
+        };
+        let candidates = api_key::Entity::find()
+            .filter(api_key::Column::Prefix.eq(prefix))
             .filter(api_key::Column::RevokedAt.is_null())
-            .one(&self.db)
-            .await?)
+            .all(&self.db)
+            .await?;
+        Ok(candidates.into_iter().find(|key| secret_matches(secret, &key.hash)))
     }
 }

@@ -7,7 +7,7 @@ use sea_orm::{
 
 use super::entities::preauth_key;
 use super::outbox::{append, EventsFor};
-use super::{hash_secret, new_secret, now, PreauthKey, Store, StoreError, StoreResult};
+use super::{hash_secret, lookup_prefix, new_secret, now, secret_matches, PreauthKey, Store, StoreError, StoreResult};
 use crate::domain::{NamespaceId, Tags};
 
 pub const AUTH_KEY_PREFIX: &str = "tskey-auth-";
@@ -113,9 +113,15 @@ impl Store {
         Ok(revoked)
     }
 
-    /// The key whose plaintext is `secret`, whatever its state.
+    /// The key whose plaintext is `secret`, whatever its state: found by its shown prefix,
+    /// then its digest compared in constant time.
     pub async fn preauth_key_by_secret(&self, secret: &str) -> StoreResult<Option<PreauthKey>> {
-        Ok(preauth_key::Entity::find().filter(preauth_key::Column::Hash.eq(hash_secret(secret))).one(&self.db).await?)
+        let Some(prefix) = lookup_prefix(secret, AUTH_KEY_PREFIX) else {
+            return Ok(None);
+        };
+        let candidates =
+            preauth_key::Entity::find().filter(preauth_key::Column::Prefix.eq(prefix)).all(&self.db).await?;
+        Ok(candidates.into_iter().find(|key| secret_matches(secret, &key.hash)))
     }
 
     /// Records one use of a key, refusing a second use of a single-use key even when two
