@@ -1,7 +1,7 @@
 //! The embedded DERP relay through the full server, with our raw DERP client and nodes
 //! registered through the control protocol: admission by the store, forwarding inside one
-//! namespace only, and disconnection when a node is deleted or expires. Each scenario runs on
-//! SQLite and on PostgreSQL.
+//! namespace only, and disconnection when a node is deleted or expires; a client cannot claim
+//! another node's key. Each scenario runs on SQLite and on PostgreSQL.
 
 #[macro_use]
 mod support;
@@ -11,9 +11,11 @@ use std::time::Duration;
 use support::{counter, join_ok, Backend, SimNode, TestServer};
 use tenscale::derp::client::DerpClient;
 use tenscale::derp::crypto::DerpSecret;
-use tenscale::derp::frame::{Frame, PeerGoneReason};
+use tenscale::derp::frame::{Frame, FrameType, PeerGoneReason};
 use tenscale::derp::DerpError;
+use tenscale::keys::NodePublic;
 use tenscale::state::store::nodes::NodeChange;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 type Derp = DerpClient<TcpStream>;
@@ -27,7 +29,7 @@ async fn derp(server: &TestServer, node: &SimNode) -> Derp {
 }
 
 /// The next packet within `within`.
-async fn packet_within(client: &mut Derp, within: Duration) -> Option<(tenscale::keys::NodePublic, Vec<u8>)> {
+async fn packet_within(client: &mut Derp, within: Duration) -> Option<(NodePublic, Vec<u8>)> {
     let got = tokio::time::timeout(within, client.receiver.recv_packet()).await.ok()?;
     let (src, packet) = got.expect("connection stays open");
     Some((src, packet.to_vec()))
@@ -117,6 +119,15 @@ async fn another_namespace_delivers_nothing(backend: Backend) {
     assert_eq!((src, packet.as_slice()), (t.a2.node_key, &b"from a2"[..]));
     // The sender learns no more than for an unknown key: nothing arrives at b either.
     assert!(packet_within(&mut b, Duration::from_millis(200)).await.is_none());
+    // Nor the other way: what a1 sends to b's key is dropped, and b receives nothing of it.
+    for i in 0..SENT {
+        a1.send_packet(&t.b.node_key, format!("leak {i}").as_bytes()).await.unwrap();
+    }
+    support::eventually(Duration::from_secs(5), "all leaking packets are counted", || async {
+        dropped(server, "other_namespace") >= 2.0 * SENT as f64
+    })
+    .await;
+    assert!(packet_within(&mut b, Duration::from_secs(1)).await.is_none(), "a packet crossed namespaces");
 }
 
 async fn deleting_a_node_disconnects_it(backend: Backend) {
@@ -165,6 +176,65 @@ async fn expired_keys_are_refused_and_cut_off(backend: Backend) {
     assert!(matches!(derp_as(&t.server, t.a2.node_secret).await, Err(DerpError::Refused)));
 }
 
+/// Opens `/derp` and sends a ClientInfo that names `claimed` but is sealed with `sealer`'s
+/// private key; returns every byte the server sends after its ServerKey frame.
+async fn forged_client_info(server: &TestServer, claimed: &NodePublic, sealer: &DerpSecret) -> Vec<u8> {
+    let mut stream = TcpStream::connect(server.app.addr).await.unwrap();
+    stream.write_all(b"GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n").await.unwrap();
+    // The 101 head, then the ServerKey frame: type(1) length(4) magic(8) key(32).
+    let mut got = Vec::new();
+    let head_end = loop {
+        let mut chunk = [0u8; 512];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before ServerKey");
+        got.extend_from_slice(&chunk[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            if got.len() >= end + 4 + 45 {
+                break end + 4;
+            }
+        }
+    };
+    assert!(got.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&got));
+    let frame = &got[head_end..];
+    assert_eq!(frame[0], FrameType::ServerKey as u8);
+    let server_key = NodePublic(frame[13..45].try_into().unwrap());
+    let sealed = sealer.seal(&server_key, br#"{"version":2,"CanAckPings":true}"#).unwrap();
+    stream.write_all(&Frame::ClientInfo { key: *claimed, sealed: sealed.into() }.to_bytes()).await.unwrap();
+    let mut rest = got[head_end + 45..].to_vec();
+    let closed = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the server kept a forged ClientInfo's connection open");
+    rest
+}
+
+/// A ClientInfo naming a2's key but sealed by another private key — a node of the same
+/// namespace, a node of another namespace, an unregistered key — is refused: the connection
+/// closes without a ServerInfo (so without any packet), and the genuine a2, connected all
+/// along, keeps receiving its packets. (`src/derp/tests.rs` checks the same refusal against
+/// the bare relay; this is the whole server, with admission by the store.)
+async fn a_client_cannot_claim_another_nodes_key(backend: Backend) {
+    let t = tenants(backend).await;
+    let mut a1 = derp(&t.server, &t.a1).await;
+    let mut a2 = derp(&t.server, &t.a2).await;
+    let failed_before = t.server.state().derp.metrics().handshake_failed.get();
+    let sealers = [
+        DerpSecret::from_bytes(t.a1.node_secret),
+        DerpSecret::from_bytes(t.b.node_secret),
+        DerpSecret::from_bytes(support::random_key()),
+    ];
+    for (i, sealer) in sealers.iter().enumerate() {
+        let answer = forged_client_info(&t.server, &t.a2.node_key, sealer).await;
+        assert!(answer.is_empty(), "sealer {i}: the server answered a forged ClientInfo with {answer:?}");
+        // The genuine holder still gets what is sent to its key.
+        let packet = format!("to the real a2, {i}");
+        a1.send_packet(&t.a2.node_key, packet.as_bytes()).await.unwrap();
+        let (src, got) = packet_within(&mut a2, Duration::from_secs(5)).await.expect("a2 receives");
+        assert_eq!((src, got), (t.a1.node_key, packet.into_bytes()));
+    }
+    assert_eq!(t.server.state().derp.metrics().handshake_failed.get(), failed_before + sealers.len() as u64);
+    // The key's holder can still open a second connection for it.
+    derp(&t.server, &t.a2).await;
+}
+
 /// Key rotation (re-register with OldNodeKey), or the same machine registering again with a
 /// pre-auth key and a new node key, retires the old key: its DERP connection is cut and it is
 /// refused from then on; the new key gets in.
@@ -199,4 +269,5 @@ on_both_backends!(
     deleting_a_node_disconnects_it,
     expired_keys_are_refused_and_cut_off,
     a_rotated_away_key_is_cut_off,
+    a_client_cannot_claim_another_nodes_key,
 );
