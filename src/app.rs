@@ -88,7 +88,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let derp_metrics = DerpMetrics::register(&metrics)?;
     let admission = Arc::new(StoreAdmission::new(store.clone()));
     let mesh_key = settings.derp.mesh_key.as_ref().and_then(|k| MeshKey::parse(k.expose()));
-    let derp_config = DerpConfig { mesh_key, client_info_timeout: settings.handshake_timeout, ..DerpConfig::default() };
+    let derp_config = DerpConfig {
+        mesh_key,
+        client_info_timeout: settings.handshake_timeout,
+        send_rate_bytes_per_second: settings.derp.send_rate_bytes_per_second,
+        ..DerpConfig::default()
+    };
     let derp = DerpServer::new(derp_secret, derp_config, admission, derp_metrics);
     apply_events(incoming, Arc::downgrade(&tailnet), derp.clone());
     schedule_ephemeral_cleanup(&store, &tailnet).await?;

@@ -115,6 +115,9 @@ pub struct DerpSettings {
     pub port: Option<u16>,
     /// Skip certificate checks in clients (self-signed test certificates only).
     pub insecure_for_tests: bool,
+    /// Packet bytes per second one DERP client connection may send (0: no limit); over it the
+    /// relay stops reading that connection for a while.
+    pub send_rate_bytes_per_second: u64,
     /// Extra regions, as DERPMap region JSON objects, appended verbatim.
     pub extra_regions: Vec<serde_json::Value>,
     /// The deployment's shared DERP mesh key (64 hex digits); without it the instances of a
@@ -153,6 +156,7 @@ struct Overrides {
     derp_host: Option<String>,
     derp_port: Option<u16>,
     derp_insecure_for_tests: Option<bool>,
+    derp_send_rate_bytes_per_second: Option<u64>,
     derp_extra_regions: Option<Vec<serde_json::Value>>,
     derp_mesh_key: Option<Secret>,
     derp_mesh_url: Option<String>,
@@ -246,6 +250,7 @@ impl Settings {
                 host: o.derp_host,
                 port: o.derp_port,
                 insecure_for_tests: o.derp_insecure_for_tests.unwrap_or(false),
+                send_rate_bytes_per_second: o.derp_send_rate_bytes_per_second.unwrap_or(0),
                 extra_regions: o.derp_extra_regions.unwrap_or_default(),
                 mesh_key: mesh_key(o.derp_mesh_key)?,
                 mesh_url: mesh_url(o.derp_mesh_url)?,
@@ -337,6 +342,9 @@ fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigEr
             "DERP_HOST" => o.derp_host = Some(value),
             "DERP_PORT" => o.derp_port = Some(number("DERP_PORT", &value)?),
             "DERP_INSECURE_FOR_TESTS" => o.derp_insecure_for_tests = Some(boolean("DERP_INSECURE_FOR_TESTS", &value)?),
+            "DERP_SEND_RATE_BYTES_PER_SECOND" => {
+                o.derp_send_rate_bytes_per_second = Some(number("DERP_SEND_RATE_BYTES_PER_SECOND", &value)?)
+            }
             "DERP_EXTRA_REGIONS" => {
                 o.derp_extra_regions = Some(
                     serde_json::from_str(&value)
