@@ -299,6 +299,17 @@ where
     rx
 }
 
+/// `n` connections to `addr`, each with the instant it was opened; opened 100 at a time, since
+/// more connects at once than the listen backlog (128) can take get reset by the kernel.
+async fn connect_in_batches(addr: SocketAddr, n: usize) -> Vec<(TcpStream, Instant)> {
+    let mut all = Vec::with_capacity(n);
+    while all.len() < n {
+        let connect = || async move { (TcpStream::connect(addr).await.expect("connect"), Instant::now()) };
+        all.extend(join_all((0..(n - all.len()).min(100)).map(|_| connect())).await);
+    }
+    all
+}
+
 /// A TCP connection from loopback address `from` (all of 127.0.0.0/8 is local).
 async fn connect_from(from: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
@@ -324,13 +335,8 @@ async fn ten_thousand_idle_connections() {
     let quiet = probe.measure(&target, 9).await;
     let rss_before = target.rss_kib();
 
-    // Opened 100 at a time: the listen backlog is 128.
     let opened_at = Instant::now();
-    let mut idle = Vec::with_capacity(IDLE);
-    for _ in 0..IDLE / 100 {
-        let batch = join_all((0..100).map(|_| TcpStream::connect(target.addr()))).await;
-        idle.extend(batch.into_iter().map(|c| (c.expect("connect"), Instant::now())));
-    }
+    let mut idle = connect_in_batches(target.addr(), IDLE).await;
     let opened_in = opened_at.elapsed();
     // All held at once (none has reached its timeout yet, or this fails).
     eventually(HEADER_TIMEOUT, "the server holds every idle connection at once", || async {
@@ -402,11 +408,11 @@ async fn slow_loris_heads() {
 
     let addr = target.addr();
     let started = Instant::now();
-    let loris: Vec<_> = (0..LORIS)
-        .map(|_| {
+    let loris: Vec<_> = connect_in_batches(addr, LORIS)
+        .await
+        .into_iter()
+        .map(|(mut io, opened)| {
             tokio::spawn(async move {
-                let mut io = TcpStream::connect(addr).await.expect("connect");
-                let opened = Instant::now();
                 let _ = io.write_all(b"POST /ts2021 HTTP/1.1\r\nHost: x\r\n").await;
                 for n in 0..1000 {
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -441,15 +447,16 @@ async fn stalled_ts2021_handshakes() {
     let server_key = tenscale::control::client::fetch_server_key(&target.url("")).await.unwrap().public_key;
 
     let addr = target.addr();
-    let stalled: Vec<_> = (0..STALLED)
-        .map(|_| {
+    let stalled: Vec<_> = connect_in_batches(addr, STALLED)
+        .await
+        .into_iter()
+        .map(|(mut io, _)| {
             tokio::spawn(async move {
                 use base64::Engine as _;
                 let machine = x25519_dalek::StaticSecret::from(random_key());
                 let (_initiator, init) =
                     tenscale::control::ts2021::noise::Initiator::start(&machine, &server_key, 130).unwrap();
                 let header = base64::engine::general_purpose::STANDARD.encode(&init);
-                let mut io = TcpStream::connect(addr).await.expect("connect");
                 let head = format!(
                     "POST /ts2021 HTTP/1.1\r\nHost: x\r\nUpgrade: tailscale-control-protocol\r\n\
                      Connection: upgrade\r\nX-Tailscale-Handshake: {header}\r\n\r\n"
