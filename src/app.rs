@@ -51,6 +51,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// This instance's lease (set once the listener is bound, since it names the address).
     pub lease: tokio::sync::OnceCell<Lease>,
+    /// Control connections that ended in an error, by [`h2server::ServeError::label`].
+    pub control_failures: prometheus::IntCounterVec,
 }
 
 /// A started server.
@@ -86,7 +88,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let derp_metrics = DerpMetrics::register(&metrics)?;
     let admission = Arc::new(StoreAdmission::new(store.clone()));
     let mesh_key = settings.derp.mesh_key.as_ref().and_then(|k| MeshKey::parse(k.expose()));
-    let derp_config = DerpConfig { mesh_key, ..DerpConfig::default() };
+    let derp_config = DerpConfig {
+        mesh_key,
+        client_info_timeout: settings.handshake_timeout,
+        send_rate_bytes_per_second: settings.derp.send_rate_bytes_per_second,
+        ..DerpConfig::default()
+    };
     let derp = DerpServer::new(derp_secret, derp_config, admission, derp_metrics);
     apply_events(incoming, Arc::downgrade(&tailnet), derp.clone());
     schedule_ephemeral_cleanup(&store, &tailnet).await?;
@@ -108,6 +115,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let keepalive = KeepAlive { interval: settings.keepalive_interval, ..KeepAlive::default() };
     let control = Routes::new(ControlService::new(store.clone(), tailnet.clone()), keepalive);
     let shutdown = CancellationToken::new();
+    let control_failures = prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "tenscale_control_connections_failed_total",
+            "Control (ts2021) connections that ended in an error: handshake_timeout, ping_timeout, write_timeout, noise, protocol, io",
+        ),
+        &["reason"],
+    )?;
+    metrics.register(Box::new(control_failures.clone()))?;
+    let front_metrics = front::limits::FrontMetrics::register(&metrics)?;
     let api =
         Arc::new(ApiState { settings: settings.clone(), store, writer, tailnet, metrics, rate_limits, browser_keys });
     let state = Arc::new(AppState {
@@ -118,6 +134,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         noise_key: Arc::new(noise_key),
         shutdown: shutdown.clone(),
         lease: tokio::sync::OnceCell::new(),
+        control_failures,
     });
     let takeover = takeover_handler(state.clone());
 
@@ -150,7 +167,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
             .configure(crate::derp::http::configure)
             .default_service(web::to(crate::api::no_such_endpoint))
     };
-    let options = FrontOptions { workers: worker_count(&settings), shutdown, ..FrontOptions::default() };
+    let options = FrontOptions {
+        workers: worker_count(&settings),
+        header_timeout: settings.header_timeout,
+        max_connections: settings.max_connections,
+        max_connections_per_ip: settings.max_connections_per_ip,
+        metrics: front_metrics,
+        shutdown,
+        ..FrontOptions::default()
+    };
     let server = front::serve(listener, tls, app_factory, takeover, options)?;
     let handle = server.handle();
     actix_rt::spawn(server);
@@ -291,9 +316,11 @@ async fn serve_control(takeover: Takeover, state: &AppState) {
         return;
     };
     let control = state.control.clone();
+    let options = ServeOptions { handshake_timeout: state.settings.handshake_timeout, ..ServeOptions::default() };
     tokio::select! {
-        result = h2server::accept_ts2021(io, &state.noise_key, &init, control, ServeOptions::default()) => {
+        result = h2server::accept_ts2021(io, &state.noise_key, &init, control, options) => {
             if let Err(err) = result {
+                state.control_failures.with_label_values(&[err.label()]).inc();
                 tracing::debug!(%peer, %err, "control connection ended");
             }
         }
@@ -336,9 +363,14 @@ async fn ws_control(req: HttpRequest, body: web::Payload, state: web::Data<AppSt
         "tailscale-control-protocol",
         state.shutdown.clone(),
         move |io: BrowserIo| async move {
-            let options = ServeOptions { early_payload: false, ..ServeOptions::default() };
+            let options = ServeOptions {
+                early_payload: false,
+                handshake_timeout: state.settings.handshake_timeout,
+                ..ServeOptions::default()
+            };
             if let Err(err) = h2server::accept_ts2021(io, &state.noise_key, &init, state.control.clone(), options).await
             {
+                state.control_failures.with_label_values(&[err.label()]).inc();
                 tracing::debug!(?peer, %err, "websocket control connection ended");
             }
         },

@@ -63,6 +63,16 @@ pub struct Settings {
     /// How long a REST request body may take to arrive once its head has (a stalled body is
     /// answered 408 and the connection freed).
     pub body_timeout: Duration,
+    /// Time a new connection has for its TLS handshake and first request head.
+    pub header_timeout: Duration,
+    /// Time a control (ts2021) client has, after the 101, to take the Noise response and send
+    /// the HTTP/2 preface and SETTINGS; and a DERP client to send its ClientInfo.
+    pub handshake_timeout: Duration,
+    /// Open connections in all; over it new ones are closed on accept (0: no cap).
+    pub max_connections: usize,
+    /// Open connections from one client address; over it new ones are closed on accept
+    /// (0: no cap). Behind a load balancer every connection comes from its address.
+    pub max_connections_per_ip: usize,
     /// PEM files; when both are set the main listener speaks TLS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -105,6 +115,9 @@ pub struct DerpSettings {
     pub port: Option<u16>,
     /// Skip certificate checks in clients (self-signed test certificates only).
     pub insecure_for_tests: bool,
+    /// Packet bytes per second one DERP client connection may send (0: no limit); over it the
+    /// relay stops reading that connection for a while.
+    pub send_rate_bytes_per_second: u64,
     /// Extra regions, as DERPMap region JSON objects, appended verbatim.
     pub extra_regions: Vec<serde_json::Value>,
     /// The deployment's shared DERP mesh key (64 hex digits); without it the instances of a
@@ -130,6 +143,10 @@ struct Overrides {
     rate_limit_burst: Option<u32>,
     body_limit_bytes: Option<usize>,
     body_timeout: Option<String>,
+    header_timeout: Option<String>,
+    handshake_timeout: Option<String>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     stun_addr: Option<String>,
@@ -139,6 +156,7 @@ struct Overrides {
     derp_host: Option<String>,
     derp_port: Option<u16>,
     derp_insecure_for_tests: Option<bool>,
+    derp_send_rate_bytes_per_second: Option<u64>,
     derp_extra_regions: Option<Vec<serde_json::Value>>,
     derp_mesh_key: Option<Secret>,
     derp_mesh_url: Option<String>,
@@ -218,6 +236,10 @@ impl Settings {
             rate_limit,
             body_limit_bytes: o.body_limit_bytes.unwrap_or(256 * 1024),
             body_timeout: duration_or("body_timeout", o.body_timeout, "10s")?,
+            header_timeout: positive_duration_or("header_timeout", o.header_timeout, "10s")?,
+            handshake_timeout: positive_duration_or("handshake_timeout", o.handshake_timeout, "10s")?,
+            max_connections: o.max_connections.unwrap_or(100_000),
+            max_connections_per_ip: o.max_connections_per_ip.unwrap_or(1024),
             tls_cert: o.tls_cert,
             tls_key: o.tls_key,
             stun_addr,
@@ -228,6 +250,7 @@ impl Settings {
                 host: o.derp_host,
                 port: o.derp_port,
                 insecure_for_tests: o.derp_insecure_for_tests.unwrap_or(false),
+                send_rate_bytes_per_second: o.derp_send_rate_bytes_per_second.unwrap_or(0),
                 extra_regions: o.derp_extra_regions.unwrap_or_default(),
                 mesh_key: mesh_key(o.derp_mesh_key)?,
                 mesh_url: mesh_url(o.derp_mesh_url)?,
@@ -306,6 +329,10 @@ fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigEr
             "RATE_LIMIT_BURST" => o.rate_limit_burst = Some(number("RATE_LIMIT_BURST", &value)?),
             "BODY_LIMIT_BYTES" => o.body_limit_bytes = Some(number("BODY_LIMIT_BYTES", &value)?),
             "BODY_TIMEOUT" => o.body_timeout = Some(value),
+            "HEADER_TIMEOUT" => o.header_timeout = Some(value),
+            "HANDSHAKE_TIMEOUT" => o.handshake_timeout = Some(value),
+            "MAX_CONNECTIONS" => o.max_connections = Some(number("MAX_CONNECTIONS", &value)?),
+            "MAX_CONNECTIONS_PER_IP" => o.max_connections_per_ip = Some(number("MAX_CONNECTIONS_PER_IP", &value)?),
             "TLS_CERT" => o.tls_cert = Some(value.into()),
             "TLS_KEY" => o.tls_key = Some(value.into()),
             "STUN_ADDR" => o.stun_addr = Some(value),
@@ -315,6 +342,9 @@ fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigEr
             "DERP_HOST" => o.derp_host = Some(value),
             "DERP_PORT" => o.derp_port = Some(number("DERP_PORT", &value)?),
             "DERP_INSECURE_FOR_TESTS" => o.derp_insecure_for_tests = Some(boolean("DERP_INSECURE_FOR_TESTS", &value)?),
+            "DERP_SEND_RATE_BYTES_PER_SECOND" => {
+                o.derp_send_rate_bytes_per_second = Some(number("DERP_SEND_RATE_BYTES_PER_SECOND", &value)?)
+            }
             "DERP_EXTRA_REGIONS" => {
                 o.derp_extra_regions = Some(
                     serde_json::from_str(&value)
@@ -361,6 +391,14 @@ fn invalid(key: &'static str, message: impl fmt::Display) -> ConfigError {
 
 fn duration_or(key: &'static str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
     parse_duration(value.as_deref().unwrap_or(default)).map_err(|m| invalid(key, m))
+}
+
+/// Like [`duration_or`], refusing zero (a timeout of zero would close every connection).
+fn positive_duration_or(key: &'static str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
+    match duration_or(key, value, default)? {
+        d if d.is_zero() => Err(invalid(key, "must be more than 0")),
+        d => Ok(d),
+    }
 }
 
 /// Parses `"90"` (seconds), `"500ms"`, `"5s"`, `"5m"`, `"2h"`, `"90d"`.
@@ -436,6 +474,27 @@ mod tests {
         assert!(Settings::load_from(None, &env(&[("TENSCALE_EPHEMERAL_TIMEOUT", "5 fortnights")])).is_err());
         let off = Settings::load_from(None, &env(&[("TENSCALE_STUN_ADDR", "off")])).unwrap();
         assert_eq!(off.stun_addr, None);
+        assert!(Settings::load_from(None, &env(&[("TENSCALE_HEADER_TIMEOUT", "0s")])).is_err());
+        assert!(Settings::load_from(None, &env(&[("TENSCALE_MAX_CONNECTIONS_PER_IP", "-1")])).is_err());
+    }
+
+    #[test]
+    fn connection_limits_load() {
+        let d = Settings::load_from(None, &env(&[])).unwrap();
+        assert_eq!((d.header_timeout, d.handshake_timeout), (Duration::from_secs(10), Duration::from_secs(10)));
+        assert_eq!((d.max_connections, d.max_connections_per_ip), (100_000, 1024));
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("TENSCALE_HEADER_TIMEOUT", "2s"),
+                ("TENSCALE_HANDSHAKE_TIMEOUT", "1500ms"),
+                ("TENSCALE_MAX_CONNECTIONS", "0"),
+                ("TENSCALE_MAX_CONNECTIONS_PER_IP", "64"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((s.header_timeout, s.handshake_timeout), (Duration::from_secs(2), Duration::from_millis(1500)));
+        assert_eq!((s.max_connections, s.max_connections_per_ip), (0, 64));
     }
 
     #[test]

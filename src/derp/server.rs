@@ -60,6 +60,9 @@ pub struct DerpConfig {
     pub send_queue_len: usize,
     /// Pongs, PeerGones and the like queued per connection before new ones are dropped.
     pub control_queue_len: usize,
+    /// Packet bytes per second one client connection may send; the relay stops reading it
+    /// while it is over (its socket then pushes back on the sender). 0: no limit.
+    pub send_rate_bytes_per_second: u64,
     /// Sent in the Restarting frame on shutdown.
     pub restart_reconnect_in: Duration,
     pub restart_try_for: Duration,
@@ -77,6 +80,7 @@ impl Default for DerpConfig {
             write_timeout: Duration::from_secs(2),
             send_queue_len: 32,
             control_queue_len: 16,
+            send_rate_bytes_per_second: 0,
             restart_reconnect_in: Duration::from_millis(500),
             restart_try_for: Duration::from_secs(30),
             mesh_key: None,
@@ -556,6 +560,7 @@ where
         sent_to: HashSet::new(),
         last_dst: None,
         not_here: TokenBucket::new(),
+        send_rate: ByteRate::new(server.config.send_rate_bytes_per_second),
     };
     let result = conn.read_loop(&mut reader, closed).await;
     if let Err(err) = &result {
@@ -639,6 +644,8 @@ struct ClientConn<'a> {
     last_dst: Option<NodePublic>,
     /// Rate limit for PeerGone(NotHere) answers: 1/s, burst 3.
     not_here: TokenBucket,
+    /// The connection's packet-byte budget (`send_rate_bytes_per_second`).
+    send_rate: ByteRate,
 }
 
 impl ClientConn<'_> {
@@ -663,7 +670,20 @@ impl ClientConn<'_> {
             }
             match frame {
                 None => return Ok(()),
-                Some(frame) => self.handle_frame(frame)?,
+                Some(frame) => {
+                    let bytes = match &frame {
+                        Frame::SendPacket { packet, .. } => packet.len() as u64,
+                        _ => 0,
+                    };
+                    self.handle_frame(frame)?;
+                    // Over budget: read nothing more until it refills; the peer's writes back up.
+                    if let Some(wait) = self.send_rate.take(bytes) {
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = closed.changed() => return Ok(()),
+                        }
+                    }
+                }
             }
         }
     }
@@ -733,6 +753,33 @@ impl TokenBucket {
         } else {
             false
         }
+    }
+}
+
+/// A byte budget refilled at `rate` per second, one second deep. `rate` 0: unlimited.
+struct ByteRate {
+    rate: u64,
+    /// Bytes that may still be taken; negative is a debt to wait off.
+    tokens: f64,
+    at: Instant,
+}
+
+impl ByteRate {
+    fn new(rate: u64) -> Self {
+        Self { rate, tokens: rate as f64, at: Instant::now() }
+    }
+
+    /// Takes `bytes`; how long to wait before the next read when that overdrew the budget.
+    fn take(&mut self, bytes: u64) -> Option<Duration> {
+        if self.rate == 0 || bytes == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let rate = self.rate as f64;
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(rate);
+        self.at = now;
+        self.tokens -= bytes as f64;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / rate))
     }
 }
 
@@ -820,4 +867,18 @@ fn keep_alive_interval(config: &DerpConfig) -> Duration {
     let jitter_ms = u64::try_from(config.keep_alive_jitter.as_millis()).unwrap_or(0);
     let jitter = if jitter_ms == 0 { 0 } else { rand::random::<u64>() % jitter_ms };
     config.keep_alive + Duration::from_millis(jitter)
+}
+
+#[cfg(test)]
+mod byte_rate_tests {
+    use super::*;
+
+    #[test]
+    fn overdrawing_the_budget_asks_for_the_time_it_takes_to_refill() {
+        let mut rate = ByteRate::new(1000);
+        assert_eq!(rate.take(600), None);
+        let wait = rate.take(600).expect("200 bytes over");
+        assert!(wait > Duration::from_millis(150) && wait <= Duration::from_millis(200), "{wait:?}");
+        assert_eq!(ByteRate::new(0).take(1 << 30), None, "0 is no limit");
+    }
 }

@@ -7,10 +7,17 @@
 //! the next client bytes as a new request. So this front sits *below* actix-http:
 //!
 //! ```text
-//! accept ─ TCP_NODELAY ─ [TLS] ─ read first head (timeout, size cap)
+//! accept ─ caps ─ TCP_NODELAY ─ [TLS] ─ read first head (timeout, size cap)
 //!                                  ├─ /ts2021 or /derp upgrade ─▶ takeover handler (raw io)
 //!                                  └─ anything else ─▶ actix-http HTTP/1 ─▶ actix-web App
 //! ```
+//!
+//! **Bounded before the head:** a connection over the global or per-address cap
+//! ([`limits`]) is closed on accept; an admitted one allocates nothing until its first byte
+//! arrives, and is closed when its TLS handshake and first head are not done within
+//! `header_timeout` or the head outgrows `max_head_bytes`. Past the head, each protocol
+//! bounds its own connections (actix's keep-alive and body timeouts, ts2021's handshake,
+//! ping and write timeouts, DERP's ClientInfo and write timeouts).
 //!
 //! Bytes read while sniffing are replayed in front of the stream on both paths. Only the
 //! first request of a connection is sniffed (real clients open a fresh connection for each
@@ -26,6 +33,7 @@
 //! handlers must watch it and finish, since the worker waits for them (up to
 //! [`FrontOptions::shutdown_timeout`]). `stop(false)` drops every connection at once.
 
+pub mod limits;
 mod replay;
 mod sniff;
 pub mod tls;
@@ -53,6 +61,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use limits::{ConnectionLimits, FrontMetrics, HeadFailure};
 pub use replay::{BoxedIo, Io, Replay};
 use sniff::First;
 pub use sniff::{RequestHead, UpgradeKind};
@@ -90,8 +99,16 @@ pub struct FrontOptions {
     pub header_timeout: Duration,
     /// Largest first request head; a longer one closes the connection.
     pub max_head_bytes: usize,
-    /// Per worker, taken-over connections included (they stay counted while they live).
+    /// Per worker, taken-over connections included (they stay counted while they live);
+    /// over it a worker stops accepting (the kernel's backlog holds new connections).
     pub max_connections_per_worker: usize,
+    /// Open connections in all, over every worker; over it new ones are closed on accept.
+    /// 0: no cap.
+    pub max_connections: usize,
+    /// Open connections from one client address; over it new ones are closed on accept.
+    /// 0: no cap.
+    pub max_connections_per_ip: usize,
+    pub metrics: FrontMetrics,
     /// How long a graceful stop waits for open connections (whole seconds).
     pub shutdown_timeout: Duration,
     /// Cancelled when a graceful stop begins (the same token as [`Takeover::shutdown`]);
@@ -106,6 +123,9 @@ impl Default for FrontOptions {
             header_timeout: Duration::from_secs(10),
             max_head_bytes: 16 * 1024,
             max_connections_per_worker: 25_600,
+            max_connections: 100_000,
+            max_connections_per_ip: 1024,
+            metrics: FrontMetrics::default(),
             shutdown_timeout: Duration::from_secs(30),
             shutdown: CancellationToken::new(),
         }
@@ -119,6 +139,7 @@ struct Ctx {
     header_timeout: Duration,
     max_head_bytes: usize,
     shutdown: CancellationToken,
+    limits: Arc<ConnectionLimits>,
 }
 
 /// Builds (does not start polling) a server on `listener`. `app_factory` has the shape
@@ -150,6 +171,7 @@ where
         header_timeout: options.header_timeout,
         max_head_bytes: options.max_head_bytes,
         shutdown: options.shutdown,
+        limits: ConnectionLimits::new(options.max_connections, options.max_connections_per_ip, options.metrics),
     });
     let builder = Server::build()
         .workers(options.workers)
@@ -229,6 +251,11 @@ where
     E: fmt::Debug,
 {
     let Ok(peer) = tcp.peer_addr() else { return };
+    // Held until the connection ends, whichever way it goes.
+    let Ok(_slot) = ctx.limits.admit(peer.ip()) else {
+        debug!(%peer, "front: connection refused by the connection caps");
+        return;
+    };
     // Control and DERP write small frames first and expect them on the wire at once.
     if let Err(err) = tcp.set_nodelay(true) {
         debug!(%peer, %err, "front: set_nodelay failed");
@@ -236,13 +263,23 @@ where
     // This future lives in a task for the whole connection and weighs the largest state of
     // any await point: the TLS handshake and the HTTP/1 dispatcher are boxed so that a
     // taken-over connection (nearly all of them: control and DERP) does not carry them.
-    let route = match tokio::time::timeout(ctx.header_timeout, Box::pin(sniff(tcp, ctx))).await {
+    // An idle connection costs its task and socket only: no buffer (and no TLS state) is
+    // allocated until the first byte arrives.
+    let first_head = async {
+        tcp.readable().await?;
+        Box::pin(sniff(tcp, ctx)).await
+    };
+    let metrics = ctx.limits.metrics();
+    let route = match tokio::time::timeout(ctx.header_timeout, first_head).await {
         Ok(Ok(route)) => route,
         Ok(Err(err)) => {
+            let failure = if sniff::is_too_large(&err) { HeadFailure::TooLarge } else { HeadFailure::Closed };
+            metrics.head_failed(failure).inc();
             debug!(%peer, %err, "front: closed before a full head");
             return;
         }
         Err(_) => {
+            metrics.head_failed(HeadFailure::Timeout).inc();
             debug!(%peer, "front: header timeout");
             return;
         }

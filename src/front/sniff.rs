@@ -70,8 +70,18 @@ pub async fn read_first<R: AsyncRead + Unpin>(io: &mut R, max_head: usize) -> io
     }
 }
 
+/// The error a head over the size cap ends with (inside an `InvalidData` `io::Error`).
+#[derive(Debug, thiserror::Error)]
+#[error("request head too large")]
+pub struct HeadTooLarge;
+
 fn too_large() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, "request head too large")
+    io::Error::new(io::ErrorKind::InvalidData, HeadTooLarge)
+}
+
+/// Whether `err` is the size cap's.
+pub fn is_too_large(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|inner| inner.is::<HeadTooLarge>())
 }
 
 /// `Ok(None)`: the head is not complete yet.

@@ -88,6 +88,9 @@ fn quick_options() -> FrontOptions {
         header_timeout: Duration::from_millis(400),
         max_head_bytes: 16 * 1024,
         max_connections_per_worker: 100,
+        max_connections: 0,
+        max_connections_per_ip: 0,
+        metrics: FrontMetrics::default(),
         shutdown_timeout: Duration::from_secs(5),
         shutdown: CancellationToken::new(),
     }
@@ -340,8 +343,19 @@ async fn closed_within(io: &mut BoxedIo, limit: Duration) -> Duration {
     }
 }
 
+/// Waits until `counter` is 1; fails after 5 s or if it goes past 1.
+async fn counted(counter: &prometheus::IntCounter) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counter.get() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(counter.get(), 1);
+}
+
 async fn check_idle_is_closed(tls: bool) {
-    let srv = start(tls, quick_options());
+    let options = quick_options();
+    let metrics = options.metrics.clone();
+    let srv = start(tls, options);
     // For TLS the idle client never even starts the handshake.
     let tcp = TcpStream::connect(srv.addr).await.unwrap();
     let mut idle: BoxedIo = Box::new(tcp);
@@ -352,6 +366,8 @@ async fn check_idle_is_closed(tls: bool) {
     assert_eq!(r.next().await.0, 200);
     let waited = closed_within(&mut idle, Duration::from_secs(3)).await;
     assert!(waited >= Duration::from_millis(200), "closed too early: {waited:?}");
+    // The socket closes a moment before the counter moves.
+    counted(metrics.head_failed(HeadFailure::Timeout)).await;
     srv.handle.stop(false).await;
 }
 
@@ -391,7 +407,9 @@ async fn slow_drip_head_is_closed_after_header_timeout() {
 #[actix_rt::test]
 async fn endless_head_is_closed_at_the_size_cap() {
     // Long time limit: it is the size cap that must end this one.
-    let srv = start(false, FrontOptions { header_timeout: Duration::from_secs(30), ..quick_options() });
+    let options = FrontOptions { header_timeout: Duration::from_secs(30), ..quick_options() };
+    let metrics = options.metrics.clone();
+    let srv = start(false, options);
     let (io, _) = srv.connect().await;
     let (mut rd, mut wr) = tokio::io::split(io);
     let writer = actix_rt::spawn(async move {
@@ -405,7 +423,64 @@ async fn endless_head_is_closed_at_the_size_cap() {
     let mut buf = [0u8; 16];
     let res = tokio::time::timeout(Duration::from_secs(3), rd.read(&mut buf)).await;
     assert!(matches!(res, Ok(Ok(0)) | Ok(Err(_))), "{res:?}");
+    counted(metrics.head_failed(HeadFailure::TooLarge)).await;
     writer.abort();
+    srv.handle.stop(false).await;
+}
+
+// ---- (f) connection caps ----
+
+/// A TCP connection from the loopback address `from` (any 127.0.0.0/8 address works).
+async fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+async fn answers_hello(io: TcpStream) -> bool {
+    let mut r = Responses { io: Box::new(io), buf: Vec::new() };
+    r.io.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").await.is_ok() && r.next().await.0 == 200
+}
+
+#[actix_rt::test]
+async fn connections_over_the_per_address_cap_are_closed_at_once() {
+    // A long header timeout: only the cap may close anything here.
+    let options =
+        FrontOptions { header_timeout: Duration::from_secs(30), max_connections_per_ip: 3, ..quick_options() };
+    let metrics = options.metrics.clone();
+    let srv = start(false, options);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from([127, 0, 0, 2], srv.addr).await);
+    }
+    let mut over: BoxedIo = Box::new(connect_from([127, 0, 0, 2], srv.addr).await);
+    let waited = closed_within(&mut over, Duration::from_secs(5)).await;
+    assert!(waited < Duration::from_secs(5));
+    assert_eq!(metrics.refused(limits::Refusal::PerIp).get(), 1);
+    assert_eq!(metrics.open.get(), 3);
+    // Another address is not affected.
+    assert!(answers_hello(connect_from([127, 0, 0, 3], srv.addr).await).await);
+    // A slot given back is taken again.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metrics.open.get() > 2 {
+        assert!(Instant::now() < deadline, "the closed connection kept its slot");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(answers_hello(connect_from([127, 0, 0, 2], srv.addr).await).await);
+    srv.handle.stop(false).await;
+}
+
+#[actix_rt::test]
+async fn connections_over_the_global_cap_are_closed_at_once() {
+    let options = FrontOptions { header_timeout: Duration::from_secs(30), max_connections: 2, ..quick_options() };
+    let metrics = options.metrics.clone();
+    let srv = start(false, options);
+    let _a = connect_from([127, 0, 0, 4], srv.addr).await;
+    let _b = connect_from([127, 0, 0, 5], srv.addr).await;
+    let mut over: BoxedIo = Box::new(connect_from([127, 0, 0, 6], srv.addr).await);
+    closed_within(&mut over, Duration::from_secs(5)).await;
+    assert_eq!(metrics.refused(limits::Refusal::Total).get(), 1);
     srv.handle.stop(false).await;
 }
 

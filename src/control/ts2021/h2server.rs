@@ -35,6 +35,20 @@ pub enum ServeError {
     WriteTimeout,
 }
 
+impl ServeError {
+    /// A short name for the `reason` label of metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Noise(_) => "noise",
+            Self::Io(_) => "io",
+            Self::Protocol(_) => "protocol",
+            Self::HandshakeTimeout => "handshake_timeout",
+            Self::PingTimeout => "ping_timeout",
+            Self::WriteTimeout => "write_timeout",
+        }
+    }
+}
+
 /// Tunables of one connection.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
