@@ -101,6 +101,8 @@ pub struct Report {
     pub options: Options,
     pub machine: Machine,
     pub target: String,
+    /// Whether the server's own process was read (its memory and CPU figures exist).
+    pub server_measured: bool,
     pub seed_time: Duration,
     pub ramp: Ramp,
     pub probes: Option<Probes>,
@@ -120,7 +122,8 @@ pub struct Ramp {
     pub register: Percentiles,
     pub first_map: Percentiles,
     pub fanout: FanOut,
-    pub server_cpu_secs: f64,
+    /// `None` for a running server whose process is not known (no `--server-pid`).
+    pub server_cpu_secs: Option<f64>,
     pub loadgen_cpu_secs: f64,
     /// Server and clients are one process: one CPU figure covers both.
     pub shares_process: bool,
@@ -199,13 +202,14 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     drop(store);
     let target = Target::start(&options.target, dir, database_url).await?;
     let result = drive(&options, &target, keys).await;
-    let description = target.description.clone();
+    let (description, server_measured) = (target.description.clone(), target.measurable);
     target.stop().await;
     let (ramp, probes, memory, derp, closed_by_server) = result?;
     Ok(Report {
         options,
         machine,
         target: description,
+        server_measured,
         seed_time,
         ramp,
         probes,
@@ -426,7 +430,7 @@ impl<'a> Run<'a> {
             register: Percentiles::of(register),
             first_map: Percentiles::of(first_map),
             fanout,
-            server_cpu_secs: server_after.cpu_secs - server_before.cpu_secs,
+            server_cpu_secs: self.target.measurable.then_some(server_after.cpu_secs - server_before.cpu_secs),
             loadgen_cpu_secs: self_after.cpu_secs - self_before.cpu_secs,
             shares_process: self.target.shares_process,
         })
@@ -513,6 +517,9 @@ impl<'a> Run<'a> {
     }
 
     async fn sample_memory(&mut self, when: &str) {
+        if !self.target.measurable {
+            return; // whose memory? Not this process's: the report says it was not measured.
+        }
         tokio::time::sleep(self.options.settle).await;
         let loaded = self.target.sample();
         let live = self.live.lock().map(|l| l.iter().flatten().map(|s| s.slot.namespace).collect::<Vec<_>>());
@@ -649,10 +656,10 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "seed:    {} namespaces + keys in {:.1} s", o.namespaces, self.seed_time.as_secs_f64())?;
         let r = &self.ramp;
-        let cpu = if r.shares_process {
-            format!("server + clients CPU {:.1} s", r.server_cpu_secs)
-        } else {
-            format!("server CPU {:.1} s, loadgen CPU {:.1} s", r.server_cpu_secs, r.loadgen_cpu_secs)
+        let cpu = match r.server_cpu_secs {
+            Some(server) if r.shares_process => format!("server + clients CPU {server:.1} s"),
+            Some(server) => format!("server CPU {server:.1} s, loadgen CPU {:.1} s", r.loadgen_cpu_secs),
+            None => format!("server CPU not measured, loadgen CPU {:.1} s", r.loadgen_cpu_secs),
         };
         writeln!(
             f,
@@ -702,8 +709,12 @@ impl fmt::Display for Report {
             }
         } else if !self.options.stream {
             writeln!(f, "memory:  (no map streams held)")?;
+        } else if !self.server_measured {
+            writeln!(f, "memory:  not measured (a running server without --server-pid)")?;
         }
-        if let Some(d) = &self.derp {
+        if let Some(d) = self.derp.as_ref().filter(|_| !self.server_measured) {
+            writeln!(f, "derp:    {} idle connections ({} failed); server memory not measured", d.connected, d.failed)?;
+        } else if let Some(d) = &self.derp {
             let delta = d.after.rss_kib.saturating_sub(d.before.rss_kib);
             writeln!(
                 f,
