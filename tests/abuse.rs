@@ -1,7 +1,6 @@
-//! The server stays bounded under abuse (issue 15, item 4). Each test runs the real server
-//! (`tenscale::app::start`) in a child process — this test binary again, running only
-//! [`abuse_server_process`] — so that its memory is the server's alone, read from
-//! `/proc/<pid>/status`, and its CPU apart from the attacker's. The server runs on a
+//! The server stays bounded under abuse (issue 15, item 4). Each test runs the real binary
+//! (`tenscale serve`, [`ChildInstance`]) in a child process, so that its memory is the
+//! server's alone, read from `/proc/<pid>/status`, and its CPU apart from the attacker's. The server runs on a
 //! fresh SQLite database holding two tenants, attacks it one way, and asserts its numbers:
 //! memory growth under a stated bound, stuck connections closed after their (shortened)
 //! timeouts, and the other tenant's registrations, maps and DERP round trips within 2× of the
@@ -21,10 +20,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use std::process::{Child, Command, Stdio};
 
-use support::{eventually, random_key, register_request, SimNode, TempDir};
-use tenscale::control::client::{fetch_server_key, Client};
+use support::child::ChildInstance;
+use support::{eventually, random_key, SimNode, TempDir};
 use tenscale::derp::client::DerpClient;
 use tenscale::derp::crypto::DerpSecret;
 use tenscale::domain::{NamespaceName, OrgName, Tags};
@@ -44,80 +42,10 @@ const LATENCY_FLOOR: Duration = Duration::from_millis(5);
 
 // ---- the server under attack ----
 
-/// Set in the environment of the server process.
-const SERVER_PROCESS: &str = "TENSCALE_ABUSE_SERVER_PROCESS";
-
-/// Not a test: the body of the server process the tests start (this binary, run with
-/// `--exact abuse_server_process --ignored` and [`SERVER_PROCESS`] set). It serves with the
-/// `TENSCALE_*` settings of its environment until it is killed.
-#[actix_rt::test]
-#[ignore = "the server process of the other tests, started by them"]
-async fn abuse_server_process() {
-    if std::env::var_os(SERVER_PROCESS).is_none() {
-        return;
-    }
-    let settings = tenscale::config::Settings::load(None).expect("settings");
-    let _app = tenscale::app::start(settings).await.expect("server starts");
-    std::future::pending::<()>().await;
-}
-
-/// The server process; killed on drop.
-struct ServerProcess {
-    child: Child,
-    addr: String,
-}
-
-impl ServerProcess {
-    async fn start(db_url: &str, env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "abuse_server_process", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(SERVER_PROCESS, "1")
-            .env("TENSCALE_DATABASE_URL", db_url)
-            .env("TENSCALE_LISTEN_ADDR", &addr)
-            .env("TENSCALE_SERVER_URL", format!("http://{addr}"))
-            .env("TENSCALE_STUN_ADDR", "off")
-            .env("TENSCALE_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the server process");
-        let health = format!("http://{addr}/healthz");
-        eventually(Duration::from_secs(60), "the server process answers /healthz", || {
-            let health = health.clone();
-            async move { reqwest::get(&health).await.is_ok_and(|r| r.status() == 200) }
-        })
-        .await;
-        Self { child, addr }
-    }
-
-    /// Registers a new node with `key`, over a ts2021 connection of its own.
-    async fn join(&self, key: &str) -> SimNode {
-        let server_key = fetch_server_key(&format!("http://{}", self.addr)).await.expect("GET /key").public_key;
-        let machine = random_key();
-        let client =
-            Client::connect(&self.addr, &server_key, &x25519_dalek::StaticSecret::from(machine)).await.expect("ts2021");
-        let node_secret = random_key();
-        let node_key = DerpSecret::from_bytes(node_secret).public();
-        let resp = client.register(&register_request(node_key, Some(key))).await.expect("register");
-        assert!(resp.error.is_empty() && resp.machine_authorized, "registration refused: {resp:?}");
-        SimNode { client, node_key, node_secret, machine }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The binary on a fresh database with two tenants: `acme` (namespace `a`, the attacker's
 /// where one is needed) and `globex` (namespace `b`, the bystander whose latency is probed).
 struct Target {
-    child: ServerProcess,
+    child: ChildInstance,
     key_a: String,
     key_b: String,
     /// An API key of `globex`.
@@ -153,7 +81,7 @@ impl Target {
         // As many workers as the machine has cores, as in production.
         let mut env = env.to_vec();
         env.insert(0, ("TENSCALE_WORKERS", "0"));
-        let child = ServerProcess::start(&url, &env).await;
+        let child = ChildInstance::start(&url, &env).await;
         Target { child, key_a, key_b, api_key_b, _dir: dir }
     }
 
