@@ -26,8 +26,12 @@ fuzz_target!(|data: &[u8]| {
     run(async move {
         let admission = StaticAdmission::default();
         let metrics = DerpMetrics::register(&Registry::new()).expect("metrics");
-        let server =
-            DerpServer::new(DerpSecret::from_bytes([1; 32]), DerpConfig::default(), Arc::new(admission.clone()), metrics);
+        let server = DerpServer::new(
+            DerpSecret::from_bytes([1; 32]),
+            DerpConfig::default(),
+            Arc::new(admission.clone()),
+            metrics,
+        );
         if selector & 1 == 0 {
             before_handshake(&server, bytes).await;
         } else {

@@ -56,9 +56,8 @@ fuzz_target!(|data: &[u8]| {
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(body: &[u8]) -> Option<T> {
     let first: T = serde_json::from_slice(body).ok()?;
     let encoded = serde_json::to_vec(&first).expect("a decoded value encodes");
-    let second: T = serde_json::from_slice(&encoded).unwrap_or_else(|err| {
-        panic!("what we encoded does not decode: {err}\n{}", String::from_utf8_lossy(&encoded))
-    });
+    let second: T = serde_json::from_slice(&encoded)
+        .unwrap_or_else(|err| panic!("what we encoded does not decode: {err}\n{}", String::from_utf8_lossy(&encoded)));
     assert_eq!(first, second, "decode(encode(x)) != x for {}", String::from_utf8_lossy(&encoded));
     let again = serde_json::to_vec(&second).expect("a decoded value encodes");
     assert_eq!(encoded, again, "encoding is not stable");

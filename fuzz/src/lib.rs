@@ -14,7 +14,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::StatusCode;
-use tokio::io::{duplex, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{
+    duplex, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf, ReadHalf, WriteHalf,
+};
 use tokio::task::JoinHandle;
 use x25519_dalek::{PublicKey, StaticSecret};
 
@@ -76,9 +78,10 @@ pub fn serve_options() -> ServeOptions {
 /// Starts the ts2021 server on one end of a pipe with `header` as the handshake header.
 pub fn spawn_ts2021(header: String) -> (DuplexStream, JoinHandle<Result<(), ServeError>>) {
     let (ours, theirs) = duplex(1 << 16);
-    let served = tokio::spawn(async move {
-        accept_ts2021(ours, &control_secret(), &header, Arc::new(Echo), serve_options()).await
-    });
+    let served =
+        tokio::spawn(
+            async move { accept_ts2021(ours, &control_secret(), &header, Arc::new(Echo), serve_options()).await },
+        );
     (theirs, served)
 }
 
@@ -195,7 +198,10 @@ impl AsyncRead for ClientEnd {
 }
 
 impl ClientEnd {
-    fn with_write<T>(&self, f: impl FnOnce(Pin<&mut WriteHalf<DuplexStream>>) -> Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn with_write<T>(
+        &self,
+        f: impl FnOnce(Pin<&mut WriteHalf<DuplexStream>>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         match self.write.lock().expect("not poisoned").as_mut() {
             Some(write) => f(Pin::new(write)),
             None => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
