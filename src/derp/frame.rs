@@ -697,3 +697,64 @@ mod tests {
         assert!(!looks_like_disco(&packet));
     }
 }
+
+/// Properties: every frame we can encode decodes back to itself, from a buffer holding several
+/// frames, and no strict prefix of a frame decodes to anything.
+#[cfg(test)]
+mod props {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+
+    fn key() -> impl Strategy<Value = NodePublic> {
+        any::<[u8; 32]>().prop_map(NodePublic)
+    }
+
+    fn bytes(min: usize, max: usize) -> impl Strategy<Value = Bytes> {
+        vec(any::<u8>(), min..max).prop_map(Bytes::from)
+    }
+
+    fn frame() -> impl Strategy<Value = Frame> {
+        prop_oneof![
+            key().prop_map(|key| Frame::ServerKey { key }),
+            (key(), bytes(NONCE_LEN, 200)).prop_map(|(key, sealed)| Frame::ClientInfo { key, sealed }),
+            bytes(NONCE_LEN, 200).prop_map(|sealed| Frame::ServerInfo { sealed }),
+            (key(), bytes(0, 300)).prop_map(|(dst, packet)| Frame::SendPacket { dst, packet }),
+            (key(), bytes(0, 300)).prop_map(|(src, packet)| Frame::RecvPacket { src, packet }),
+            Just(Frame::KeepAlive),
+            any::<bool>().prop_map(|preferred| Frame::NotePreferred { preferred }),
+            (key(), any::<u8>()).prop_map(|(key, r)| Frame::PeerGone { key, reason: PeerGoneReason::from_u8(r) }),
+            (key(), any::<[u8; 16]>(), any::<u16>(), any::<u8>())
+                .prop_map(|(key, ip, port, flags)| Frame::PeerPresent(PeerPresent { key, ip: ip.into(), port, flags })),
+            (key(), key(), bytes(0, 300)).prop_map(|(src, dst, packet)| Frame::ForwardPacket { src, dst, packet }),
+            Just(Frame::WatchConns),
+            key().prop_map(|key| Frame::ClosePeer { key }),
+            any::<[u8; PING_LEN]>().prop_map(|data| Frame::Ping { data }),
+            any::<[u8; PING_LEN]>().prop_map(|data| Frame::Pong { data }),
+            ".{0,40}".prop_map(|problem| Frame::Health { problem }),
+            (any::<u32>(), any::<u32>())
+                .prop_map(|(reconnect_in_ms, try_for_ms)| Frame::Restarting { reconnect_in_ms, try_for_ms }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn decoding_what_we_encode_gives_it_back(frames in vec(frame(), 1..6), cut in any::<Index>()) {
+            let mut wire = BytesMut::new();
+            for frame in &frames {
+                frame.encode(&mut wire);
+            }
+            let first_len = HEADER_LEN + frames[0].payload_len();
+            let mut prefix = BytesMut::from(&wire[..cut.index(first_len)]);
+            prop_assert_eq!(decode_one(&mut prefix), Ok(None));
+            for frame in frames {
+                prop_assert_eq!(decode_one(&mut wire), Ok(Some(Decoded::Frame(frame))));
+            }
+            prop_assert!(wire.is_empty());
+        }
+    }
+}

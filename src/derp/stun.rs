@@ -282,6 +282,44 @@ mod tests {
         assert_eq!(v, CAPTURE);
     }
 
+    /// A request as a Tailscale client builds it (the layout in the module doc).
+    fn client_request(txid: &TxId) -> Vec<u8> {
+        let mut v = vec![0x00, 0x01, 0x00, 0x14, 0x21, 0x12, 0xA4, 0x42];
+        v.extend_from_slice(txid);
+        v.extend_from_slice(&[0x80, 0x22, 0x00, 0x08]);
+        v.extend_from_slice(b"tailnode");
+        let fp = crc32(&v) ^ FINGERPRINT_XOR;
+        v.extend_from_slice(&[0x80, 0x28, 0x00, 0x04]);
+        v.extend_from_slice(&fp.to_be_bytes());
+        v
+    }
+
+    #[test]
+    fn the_capture_is_what_a_client_builds() {
+        let txid: TxId = CAPTURE[8..20].try_into().unwrap();
+        assert_eq!(client_request(&txid), CAPTURE);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn every_client_request_parses_to_its_transaction_id(txid in proptest::prelude::any::<TxId>()) {
+            proptest::prop_assert_eq!(parse_binding_request(&client_request(&txid)), Some(txid));
+        }
+
+        #[test]
+        fn every_answer_decodes_to_its_transaction_id_and_address(
+            txid in proptest::prelude::any::<TxId>(),
+            from in proptest::prelude::any::<SocketAddr>(),
+        ) {
+            let mut out = [0u8; MAX_RESPONSE_LEN];
+            let len = binding_response(&txid, from, &mut out);
+            let expected = SocketAddr::new(from.ip().to_canonical(), from.port());
+            proptest::prop_assert_eq!(decode_response(&out[..len]), (txid, expected));
+        }
+    }
+
     #[tokio::test]
     async fn serves_over_udp() {
         let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();

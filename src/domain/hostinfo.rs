@@ -191,3 +191,26 @@ impl Hostinfo {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `wire_json` fuzz target: serde_json's default float parser may land one
+    /// ULP off, so this value came back as `...199e305`. Parsing exactly (`float_roundtrip`,
+    /// Cargo.toml) makes the echo a peer receives the float the client sent. Note: a
+    /// dev-dependency (jsonschema) also turns that feature on, so under `cargo test` this test
+    /// holds even without the line in Cargo.toml; the fuzz crate, which has no such
+    /// dependency, replays the same input (fuzz/corpus/wire_json) against the server's build.
+    #[test]
+    fn floats_are_echoed_as_sent() {
+        let text = r#"{"Location":{"Latitude":6.178787134922198e305,"Longitude":3.587959730897931e-246}}"#;
+        let hostinfo: Hostinfo = serde_json::from_str(text).unwrap();
+        let location = &hostinfo.raw()["Location"];
+        // The literals are parsed by the compiler, exactly.
+        assert_eq!(location["Latitude"].as_f64(), Some(6.178787134922198e305));
+        assert_eq!(location["Longitude"].as_f64(), Some(3.587959730897931e-246));
+        let echoed = serde_json::to_string(&hostinfo).unwrap();
+        assert_eq!(serde_json::from_str::<Hostinfo>(&echoed).unwrap(), hostinfo);
+    }
+}

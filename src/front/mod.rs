@@ -63,8 +63,8 @@ use tracing::debug;
 
 use limits::{ConnectionLimits, FrontMetrics, HeadFailure};
 pub use replay::{BoxedIo, Io, Replay};
-use sniff::First;
-pub use sniff::{RequestHead, UpgradeKind};
+// `read_first` and `First` are public for the fuzz target of the sniffer (fuzz/).
+pub use sniff::{read_first, First, RequestHead, UpgradeKind};
 
 /// A connection that left HTTP: the head is consumed, nothing has been answered yet.
 pub struct Takeover {

@@ -667,12 +667,25 @@ fn serde_error(json: &str, e: serde_json::Error) -> PolicyError {
     if e.line() == 0 {
         return PolicyError::new(message);
     }
-    let reported = Position { line: e.line(), column: e.column() };
+    let reported = serde_position(json, e.line(), e.column());
     let position = match e.classify() {
         serde_json::error::Category::Data => string_start(json, reported).unwrap_or(reported),
         _ => reported,
     };
     PolicyError::at(Some(position), message)
+}
+
+/// serde_json's line and column (1-based) as a [`Position`]. Right after a newline it reports
+/// column 0 of the next line (a raw newline inside a string, say); the byte it means is that
+/// newline, at the end of the line before.
+fn serde_position(json: &str, line: usize, column: usize) -> Position {
+    if column > 0 {
+        return Position { line, column };
+    }
+    match line.checked_sub(2).and_then(|before| json.split('\n').nth(before)) {
+        Some(previous) => Position { line: line - 1, column: previous.len() + 1 },
+        None => Position { line: line.max(1), column: 1 },
+    }
 }
 
 /// The opening quote of the string whose closing quote is at (or just before) `at`.

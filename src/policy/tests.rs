@@ -390,6 +390,19 @@ fn policy_tags_are_the_domain_tags_with_the_policy_wording() {
 
 // --- errors with positions ---------------------------------------------------------------------------
 
+/// Found by the `policy` fuzz target: serde_json puts an error right after a newline at
+/// column 0 of the next line, which we passed on as "column 0" (columns are 1-based). A raw
+/// newline inside a string is refused at that newline, the end of the line it ends.
+#[test]
+fn an_error_at_a_newline_points_at_the_newline() {
+    let text = "{\"acls\": [\"a\nb\"]}";
+    let err = Policy::parse(text).unwrap_err();
+    assert_eq!(err.position, Some(Position { line: 1, column: 13 }), "{err}");
+    assert!(err.message.starts_with("control character"), "{err}");
+    let err = Policy::parse("{\n  \"acls\": [\"\n\"]}").unwrap_err();
+    assert_eq!(err.position, Some(Position { line: 2, column: 13 }), "{err}");
+}
+
 #[test]
 fn errors_name_the_problem_and_its_place() {
     let cases: &[(&str, &str)] = &[

@@ -515,3 +515,72 @@ fn random_and_mutated_blocks_never_panic() {
         assert!(decoder.table.max_size <= decoder.settings_limit);
     }
 }
+
+// --- properties ----------------------------------------------------------------------------
+
+/// A header name as HTTP/2 allows it (lowercase token characters).
+const NAME: &str = "[a-z0-9!#$%&'*+.^_`|~-]{1,20}";
+
+/// A literal with incremental indexing and a new name, both strings Huffman-coded: what a
+/// client's encoder writes for a header it will send again.
+fn huffman_literal(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
+    out.push(0x40);
+    for string in [name, value] {
+        let mut coded = Vec::new();
+        crate::control::ts2021::huffman::encode(string, &mut coded);
+        encode_integer(coded.len(), 7, 0x80, out);
+        out.extend_from_slice(&coded);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+    /// What our encoder writes decodes to the same fields, and never touches the table.
+    #[test]
+    fn fields_we_encode_decode_back(
+        status in 100u16..1000,
+        list in proptest::collection::vec((NAME, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)), 0..8),
+    ) {
+        let mut block = Vec::new();
+        encode_status(status, &mut block);
+        for (name, value) in &list {
+            encode_literal(name, value, &mut block);
+        }
+        let mut got = Vec::new();
+        let mut d = Decoder::new(4096);
+        d.decode(&block, usize::MAX, &mut |n, v| {
+            got.push((n.to_vec(), v.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        let mut want = vec![(b":status".to_vec(), status.to_string().into_bytes())];
+        want.extend(list.into_iter().map(|(n, v)| (n.into_bytes(), v)));
+        proptest::prop_assert_eq!(got, want);
+        proptest::prop_assert_eq!(d.table_size(), 0);
+    }
+
+    /// Huffman-coded literals that join the table decode to themselves, and the table then
+    /// gives them back by index, newest first (index 62 is the newest entry, RFC 7541 §2.3.3).
+    #[test]
+    fn indexed_huffman_literals_come_back_by_index(
+        list in proptest::collection::vec((NAME, "[ -~]{0,40}"), 1..8),
+    ) {
+        let mut block = Vec::new();
+        for (name, value) in &list {
+            huffman_literal(name.as_bytes(), value.as_bytes(), &mut block);
+        }
+        let mut d = Decoder::new(4096);
+        let want: Fields = list.clone();
+        proptest::prop_assert_eq!(decode(&mut d, &block).unwrap(), want.clone());
+        let size: usize = list.iter().map(|(n, v)| n.len() + v.len() + 32).sum();
+        proptest::prop_assert_eq!(d.table_size(), size);
+        let mut by_index = Vec::new();
+        for i in 0..list.len() {
+            encode_integer(62 + i, 7, 0x80, &mut by_index);
+        }
+        let mut newest_first = want;
+        newest_first.reverse();
+        proptest::prop_assert_eq!(decode(&mut d, &by_index).unwrap(), newest_first);
+    }
+}

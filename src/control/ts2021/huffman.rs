@@ -319,6 +319,18 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any byte string decodes to itself, and its code has the length `encoded_len` says.
+        #[test]
+        fn any_string_round_trips(text in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let code = encoded(&text);
+            proptest::prop_assert_eq!(code.len(), encoded_len(&text));
+            proptest::prop_assert_eq!(decoded(&code).unwrap(), text);
+        }
+    }
+
     #[test]
     fn empty_input_is_the_empty_string() {
         assert_eq!(decoded(&[]).unwrap(), b"");

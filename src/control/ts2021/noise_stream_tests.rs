@@ -200,3 +200,57 @@ fn the_early_payload_json_uses_a_lower_camel_key() {
     let early: EarlyNoise = serde_json::from_str(&text).unwrap();
     assert_eq!(early.node_key_challenge.as_bytes(), &[0x11; 32]);
 }
+
+/// Checks that `wire` is a run of legal records and returns how many there are.
+fn legal_records(wire: &[u8]) -> usize {
+    let (mut at, mut records) = (0, 0);
+    while at < wire.len() {
+        assert_eq!(wire[at], 4, "a record starts with type 4");
+        let len = u16::from_be_bytes([wire[at + 1], wire[at + 2]]) as usize;
+        assert!(len + 3 <= MAX_FRAME, "record of {} bytes", len + 3);
+        at += 3 + len;
+        records += 1;
+    }
+    assert_eq!(at, wire.len(), "the last record is cut short");
+    records
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+    /// Whatever the writes (sizes around the record limit included), the wire holds only legal
+    /// records, and the peer reads back exactly the bytes written, in either direction.
+    #[test]
+    fn what_is_written_is_read_back_through_legal_records(
+        writes in proptest::collection::vec(
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..(2 * MAX_PLAINTEXT + 2)), 0..5),
+        client_to_server in proptest::prelude::any::<bool>(),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let want: Vec<u8> = writes.concat();
+        let (ck, sk) = key_pair();
+        let (writer_keys, reader_keys) = if client_to_server { (ck, sk) } else { (sk, ck) };
+        let got = runtime.block_on(async {
+            let (writer_io, mut wire_end) = duplex(1 << 20);
+            let mut writer = NoiseStream::new(writer_io, writer_keys);
+            for write in &writes {
+                writer.write_all(write).await.unwrap();
+            }
+            writer.shutdown().await.unwrap();
+            drop(writer);
+            let mut wire = Vec::new();
+            wire_end.read_to_end(&mut wire).await.unwrap();
+            let records = legal_records(&wire);
+            assert!(records >= want.len().div_ceil(MAX_PLAINTEXT), "{records} records for {} bytes", want.len());
+
+            let (reader_io, mut feed) = duplex(1 << 20);
+            feed.write_all(&wire).await.unwrap();
+            drop(feed);
+            let mut reader = NoiseStream::new(reader_io, reader_keys);
+            let mut got = Vec::new();
+            reader.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        proptest::prop_assert_eq!(got, want);
+    }
+}

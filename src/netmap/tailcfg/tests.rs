@@ -239,3 +239,176 @@ fn go_nulls_in_slices_are_accepted() {
     assert!(req.endpoints.is_none());
     assert!(serde_json::from_str::<MapRequest>(r#"{"NodeKey":"nodekey:12"}"#).is_err());
 }
+
+// --- properties: decoding what we encode gives it back -------------------------------------
+
+mod props {
+    use chrono::DateTime;
+    use proptest::collection::{btree_map, vec};
+    use proptest::prelude::*;
+    use serde_json::{Map, Number};
+
+    use super::*;
+    use crate::keys::{DiscoPublic, NodePublic};
+
+    /// Every capture, decoded, encoded and decoded again, is the value first decoded.
+    #[test]
+    fn every_capture_survives_a_round_trip() {
+        for text in REGISTER_CAPTURES {
+            let first: RegisterRequest = serde_json::from_str(text).unwrap();
+            let again: RegisterRequest = serde_json::from_slice(&serde_json::to_vec(&first).unwrap()).unwrap();
+            assert_eq!(again, first);
+        }
+        for text in MAP_CAPTURES {
+            let first: MapRequest = serde_json::from_str(text).unwrap();
+            let again: MapRequest = serde_json::from_slice(&serde_json::to_vec(&first).unwrap()).unwrap();
+            assert_eq!(again, first);
+        }
+    }
+
+    /// A finite float: JSON has no NaN or infinity. Hostinfo carries floats (`Location`,
+    /// `NetInfo.DERPLatency`) that peers receive as they were sent.
+    fn float() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL | proptest::num::f64::ZERO,
+            (0.0f64..1.0),
+        ]
+    }
+
+    fn json_leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            float().prop_map(|f| Value::Number(Number::from_f64(f).expect("finite"))),
+            "\\PC{0,12}".prop_map(Value::String),
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        json_leaf().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                vec(inner.clone(), 0..4).prop_map(Value::Array),
+                btree_map("[A-Za-z0-9-]{1,10}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn hostinfo() -> impl Strategy<Value = Hostinfo> {
+        let keys = prop_oneof![
+            Just("Hostname".to_owned()),
+            Just("OS".to_owned()),
+            Just("IpnVersion".to_owned()),
+            Just("Location".to_owned()),
+            Just("NetInfo".to_owned()),
+            Just("RequestTags".to_owned()),
+            "[A-Za-z]{1,12}",
+        ];
+        let net_info = (any::<i32>(), btree_map("[0-9]{1,3}-v[46]", float(), 0..4)).prop_map(|(derp, latency)| {
+            let latency: Map<String, Value> =
+                latency.into_iter().map(|(k, v)| (k, Value::Number(Number::from_f64(v).expect("finite")))).collect();
+            json!({"PreferredDERP": derp, "DERPLatency": latency})
+        });
+        (btree_map(keys, json_value(), 0..6), proptest::option::of(net_info), proptest::option::of((float(), float())))
+            .prop_map(|(raw, net_info, location)| {
+                let mut raw: Map<String, Value> = raw.into_iter().collect();
+                if let Some(net_info) = net_info {
+                    raw.insert("NetInfo".into(), net_info);
+                }
+                if let Some((latitude, longitude)) = location {
+                    raw.insert("Location".into(), json!({"Latitude": latitude, "Longitude": longitude}));
+                }
+                // The way in a client's body takes (keys respelled to Go's).
+                Hostinfo::from(raw)
+            })
+    }
+
+    /// A time as the decoder yields it: Go's zero instant is read as "unset".
+    fn go_time() -> impl Strategy<Value = GoTime> {
+        let at = (-62_135_596_800i64..253_402_300_799, 0u32..1_000_000_000)
+            .prop_map(|(secs, nanos)| DateTime::from_timestamp(secs, nanos).expect("in range"));
+        proptest::option::of(at).prop_map(|at| {
+            let at = at.filter(|at| at.timestamp() != -62_135_596_800 || at.timestamp_subsec_nanos() != 0);
+            GoTime(at)
+        })
+    }
+
+    fn register_request() -> impl Strategy<Value = RegisterRequest> {
+        let auth =
+            proptest::option::of("\\PC{0,30}".prop_map(|auth_key| RegisterAuth { auth_key, oauth2_token: None }));
+        (
+            (any::<u32>(), any::<[u8; 32]>(), any::<[u8; 32]>(), "\\PC{0,20}", auth),
+            (go_time(), "\\PC{0,20}", proptest::option::of(hostinfo()), any::<bool>()),
+            (proptest::option::of("\\PC{0,20}"), "\\PC{0,20}"),
+        )
+            .prop_map(
+                |(
+                    (version, node_key, old_node_key, nl_key, auth),
+                    (expiry, followup, hostinfo, ephemeral),
+                    (node_key_signature, tailnet),
+                )| RegisterRequest {
+                    version,
+                    node_key: NodePublic(node_key),
+                    old_node_key: NodePublic(old_node_key),
+                    nl_key,
+                    auth,
+                    expiry,
+                    followup,
+                    hostinfo,
+                    ephemeral,
+                    node_key_signature,
+                    tailnet,
+                },
+            )
+    }
+
+    fn map_request() -> impl Strategy<Value = MapRequest> {
+        (
+            (any::<u32>(), "zstd|", any::<bool>(), any::<[u8; 32]>(), any::<[u8; 32]>(), any::<bool>()),
+            (proptest::option::of(hostinfo()), "\\PC{0,20}", any::<i64>()),
+            (proptest::option::of(vec("\\PC{0,25}", 0..4)), proptest::option::of(vec(any::<i32>(), 0..4))),
+            ("\\PC{0,20}", any::<bool>(), any::<bool>(), vec("\\PC{0,10}", 0..3)),
+        )
+            .prop_map(
+                |(
+                    (version, compress, keep_alive, node_key, disco_key, stream),
+                    (hostinfo, map_session_handle, map_session_seq),
+                    (endpoints, endpoint_types),
+                    (tka_head, read_only, omit_peers, debug_flags),
+                )| MapRequest {
+                    version,
+                    compress,
+                    keep_alive,
+                    node_key: NodePublic(node_key),
+                    disco_key: DiscoPublic(disco_key),
+                    stream,
+                    hostinfo,
+                    map_session_handle,
+                    map_session_seq,
+                    endpoints,
+                    endpoint_types,
+                    tka_head,
+                    read_only,
+                    omit_peers,
+                    debug_flags,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn register_requests_round_trip(request in register_request()) {
+            let json = serde_json::to_vec(&request).unwrap();
+            prop_assert_eq!(serde_json::from_slice::<RegisterRequest>(&json).unwrap(), request);
+        }
+
+        #[test]
+        fn map_requests_round_trip(request in map_request()) {
+            let json = serde_json::to_vec(&request).unwrap();
+            prop_assert_eq!(serde_json::from_slice::<MapRequest>(&json).unwrap(), request);
+        }
+    }
+}
