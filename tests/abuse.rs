@@ -25,10 +25,9 @@ use support::child::ChildInstance;
 use support::{eventually, random_key, SimNode, TempDir};
 use tenscale::derp::client::DerpClient;
 use tenscale::derp::crypto::DerpSecret;
-use tenscale::domain::{NamespaceName, OrgName, Tags};
+use tenscale::domain::{NamespaceName, OrgName};
 use tenscale::keys::NodePublic;
 use tenscale::netmap::tailcfg::MapRequest;
-use tenscale::state::store::preauth_keys::NewPreauthKey;
 use tenscale::state::store::Store;
 use tenscale::state::{Bus, Writer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -66,13 +65,7 @@ impl Target {
             for (org, ns) in [("acme", "a"), ("globex", "b")] {
                 let org = writer.create_org(&OrgName::parse(org).unwrap(), None).await.unwrap();
                 let ns = writer.create_namespace(org.id, &NamespaceName::parse(ns).unwrap(), None).await.unwrap();
-                let spec = NewPreauthKey {
-                    reusable: true,
-                    ephemeral: false,
-                    tags: Tags::default(),
-                    expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
-                    description: String::new(),
-                };
+                let spec = support::reusable_key_spec();
                 keys.push(writer.create_preauth_key(ns.id, &spec, None).await.unwrap().1);
                 api_key = writer.create_api_key(org.id, "probe", None).await.unwrap().1;
             }

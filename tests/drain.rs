@@ -13,8 +13,7 @@ use tenscale::control::client::{fetch_server_key, Client};
 use tenscale::derp::client::DerpClient;
 use tenscale::derp::crypto::DerpSecret;
 use tenscale::derp::frame::Frame;
-use tenscale::domain::{NamespaceName, OrgName, Tags};
-use tenscale::state::store::preauth_keys::NewPreauthKey;
+use tenscale::domain::{NamespaceName, OrgName};
 use tenscale::state::store::Store;
 use tenscale::state::{Bus, Writer};
 use tokio::time::Instant;
@@ -72,13 +71,7 @@ async fn sigterm_restarts_derp_clients_ends_map_streams_and_exits_in_time() {
     let writer = Writer::new(store, Bus::local());
     let org = writer.create_org(&OrgName::parse("acme").unwrap(), None).await.unwrap();
     let ns = writer.create_namespace(org.id, &NamespaceName::parse("alice").unwrap(), None).await.unwrap();
-    let spec = NewPreauthKey {
-        reusable: true,
-        ephemeral: false,
-        tags: Tags::default(),
-        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
-        description: String::new(),
-    };
+    let spec = support::reusable_key_spec();
     let (_, key) = writer.create_preauth_key(ns.id, &spec, None).await.unwrap();
 
     let server_key = fetch_server_key(&format!("http://{}", served.addr)).await.unwrap().public_key;

@@ -259,6 +259,18 @@ impl TestServer {
     }
 }
 
+/// A reusable, untagged, non-ephemeral pre-auth key valid for an hour: what tests that seed
+/// the store beside a child server give their nodes.
+pub fn reusable_key_spec() -> NewPreauthKey {
+    NewPreauthKey {
+        reusable: true,
+        ephemeral: false,
+        tags: Tags::default(),
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+        description: String::new(),
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         let handle = self.app.handle.clone();
