@@ -55,18 +55,77 @@ const MAX_HEADERS: usize = 100;
 
 /// Reads until one request head is complete. Fails on EOF before that, and when the head
 /// is still incomplete after `max_head` bytes. The caller applies the time limit.
+///
+/// Parsing looks at the whole buffer, so it runs only when it can decide something: after
+/// the first read (so that a head that is not HTTP at all goes to actix at once), when a
+/// read completes the blank line that ends a head, at EOF and at the cap. Parsing after
+/// every read would cost O(n²) for a head sent one byte per segment.
 pub async fn read_first<R: AsyncRead + Unpin>(io: &mut R, max_head: usize) -> io::Result<First> {
     let mut buf = BytesMut::with_capacity(4096.min(max_head.max(1)));
+    let mut blank_line = BlankLine::default();
+    let mut first_read = true;
     loop {
-        if io.read_buf(&mut buf).await? == 0 {
+        let eof = io.read_buf(&mut buf).await? == 0;
+        let full = buf.len() >= max_head;
+        let head_may_end = blank_line.arrived(&buf);
+        if std::mem::take(&mut first_read) || head_may_end || eof || full {
+            if let Some(first) = classify(&buf, max_head)? {
+                return Ok(first);
+            }
+        }
+        if eof {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        if let Some(first) = classify(&buf, max_head)? {
-            return Ok(first);
-        }
-        if buf.len() >= max_head {
+        if full {
             return Err(too_large());
         }
+    }
+}
+
+/// Watches a growing buffer for the blank line that ends a request head, looking at each
+/// byte a bounded number of times over all calls. Like httparse, it skips empty lines before
+/// the request line; a line ends in LF or CRLF.
+#[derive(Debug, Default)]
+struct BlankLine {
+    /// Where the next look starts.
+    from: usize,
+    /// Whether the request line has begun (the empty lines before it are behind `from`).
+    request_line_seen: bool,
+}
+
+impl BlankLine {
+    /// Whether the bytes added since the last call complete a blank line after the request
+    /// line. Each blank line is reported once.
+    fn arrived(&mut self, buf: &[u8]) -> bool {
+        if !self.request_line_seen {
+            match buf[self.from..].iter().position(|b| !matches!(b, b'\r' | b'\n')) {
+                Some(i) => {
+                    self.from += i;
+                    self.request_line_seen = true;
+                }
+                None => {
+                    self.from = buf.len();
+                    return false;
+                }
+            }
+        }
+        while let Some(i) = buf[self.from..].iter().position(|&b| b == b'\n') {
+            let newline = self.from + i;
+            match &buf[newline + 1..] {
+                [b'\n', ..] | [b'\r', b'\n', ..] => {
+                    self.from = newline + 1;
+                    return true;
+                }
+                // Too early to tell: look at this line end again when more has arrived.
+                [] | [b'\r'] => {
+                    self.from = newline;
+                    return false;
+                }
+                _ => self.from = newline + 1,
+            }
+        }
+        self.from = buf.len();
+        false
     }
 }
 
@@ -242,6 +301,78 @@ mod tests {
         raw.resize(64 * 1024, b'a');
         let mut r = &raw[..];
         assert!(read_first(&mut r, 16 * 1024).await.is_err());
+    }
+
+    /// Hands its bytes out one per read, as a client sending a segment per byte does.
+    struct OneByteReads<'a>(&'a [u8]);
+
+    impl AsyncRead for OneByteReads<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            if let Some((&byte, rest)) = self.0.split_first() {
+                buf.put_slice(&[byte]);
+                self.0 = rest;
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn one_byte_per_read_gives_what_one_read_gives() {
+        let cases: [&[u8]; 6] = [
+            b"POST /ts2021 HTTP/1.1\r\nUpgrade: tailscale-control-protocol\r\n\r\nNOISE",
+            b"\r\n\nGET /derp HTTP/1.1\nUpgrade: derp\n\nframes",
+            b"GET /hello HTTP/1.1\r\n\r\nbody",
+            b"\x16\x03\x01garbage without a line end",
+            b"GET / HT\x16TP/1.1\r\nX: y\r\n",
+            b"GET / HTTP/1.1\r\nHost:",
+        ];
+        for raw in cases {
+            let whole = first(raw).await;
+            let split = read_first(&mut OneByteReads(raw), 16 * 1024).await;
+            match (whole, split) {
+                (
+                    Ok(First::Takeover { kind: a, head: h, rest: r }),
+                    Ok(First::Takeover { kind: b, head: g, rest: q }),
+                ) => {
+                    assert_eq!((a, &h.path, &h.headers), (b, &g.path, &g.headers), "{raw:?}");
+                    // One byte per read: the head ends before anything after it is read.
+                    assert!(r.starts_with(&q), "{raw:?}");
+                }
+                (Ok(First::Http { .. }), Ok(First::Http { read })) => assert!(raw.starts_with(&read), "{raw:?}"),
+                (Err(a), Err(b)) => assert_eq!(a.kind(), b.kind(), "{raw:?}"),
+                (a, b) => panic!("{raw:?}: one read gave {a:?}, one byte per read {b:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_head_sent_byte_by_byte_is_parsed_once() {
+        let mut head = b"\r\nGET / HTTP/1.1\r\n".to_vec();
+        for i in 0..2_000 {
+            head.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\nbody\n\nmore");
+        let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 3;
+        let mut watch = BlankLine::default();
+        let arrivals: Vec<usize> = (1..=head.len()).filter(|&n| watch.arrived(&head[..n])).collect();
+        // The blank line ending the head, then the one inside the body; nothing else.
+        let in_body = head.len() - "more".len();
+        assert_eq!(arrivals, [end + 1, in_body]);
+    }
+
+    #[test]
+    fn blank_lines_in_any_line_ending_are_seen() {
+        for (head, at) in
+            [(&b"GET / HTTP/1.1\n\n"[..], 16), (b"GET / HTTP/1.1\r\nA: b\n\r\n", 23), (b"\n\r\nGET / HTTP/1.1\n", 0)]
+        {
+            let mut watch = BlankLine::default();
+            let first = (1..=head.len()).find(|&n| watch.arrived(&head[..n])).unwrap_or(0);
+            assert_eq!(first, at, "{head:?}");
+        }
     }
 
     #[tokio::test]
