@@ -28,8 +28,9 @@ use crate::control::ts2021::h2server::{self, ServeOptions};
 use crate::derp::crypto::DerpSecret;
 use crate::derp::mesh::MeshKey;
 use crate::derp::server::{DerpConfig, DerpMetrics, DerpServer};
+use crate::front::limits::HandshakeRate;
 use crate::front::websocket::{self, BrowserIo};
-use crate::front::{self, FrontOptions, Takeover, UpgradeKind};
+use crate::front::{self, BoxedIo, FrontOptions, Takeover, UpgradeKind};
 use crate::keys::{MachinePublic, NodePublic};
 use crate::netmap::derp_admission::StoreAdmission;
 use crate::netmap::Tailnet;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub lease: tokio::sync::OnceCell<Lease>,
     /// Control connections that ended in an error, by [`h2server::ServeError::label`].
     pub control_failures: prometheus::IntCounterVec,
+    /// How fast one address may start control and DERP handshakes.
+    pub handshakes: HandshakeRate,
 }
 
 /// A started server.
@@ -124,6 +127,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     )?;
     metrics.register(Box::new(control_failures.clone()))?;
     let front_metrics = front::limits::FrontMetrics::register(&metrics)?;
+    let handshakes =
+        HandshakeRate::new(settings.handshake_rate_per_ip, settings.handshake_burst_per_ip, &front_metrics);
     let api =
         Arc::new(ApiState { settings: settings.clone(), store, writer, tailnet, metrics, rate_limits, browser_keys });
     let state = Arc::new(AppState {
@@ -135,6 +140,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         shutdown: shutdown.clone(),
         lease: tokio::sync::OnceCell::new(),
         control_failures,
+        handshakes,
     });
     let takeover = takeover_handler(state.clone());
 
@@ -170,6 +176,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let options = FrontOptions {
         workers: worker_count(&settings),
         header_timeout: settings.header_timeout,
+        keep_alive: settings.keep_alive,
         max_connections: settings.max_connections,
         max_connections_per_ip: settings.max_connections_per_ip,
         metrics: front_metrics,
@@ -312,6 +319,9 @@ fn takeover_handler(state: Arc<AppState>) -> front::TakeoverHandler {
 
 async fn serve_control(takeover: Takeover, state: &AppState) {
     let Takeover { head, mut io, shutdown, peer, .. } = takeover;
+    if refused_over_handshake_rate(state, peer, &mut io).await {
+        return;
+    }
     let Some(init) = crate::control::http::switch_protocols(head, &mut io).await else {
         return;
     };
@@ -331,6 +341,9 @@ async fn serve_control(takeover: Takeover, state: &AppState) {
 async fn serve_derp(takeover: Takeover, state: &AppState) {
     let Takeover { head, mut io, shutdown, peer, .. } = takeover;
     drop(head); // a DERP connection may live for days
+    if refused_over_handshake_rate(state, peer, &mut io).await {
+        return;
+    }
     if crate::derp::http::switch_protocols(&mut io, &state.derp.public_key()).await.is_err() {
         return;
     }
@@ -338,6 +351,32 @@ async fn serve_derp(takeover: Takeover, state: &AppState) {
         _ = crate::derp::server::serve_client(state.derp.clone(), io, peer) => {}
         _ = shutdown.cancelled() => {}
     }
+}
+
+/// Answers a raw upgrade over the per-address handshake rate with 429 and `Retry-After`
+/// (problem+json, as the REST API answers), before any key work; `true` when it did.
+async fn refused_over_handshake_rate(state: &AppState, peer: SocketAddr, io: &mut BoxedIo) -> bool {
+    use tokio::io::AsyncWriteExt as _;
+    let Err(wait) = state.handshakes.check(peer.ip()) else { return false };
+    let retry_after_secs = crate::api::ratelimit::retry_after_secs(wait);
+    let problem = crate::api::error::ApiError::RateLimited { retry_after_secs };
+    let body = serde_json::to_string(&problem.problem()).unwrap_or_default();
+    let response = format!(
+        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: {retry_after_secs}\r\n\
+         Content-Type: application/problem+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // A client that does not read this gets nothing more; it must not hold the task.
+    let _ = tokio::time::timeout(state.settings.header_timeout, io.write_all(response.as_bytes())).await;
+    tracing::debug!(%peer, "handshake refused: over the per-address rate");
+    true
+}
+
+/// The same refusal for a WebSocket upgrade, before the 101.
+fn websocket_over_handshake_rate(state: &AppState, peer: Option<SocketAddr>) -> Option<HttpResponse> {
+    let ip = peer?.ip();
+    let wait = state.handshakes.check(ip).err()?;
+    Some(actix_web::ResponseError::error_response(&crate::api::ratelimit::limited(wait)))
 }
 
 /// The browser's control channel: `GET /ts2021?X-Tailscale-Handshake=<base64 init>` as a
@@ -357,6 +396,9 @@ async fn ws_control(req: HttpRequest, body: web::Payload, state: web::Data<AppSt
     };
     let state = state.into_inner();
     let peer = req.peer_addr();
+    if let Some(refusal) = websocket_over_handshake_rate(&state, peer) {
+        return refusal;
+    }
     websocket::accept(
         &req,
         body,
@@ -386,6 +428,9 @@ fn is_derp_websocket(head: &actix_web::dev::RequestHead) -> bool {
 /// The browser's DERP connection: the same frames as on TCP, in binary messages, with no
 /// `Upgrade: DERP` 101 in front.
 async fn ws_derp(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(refusal) = websocket_over_handshake_rate(&state, req.peer_addr()) {
+        return refusal;
+    }
     let derp = state.derp.clone();
     let peer = req.peer_addr().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     websocket::accept(&req, body, "derp", state.shutdown.clone(), move |io: BrowserIo| {

@@ -73,6 +73,13 @@ pub struct Settings {
     /// Open connections from one client address; over it new ones are closed on accept
     /// (0: no cap). Behind a load balancer every connection comes from its address.
     pub max_connections_per_ip: usize,
+    /// Handshakes (control and DERP upgrades, raw or WebSocket) one client address may start
+    /// per second, after a burst of `handshake_burst_per_ip`; over it they are answered 429
+    /// (0: no limit). Behind a load balancer every handshake comes from its address.
+    pub handshake_rate_per_ip: u32,
+    pub handshake_burst_per_ip: u32,
+    /// How long an HTTP/1 connection may sit idle between REST requests.
+    pub keep_alive: Duration,
     /// PEM files; when both are set the main listener speaks TLS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -147,6 +154,9 @@ struct Overrides {
     handshake_timeout: Option<String>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
+    handshake_rate_per_ip: Option<u32>,
+    handshake_burst_per_ip: Option<u32>,
+    keep_alive: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     stun_addr: Option<String>,
@@ -240,6 +250,9 @@ impl Settings {
             handshake_timeout: positive_duration_or("handshake_timeout", o.handshake_timeout, "10s")?,
             max_connections: o.max_connections.unwrap_or(100_000),
             max_connections_per_ip: o.max_connections_per_ip.unwrap_or(1024),
+            handshake_rate_per_ip: o.handshake_rate_per_ip.unwrap_or(50),
+            handshake_burst_per_ip: o.handshake_burst_per_ip.unwrap_or(500),
+            keep_alive: duration_or("keep_alive", o.keep_alive, "5s")?,
             tls_cert: o.tls_cert,
             tls_key: o.tls_key,
             stun_addr,
@@ -333,6 +346,9 @@ fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigEr
             "HANDSHAKE_TIMEOUT" => o.handshake_timeout = Some(value),
             "MAX_CONNECTIONS" => o.max_connections = Some(number("MAX_CONNECTIONS", &value)?),
             "MAX_CONNECTIONS_PER_IP" => o.max_connections_per_ip = Some(number("MAX_CONNECTIONS_PER_IP", &value)?),
+            "HANDSHAKE_RATE_PER_IP" => o.handshake_rate_per_ip = Some(number("HANDSHAKE_RATE_PER_IP", &value)?),
+            "HANDSHAKE_BURST_PER_IP" => o.handshake_burst_per_ip = Some(number("HANDSHAKE_BURST_PER_IP", &value)?),
+            "KEEP_ALIVE" => o.keep_alive = Some(value),
             "TLS_CERT" => o.tls_cert = Some(value.into()),
             "TLS_KEY" => o.tls_key = Some(value.into()),
             "STUN_ADDR" => o.stun_addr = Some(value),
@@ -483,6 +499,10 @@ mod tests {
         let d = Settings::load_from(None, &env(&[])).unwrap();
         assert_eq!((d.header_timeout, d.handshake_timeout), (Duration::from_secs(10), Duration::from_secs(10)));
         assert_eq!((d.max_connections, d.max_connections_per_ip), (100_000, 1024));
+        assert_eq!(
+            (d.handshake_rate_per_ip, d.handshake_burst_per_ip, d.keep_alive),
+            (50, 500, Duration::from_secs(5))
+        );
         let s = Settings::load_from(
             None,
             &env(&[
@@ -490,9 +510,13 @@ mod tests {
                 ("TENSCALE_HANDSHAKE_TIMEOUT", "1500ms"),
                 ("TENSCALE_MAX_CONNECTIONS", "0"),
                 ("TENSCALE_MAX_CONNECTIONS_PER_IP", "64"),
+                ("TENSCALE_HANDSHAKE_RATE_PER_IP", "0"),
+                ("TENSCALE_HANDSHAKE_BURST_PER_IP", "7"),
+                ("TENSCALE_KEEP_ALIVE", "30s"),
             ]),
         )
         .unwrap();
+        assert_eq!((s.handshake_rate_per_ip, s.handshake_burst_per_ip, s.keep_alive), (0, 7, Duration::from_secs(30)));
         assert_eq!((s.header_timeout, s.handshake_timeout), (Duration::from_secs(2), Duration::from_millis(1500)));
         assert_eq!((s.max_connections, s.max_connections_per_ip), (0, 64));
     }

@@ -317,6 +317,74 @@ async fn per_address_connection_cap() {
     target.child.join(&target.key_b).await;
 }
 
+/// Sends `head` on a new connection from `from` and reads the answer's head (and, when the
+/// server then closes, its body): the status and all of it as text.
+async fn answer_from(from: [u8; 4], to: SocketAddr, head: &str) -> (u16, String) {
+    let mut io = connect_from(from, to).await.expect("connect");
+    io.write_all(head.as_bytes()).await.expect("send the head");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), io.read(&mut buf)).await.expect("an answer").unwrap_or(0);
+        assert!(n > 0, "closed without an answer: {:?}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let status = String::from_utf8_lossy(&answer[9..12]).parse().expect("a status line");
+    if status != 101 {
+        let _ = tokio::time::timeout(Duration::from_secs(10), io.read_to_end(&mut answer)).await;
+    }
+    (status, String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// Handshakes from one address beyond `TENSCALE_HANDSHAKE_RATE_PER_IP` (1 per second after a
+/// burst of 5 here) are answered 429 with `Retry-After` and a problem before the 101, for raw
+/// DERP and control upgrades and for WebSocket ones, and counted; another address still
+/// connects, and the bystander still registers.
+#[actix_rt::test]
+async fn per_address_handshake_rate() {
+    const ATTEMPTS: usize = 20;
+    let _turn = SERIAL.lock().await;
+    let target =
+        Target::start(&[("TENSCALE_HANDSHAKE_RATE_PER_IP", "1"), ("TENSCALE_HANDSHAKE_BURST_PER_IP", "5")]).await;
+    let addr = target.addr();
+    let derp_head = "GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n";
+    let started = Instant::now();
+    let mut switched = 0;
+    for _ in 0..ATTEMPTS {
+        let (status, answer) = answer_from([127, 0, 0, 3], addr, derp_head).await;
+        match status {
+            101 => switched += 1,
+            429 => {
+                assert!(answer.contains("\r\nRetry-After: 1\r\n"), "{answer}");
+                assert!(answer.contains("application/problem+json") && answer.contains("\"status\":429"), "{answer}");
+            }
+            other => panic!("a DERP upgrade was answered {other}: {answer}"),
+        }
+    }
+    // The burst, plus what refilled while the attempts ran.
+    let refilled = started.elapsed().as_secs() as usize + 1;
+    eprintln!("{ATTEMPTS} DERP upgrades from one address in {:?}: {switched} switched", started.elapsed());
+    assert!((5..=5 + refilled).contains(&switched), "{switched} of {ATTEMPTS} switched");
+    let refused = ATTEMPTS - switched;
+    // Control, raw and WebSocket, from the same address: refused as well (no refill yet).
+    let control = "POST /ts2021 HTTP/1.1\r\nHost: x\r\nUpgrade: tailscale-control-protocol\r\n\
+                   Connection: upgrade\r\nX-Tailscale-Handshake: AAEC\r\n\r\n";
+    let websocket = "GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                     Sec-WebSocket-Protocol: derp\r\n\r\n";
+    assert_eq!(answer_from([127, 0, 0, 3], addr, control).await.0, 429);
+    assert_eq!(answer_from([127, 0, 0, 3], addr, websocket).await.0, 429);
+    assert_eq!(
+        target.metric("tenscale_front_handshakes_refused_total", "").await,
+        (refused + 2) as f64,
+        "every refusal is counted"
+    );
+    // Another address has its own bucket; the bystander (127.0.0.1) registers.
+    assert_eq!(answer_from([127, 0, 0, 4], addr, derp_head).await.0, 101);
+    assert_eq!(answer_from([127, 0, 0, 4], addr, websocket).await.0, 101);
+    target.child.join(&target.key_b).await;
+}
+
 /// 500 slow-loris heads, each dripping a header line every 200 ms: all closed after the
 /// header timeout (2 s here), none before 80 % of it; the other tenant keeps its latency.
 #[actix_rt::test]

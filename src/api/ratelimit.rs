@@ -65,10 +65,13 @@ impl RateLimits {
     }
 }
 
-/// Retry-After is whole seconds (RFC 9110); round up so a client that obeys it succeeds.
 pub(crate) fn limited(wait: Duration) -> ApiError {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    ApiError::RateLimited { retry_after_secs: secs.max(1) }
+    ApiError::RateLimited { retry_after_secs: retry_after_secs(wait) }
+}
+
+/// Retry-After is whole seconds (RFC 9110); round up so a client that obeys it succeeds.
+pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 #[cfg(test)]

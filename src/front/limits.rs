@@ -5,13 +5,22 @@
 //! allocated, and counted in `tenscale_front_connections_refused_total{reason}`. An admitted
 //! connection holds a [`Slot`] for its whole life, taken-over ones (control, DERP) included;
 //! dropping the slot gives it back.
+//!
+//! [`HandshakeRate`] bounds how fast one address may start handshakes (control and DERP,
+//! raw or WebSocket): each costs the server Diffie-Hellman work before the client has proven
+//! anything. Over it the upgrade is answered 429, counted in
+//! `tenscale_front_handshakes_refused_total`.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// The front's metrics. `Default` gives unregistered ones (for tests and tools).
@@ -26,6 +35,8 @@ pub struct FrontMetrics {
     head_timeout: IntCounter,
     head_too_large: IntCounter,
     head_closed: IntCounter,
+    /// Upgrades answered 429 by [`HandshakeRate`].
+    pub handshakes_refused: IntCounter,
 }
 
 /// Why a connection ended before its first request head was complete.
@@ -56,8 +67,13 @@ impl FrontMetrics {
             ),
             &["reason"],
         )?;
+        let handshakes_refused = IntCounter::new(
+            "tenscale_front_handshakes_refused_total",
+            "Control and DERP upgrades answered 429: over the per-address handshake rate",
+        )?;
         Ok(Self {
             open,
+            handshakes_refused,
             refused_per_ip: refused.with_label_values(&["per_ip"]),
             refused_total: refused.with_label_values(&["total"]),
             refused,
@@ -74,6 +90,7 @@ impl FrontMetrics {
         registry.register(Box::new(metrics.open.clone()))?;
         registry.register(Box::new(metrics.refused.clone()))?;
         registry.register(Box::new(metrics.head_failed.clone()))?;
+        registry.register(Box::new(metrics.handshakes_refused.clone()))?;
         Ok(metrics)
     }
 
@@ -195,6 +212,53 @@ impl Drop for Slot {
     }
 }
 
+/// Forget idle addresses every this many handshakes, so the map does not grow without bound.
+const SWEEP_EVERY: u64 = 4096;
+
+/// How many handshakes one client address may start: a token bucket per address
+/// (governor's GCRA), or no limit.
+pub struct HandshakeRate {
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    clock: DefaultClock,
+    checks: AtomicU64,
+    refused: IntCounter,
+}
+
+impl HandshakeRate {
+    /// `per_second` handshakes per address, up to `burst` at once; `per_second` 0 is no limit.
+    pub fn new(per_second: u32, burst: u32, metrics: &FrontMetrics) -> Self {
+        let limiter = NonZeroU32::new(per_second).map(|rate| {
+            let burst = NonZeroU32::new(burst).unwrap_or(rate);
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        Self {
+            limiter,
+            clock: DefaultClock::default(),
+            checks: AtomicU64::new(0),
+            refused: metrics.handshakes_refused.clone(),
+        }
+    }
+
+    /// Takes one handshake from `ip`'s bucket; when it is empty, how long until the next one
+    /// is allowed (the refusal is counted).
+    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            limiter.retain_recent();
+        }
+        limiter.check_key(&ip).map_err(|not_until| {
+            self.refused.inc();
+            not_until.wait_time_from(self.clock.now())
+        })
+    }
+}
+
+impl fmt::Debug for HandshakeRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandshakeRate").field("addresses", &self.limiter.as_ref().map(|l| l.len())).finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +290,30 @@ mod tests {
         drop(b);
         assert!(limits.admit(ip(3)).is_ok());
         assert_eq!(limits.metrics().refused(Refusal::Total).get(), 1);
+    }
+
+    #[test]
+    fn handshake_rate_refuses_past_the_burst_per_address() {
+        let metrics = FrontMetrics::default();
+        let rate = HandshakeRate::new(1, 3, &metrics);
+        for _ in 0..3 {
+            rate.check(ip(1)).unwrap();
+        }
+        let wait = rate.check(ip(1)).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
+        // Another address has its own bucket.
+        rate.check(ip(2)).unwrap();
+        assert_eq!(metrics.handshakes_refused.get(), 1);
+    }
+
+    #[test]
+    fn handshake_rate_zero_is_no_limit() {
+        let metrics = FrontMetrics::default();
+        let rate = HandshakeRate::new(0, 0, &metrics);
+        for _ in 0..10_000 {
+            rate.check(ip(1)).unwrap();
+        }
+        assert_eq!(metrics.handshakes_refused.get(), 0);
     }
 
     #[test]

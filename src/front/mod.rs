@@ -99,6 +99,9 @@ pub struct FrontOptions {
     pub header_timeout: Duration,
     /// Largest first request head; a longer one closes the connection.
     pub max_head_bytes: usize,
+    /// How long an HTTP/1 connection may sit idle between requests (0: one request per
+    /// connection; whole seconds are meant, see `http1`).
+    pub keep_alive: Duration,
     /// Per worker, taken-over connections included (they stay counted while they live);
     /// over it a worker stops accepting (the kernel's backlog holds new connections).
     pub max_connections_per_worker: usize,
@@ -122,6 +125,7 @@ impl Default for FrontOptions {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             header_timeout: Duration::from_secs(10),
             max_head_bytes: 16 * 1024,
+            keep_alive: Duration::from_secs(5),
             max_connections_per_worker: 25_600,
             max_connections: 100_000,
             max_connections_per_ip: 1024,
@@ -165,6 +169,7 @@ where
 {
     let local_addr = listener.local_addr()?;
     let secure = tls.is_some();
+    let keep_alive = options.keep_alive;
     let ctx = Arc::new(Ctx {
         tls: tls.map(TlsAcceptor::from),
         takeover,
@@ -182,7 +187,7 @@ where
 
     let builder = builder.listen("tenscale-front", listener, move || {
         let (ctx, graceful) = (ctx.clone(), graceful.clone());
-        let h1 = http1(app_factory(), secure, local_addr, graceful.clone());
+        let h1 = http1(app_factory(), secure, local_addr, graceful.clone(), keep_alive);
         fn_factory(move || {
             let (ctx, graceful) = (ctx.clone(), graceful.clone());
             let h1 = h1.new_service(());
@@ -213,6 +218,7 @@ fn http1<I, S, B>(
     secure: bool,
     local_addr: SocketAddr,
     graceful: GracefulShutdownSignal,
+    keep_alive: Duration,
 ) -> impl ServiceFactory<(BoxedIo, Option<SocketAddr>), Config = (), Response = (), Error = DispatchError, InitError = ()>
 where
     I: IntoServiceFactory<S, Request>,
@@ -232,6 +238,10 @@ where
     };
     let mut builder = HttpServiceBuilder::<BoxedIo, _>::default()
         .local_addr(local_addr)
+        // actix checks it against a clock it updates twice a second: sub-second values close
+        // early. Its request-head timer covers only a connection's first head, which the
+        // front has read already; a later head is bounded in size (actix's limit), not time.
+        .keep_alive(keep_alive)
         // Closes idle keep-alive connections when a graceful stop begins.
         .graceful_shutdown_signal(move || {
             let signal = graceful.clone();

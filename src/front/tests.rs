@@ -87,6 +87,7 @@ fn quick_options() -> FrontOptions {
         workers: 1,
         header_timeout: Duration::from_millis(400),
         max_head_bytes: 16 * 1024,
+        keep_alive: Duration::from_secs(5),
         max_connections_per_worker: 100,
         max_connections: 0,
         max_connections_per_ip: 0,
@@ -425,6 +426,34 @@ async fn endless_head_is_closed_at_the_size_cap() {
     assert!(matches!(res, Ok(Ok(0)) | Ok(Err(_))), "{res:?}");
     counted(metrics.head_failed(HeadFailure::TooLarge)).await;
     writer.abort();
+    srv.handle.stop(false).await;
+}
+
+/// A REST client that goes quiet after a request (idle keep-alive) is closed.
+#[actix_rt::test]
+async fn idle_keep_alive_is_closed() {
+    let options = FrontOptions { keep_alive: Duration::from_secs(1), ..quick_options() };
+    let srv = start(false, options);
+    let (io, _) = srv.connect().await;
+    let mut r = Responses { io, buf: Vec::new() };
+    r.io.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert_eq!(r.next().await.0, 200);
+    // actix's clock lags up to half a second behind.
+    let waited = closed_within(&mut r.io, Duration::from_secs(4)).await;
+    assert!(waited >= Duration::from_millis(400), "closed before the keep-alive: {waited:?}");
+    srv.handle.stop(false).await;
+}
+
+/// Later requests on a kept-alive connection are served (the front sniffs only the first).
+#[actix_rt::test]
+async fn later_requests_on_a_kept_alive_connection_are_served() {
+    let srv = start(false, quick_options());
+    let (io, _) = srv.connect().await;
+    let mut r = Responses { io, buf: Vec::new() };
+    for _ in 0..3 {
+        r.io.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        assert_eq!(r.next().await, (200, b"hello".to_vec()));
+    }
     srv.handle.stop(false).await;
 }
 

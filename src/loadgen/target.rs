@@ -139,6 +139,7 @@ impl Target {
             .env("TENSCALE_STUN_ADDR", "off")
             // Every simulated node connects from loopback.
             .env("TENSCALE_MAX_CONNECTIONS_PER_IP", "0")
+            .env("TENSCALE_HANDSHAKE_RATE_PER_IP", "0")
             .env("TENSCALE_LOG", std::env::var("TENSCALE_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -219,6 +220,7 @@ fn settings(database_url: &str, listen: &str) -> anyhow::Result<crate::config::S
         ("TENSCALE_DATABASE_URL".into(), database_url.into()),
         ("TENSCALE_STUN_ADDR".into(), "off".into()),
         ("TENSCALE_MAX_CONNECTIONS_PER_IP".into(), "0".into()),
+        ("TENSCALE_HANDSHAKE_RATE_PER_IP".into(), "0".into()),
     ];
     Ok(crate::config::Settings::load_from(None, &env)?)
 }

@@ -168,9 +168,11 @@ class Cluster:
                 "TENSCALE_DERP_HOST": "127.0.0.1",
                 "TENSCALE_DERP_PORT": str(front),
                 "TENSCALE_PRESENCE_LEASE": "5s",
-                # Every connection arrives from HAProxy's one address: the per-address cap
-                # would count all clients as one (README's production topology says the same).
+                # Every connection arrives from HAProxy's one address: the per-address cap and
+                # handshake rate would count all clients as one (README's production topology
+                # says the same).
                 "TENSCALE_MAX_CONNECTIONS_PER_IP": "0",
+                "TENSCALE_HANDSHAKE_RATE_PER_IP": "0",
             })
             server.start()
             self.instances.append(server)
