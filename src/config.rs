@@ -100,6 +100,8 @@ pub struct Settings {
     /// 64 hex digits sealing stored secrets (see `secrets`); unset = a key file beside a
     /// SQLite database, none for PostgreSQL.
     pub secrets_key: Option<Secret>,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret>,
     /// Browser-key exchanges allowed per minute, per namespace and per client address.
     pub browser_key_rate_per_minute: u32,
 }
@@ -176,6 +178,7 @@ struct Overrides {
     keepalive_interval: Option<String>,
     workers: Option<usize>,
     secrets_key: Option<Secret>,
+    metrics_token: Option<Secret>,
     browser_key_rate_per_minute: Option<u32>,
 }
 
@@ -279,6 +282,7 @@ impl Settings {
             keepalive_interval: duration_or("keepalive_interval", o.keepalive_interval, "50s")?,
             workers: o.workers.unwrap_or(0),
             secrets_key: o.secrets_key.filter(|key| !key.expose().is_empty()),
+            metrics_token: o.metrics_token.filter(|token| !token.expose().is_empty()),
             browser_key_rate_per_minute: match o.browser_key_rate_per_minute.unwrap_or(30) {
                 0 => return Err(invalid("browser_key_rate_per_minute", "must be positive")),
                 n => n,
@@ -375,6 +379,7 @@ fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigEr
             "KEEPALIVE_INTERVAL" => o.keepalive_interval = Some(value),
             "WORKERS" => o.workers = Some(number("WORKERS", &value)?),
             "SECRETS_KEY" => o.secrets_key = Some(Secret::new(value)),
+            "METRICS_TOKEN" => o.metrics_token = Some(Secret::new(value)),
             "BROWSER_KEY_RATE_PER_MINUTE" => {
                 o.browser_key_rate_per_minute = Some(number("BROWSER_KEY_RATE_PER_MINUTE", &value)?)
             }

@@ -1,9 +1,11 @@
-//! Probes and metrics, outside `/v1` and without authentication: `/healthz` (the process
-//! answers), `/readyz` (the database answers too), `/metrics` (Prometheus text format).
+//! Probes and metrics, outside `/v1` and without API keys: `/healthz` (the process
+//! answers), `/readyz` (the database answers too), `/metrics` (Prometheus text format; open,
+//! or behind a bearer token of its own when `TENSCALE_METRICS_TOKEN` is set).
 
-use actix_web::{web, HttpResponse};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use prometheus::{Encoder, TextEncoder};
 use serde::Serialize;
+use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, Problem};
@@ -46,12 +48,34 @@ pub async fn readyz(state: State) -> ApiResult<web::Json<Status>> {
 }
 
 /// Prometheus metrics
+///
+/// Open unless the server sets `TENSCALE_METRICS_TOKEN`; then only with
+/// `Authorization: Bearer <that token>` (not an API key).
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
-    responses((status = 200, description = "Prometheus text exposition format", body = String,
-        content_type = "text/plain; version=0.0.4", example = json!("# TYPE tenscale_nodes_online gauge\ntenscale_nodes_online 3\n"))))]
-pub async fn metrics(state: State) -> ApiResult<HttpResponse> {
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String,
+            content_type = "text/plain; version=0.0.4", example = json!("# TYPE tenscale_nodes_online gauge\ntenscale_nodes_online 3\n")),
+        (status = 401, description = "The server requires its metrics token, and the request did not carry it", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn metrics(req: HttpRequest, state: State) -> ApiResult<HttpResponse> {
+    if let Some(token) = &state.settings.metrics_token {
+        if !bearer_matches(&req, token.expose()) {
+            return Err(ApiError::Unauthorized("this server's metrics need its metrics token as a bearer token"));
+        }
+    }
     let encoder = TextEncoder::new();
     let mut out = Vec::new();
     encoder.encode(&state.metrics.gather(), &mut out).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(HttpResponse::Ok().content_type(encoder.format_type()).body(out))
+}
+
+/// Whether the request carries `Authorization: Bearer <token>`, compared in constant time.
+fn bearer_matches(req: &HttpRequest, token: &str) -> bool {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    bool::from(presented.as_bytes().ct_eq(token.as_bytes()))
 }

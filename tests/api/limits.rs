@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::on_both_backends;
 use crate::support::api::{client_from, json, problem, spawn, Backend};
 
-on_both_backends!(authentication, rate_limits, body_limit, secrets_stored_hashed);
+on_both_backends!(authentication, rate_limits, body_limit, secrets_stored_hashed, metrics_token);
 
 async fn authentication(backend: Backend) {
     let t = spawn(backend, &[]).await;
@@ -125,5 +125,35 @@ async fn secrets_stored_hashed(backend: Backend) {
     }
     // The stored digest still authenticates the key.
     json(t.get("/v1/namespaces", &org.key).await, StatusCode::OK).await;
+    t.finish().await;
+}
+
+/// `/metrics` is open by default; with `TENSCALE_METRICS_TOKEN` set it wants that token as a
+/// bearer, and an API key does not stand in for it.
+async fn metrics_token(backend: Backend) {
+    let open = spawn(backend, &[]).await;
+    let answer = open.client.get(open.url("/metrics")).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    open.finish().await;
+
+    let token = "m3trics-t0ken-for-the-scraper";
+    let t = spawn(backend, &[("TENSCALE_METRICS_TOKEN", token)]).await;
+    let org = t.org("acme").await;
+    let metrics = |auth: Option<String>| {
+        let mut request = t.client.get(t.url("/metrics"));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request.send()
+    };
+    for refused in
+        [None, Some(format!("Bearer {token}x")), Some(token.to_string()), Some(format!("Bearer {}", org.key))]
+    {
+        let body = problem(metrics(refused.clone()).await.unwrap(), StatusCode::UNAUTHORIZED).await;
+        assert!(body["detail"].as_str().unwrap().contains("metrics token"), "{refused:?}: {body}");
+    }
+    let answer = metrics(Some(format!("Bearer {token}"))).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(answer.text().await.unwrap().contains("tenscale_front_connections"));
     t.finish().await;
 }
