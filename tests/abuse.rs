@@ -3,8 +3,9 @@
 //! server's alone, read from `/proc/<pid>/status`, and its CPU apart from the attacker's. The server runs on a
 //! fresh SQLite database holding two tenants, attacks it one way, and asserts its numbers:
 //! memory growth under a stated bound, stuck connections closed after their (shortened)
-//! timeouts, and the other tenant's registrations, maps and DERP round trips within 2× of the
-//! same probes on the quiet server, measured first in the same test.
+//! timeouts, and the other tenant's registrations, maps (one-off, and a held map stream's
+//! announcement of a node that joins) and DERP round trips within 2× of the same probes on the
+//! quiet server, measured first in the same test.
 //!
 //! Latency is compared by medians. A loopback DERP round trip takes well under a millisecond,
 //! so twice the quiet figure is within scheduling noise on a shared machine: the allowance is
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use support::child::ChildInstance;
-use support::{eventually, random_key, SimNode, TempDir};
+use support::{announces, eventually, map_until_within, random_key, MapStream, SimNode, TempDir};
 use tenscale::derp::client::DerpClient;
 use tenscale::derp::crypto::DerpSecret;
 use tenscale::domain::{NamespaceName, OrgName};
@@ -113,6 +114,10 @@ struct Probe {
     derp_from: DerpClient<TcpStream>,
     derp_to: DerpClient<TcpStream>,
     to_key: NodePublic,
+    /// The DERP receiver's map stream, held across rounds as a client holds its long poll:
+    /// it hears of every node that joins the namespace.
+    watched: MapStream,
+    _watcher: SimNode,
 }
 
 /// Medians of one round of probes.
@@ -120,6 +125,8 @@ struct Probe {
 struct Latency {
     register: Duration,
     map: Duration,
+    /// From the start of a registration until a held map stream names the new node.
+    stream: Duration,
     derp: Duration,
 }
 
@@ -129,17 +136,23 @@ impl Probe {
         let other = target.child.join(&target.key_b).await;
         let derp_from = derp(target, node.node_secret).await;
         let derp_to = derp(target, other.node_secret).await;
-        Probe { key: target.key_b.clone(), to_key: other.node_key, node, derp_from, derp_to }
+        let watched = SimNode::stream_on(&other.client, other.node_key).await;
+        let (key, to_key) = (target.key_b.clone(), other.node_key);
+        Probe { key, to_key, node, derp_from, derp_to, watched, _watcher: other }
     }
 
-    /// `rounds` of: a new registration (its own ts2021 connection), a full map of the
-    /// registered node, a DERP packet between two nodes. Medians.
+    /// `rounds` of: a new registration (its own ts2021 connection) and its announcement on
+    /// the held map stream, a full map of the registered node, a DERP packet between two
+    /// nodes. Medians.
     async fn measure(&mut self, target: &Target, rounds: usize) -> Latency {
-        let (mut register, mut map, mut derp) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut register, mut map, mut stream, mut derp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             let started = Instant::now();
             let joined = target.child.join(&self.key).await;
             register.push(started.elapsed());
+            // Skips what else the stream carries (the last round's disco key change, say).
+            map_until_within(&mut self.watched, Duration::from_secs(15), |msg| announces(msg, &joined.node_key)).await;
+            stream.push(started.elapsed());
             drop(joined);
 
             let started = Instant::now();
@@ -157,7 +170,7 @@ impl Probe {
             derp.push(started.elapsed());
             assert_eq!(&packet[..], &payload[..]);
         }
-        Latency { register: median(register), map: median(map), derp: median(derp) }
+        Latency { register: median(register), map: median(map), stream: median(stream), derp: median(derp) }
     }
 }
 
@@ -186,6 +199,7 @@ fn assert_within_twice(quiet: Latency, loaded: Latency) {
     eprintln!("latency medians: quiet {quiet:?}, under attack {loaded:?}");
     within_twice("registration", quiet.register, loaded.register);
     within_twice("map", quiet.map, loaded.map);
+    within_twice("map stream", quiet.stream, loaded.stream);
     within_twice("DERP", quiet.derp, loaded.derp);
 }
 
