@@ -507,7 +507,7 @@ async fn map_streams_that_never_read() {
     let _turn = SERIAL.lock().await;
     let target = Target::start(&[("TENSCALE_WRITE_TIMEOUT", "20s")]).await;
     let mut probe = Probe::new(&target).await;
-    let quiet = probe.measure(&target, 9).await;
+    let quiet = probe.measure(&target, 15).await;
     let attackers = join_all((0..CONNECTIONS).map(|_| target.child.join(&target.key_a))).await;
     let rss_before = target.rss_kib();
 
@@ -518,7 +518,7 @@ async fn map_streams_that_never_read() {
         target.child.join(&target.key_a).await;
     }
     let rss_stuck = target.rss_kib();
-    let loaded = probe.measure(&target, 9).await;
+    let loaded = probe.measure(&target, 15).await;
     let (_clients, streams): (Vec<Client>, Vec<_>) = held.into_iter().unzip();
     let mut streams: Vec<(h2::RecvStream, Instant)> = streams.into_iter().flatten().collect();
     let attacked_for = started.elapsed();
