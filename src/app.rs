@@ -326,7 +326,11 @@ async fn serve_control(takeover: Takeover, state: &AppState) {
         return;
     };
     let control = state.control.clone();
-    let options = ServeOptions { handshake_timeout: state.settings.handshake_timeout, ..ServeOptions::default() };
+    let options = ServeOptions {
+        handshake_timeout: state.settings.handshake_timeout,
+        write_timeout: state.settings.write_timeout,
+        ..ServeOptions::default()
+    };
     tokio::select! {
         result = h2server::accept_ts2021(io, &state.noise_key, &init, control, options) => {
             if let Err(err) = result {
@@ -408,6 +412,7 @@ async fn ws_control(req: HttpRequest, body: web::Payload, state: web::Data<AppSt
             let options = ServeOptions {
                 early_payload: false,
                 handshake_timeout: state.settings.handshake_timeout,
+                write_timeout: state.settings.write_timeout,
                 ..ServeOptions::default()
             };
             if let Err(err) = h2server::accept_ts2021(io, &state.noise_key, &init, state.control.clone(), options).await

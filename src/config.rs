@@ -68,6 +68,9 @@ pub struct Settings {
     /// Time a control (ts2021) client has, after the 101, to take the Noise response and send
     /// the HTTP/2 preface and SETTINGS; and a DERP client to send its ClientInfo.
     pub handshake_timeout: Duration,
+    /// How long a control (ts2021) client may leave our writes unread: a write to its socket,
+    /// or an HTTP/2 stream's body held back by its flow-control window (that stream is reset).
+    pub write_timeout: Duration,
     /// Open connections in all; over it new ones are closed on accept (0: no cap).
     pub max_connections: usize,
     /// Open connections from one client address; over it new ones are closed on accept
@@ -154,6 +157,7 @@ struct Overrides {
     body_timeout: Option<String>,
     header_timeout: Option<String>,
     handshake_timeout: Option<String>,
+    write_timeout: Option<String>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     handshake_rate_per_ip: Option<u32>,
@@ -251,6 +255,7 @@ impl Settings {
             body_timeout: duration_or("body_timeout", o.body_timeout, "10s")?,
             header_timeout: positive_duration_or("header_timeout", o.header_timeout, "10s")?,
             handshake_timeout: positive_duration_or("handshake_timeout", o.handshake_timeout, "10s")?,
+            write_timeout: positive_duration_or("write_timeout", o.write_timeout, "120s")?,
             max_connections: o.max_connections.unwrap_or(100_000),
             max_connections_per_ip: o.max_connections_per_ip.unwrap_or(1024),
             handshake_rate_per_ip: o.handshake_rate_per_ip.unwrap_or(50),
@@ -348,6 +353,7 @@ fn apply_env(o: &mut Overrides, env: &[(String, String)]) -> Result<(), ConfigEr
             "BODY_TIMEOUT" => o.body_timeout = Some(value),
             "HEADER_TIMEOUT" => o.header_timeout = Some(value),
             "HANDSHAKE_TIMEOUT" => o.handshake_timeout = Some(value),
+            "WRITE_TIMEOUT" => o.write_timeout = Some(value),
             "MAX_CONNECTIONS" => o.max_connections = Some(number("MAX_CONNECTIONS", &value)?),
             "MAX_CONNECTIONS_PER_IP" => o.max_connections_per_ip = Some(number("MAX_CONNECTIONS_PER_IP", &value)?),
             "HANDSHAKE_RATE_PER_IP" => o.handshake_rate_per_ip = Some(number("HANDSHAKE_RATE_PER_IP", &value)?),
@@ -503,6 +509,7 @@ mod tests {
     fn connection_limits_load() {
         let d = Settings::load_from(None, &env(&[])).unwrap();
         assert_eq!((d.header_timeout, d.handshake_timeout), (Duration::from_secs(10), Duration::from_secs(10)));
+        assert_eq!(d.write_timeout, Duration::from_secs(120));
         assert_eq!((d.max_connections, d.max_connections_per_ip), (100_000, 1024));
         assert_eq!(
             (d.handshake_rate_per_ip, d.handshake_burst_per_ip, d.keep_alive),
@@ -513,6 +520,7 @@ mod tests {
             &env(&[
                 ("TENSCALE_HEADER_TIMEOUT", "2s"),
                 ("TENSCALE_HANDSHAKE_TIMEOUT", "1500ms"),
+                ("TENSCALE_WRITE_TIMEOUT", "3s"),
                 ("TENSCALE_MAX_CONNECTIONS", "0"),
                 ("TENSCALE_MAX_CONNECTIONS_PER_IP", "64"),
                 ("TENSCALE_HANDSHAKE_RATE_PER_IP", "0"),
@@ -523,6 +531,7 @@ mod tests {
         .unwrap();
         assert_eq!((s.handshake_rate_per_ip, s.handshake_burst_per_ip, s.keep_alive), (0, 7, Duration::from_secs(30)));
         assert_eq!((s.header_timeout, s.handshake_timeout), (Duration::from_secs(2), Duration::from_millis(1500)));
+        assert_eq!(s.write_timeout, Duration::from_secs(3));
         assert_eq!((s.max_connections, s.max_connections_per_ip), (0, 64));
     }
 

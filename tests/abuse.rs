@@ -3,8 +3,9 @@
 //! server's alone, read from `/proc/<pid>/status`, and its CPU apart from the attacker's. The server runs on a
 //! fresh SQLite database holding two tenants, attacks it one way, and asserts its numbers:
 //! memory growth under a stated bound, stuck connections closed after their (shortened)
-//! timeouts, and the other tenant's registrations, maps and DERP round trips within 2× of the
-//! same probes on the quiet server, measured first in the same test.
+//! timeouts, and the other tenant's registrations, maps (one-off, and a held map stream's
+//! announcement of a node that joins) and DERP round trips within 2× of the same probes on the
+//! quiet server, measured first in the same test.
 //!
 //! Latency is compared by medians. A loopback DERP round trip takes well under a millisecond,
 //! so twice the quiet figure is within scheduling noise on a shared machine: the allowance is
@@ -19,10 +20,13 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::future::join_all;
+use futures::FutureExt;
 
 use support::child::ChildInstance;
-use support::{eventually, random_key, SimNode, TempDir};
+use support::{announces, eventually, map_until_within, random_key, MapStream, SimNode, TempDir};
+use tenscale::control::client::{fetch_server_key, Client};
 use tenscale::derp::client::DerpClient;
 use tenscale::derp::crypto::DerpSecret;
 use tenscale::domain::{NamespaceName, OrgName};
@@ -113,6 +117,10 @@ struct Probe {
     derp_from: DerpClient<TcpStream>,
     derp_to: DerpClient<TcpStream>,
     to_key: NodePublic,
+    /// The DERP receiver's map stream, held across rounds as a client holds its long poll:
+    /// it hears of every node that joins the namespace.
+    watched: MapStream,
+    _watcher: SimNode,
 }
 
 /// Medians of one round of probes.
@@ -120,6 +128,8 @@ struct Probe {
 struct Latency {
     register: Duration,
     map: Duration,
+    /// From the start of a registration until a held map stream names the new node.
+    stream: Duration,
     derp: Duration,
 }
 
@@ -129,17 +139,23 @@ impl Probe {
         let other = target.child.join(&target.key_b).await;
         let derp_from = derp(target, node.node_secret).await;
         let derp_to = derp(target, other.node_secret).await;
-        Probe { key: target.key_b.clone(), to_key: other.node_key, node, derp_from, derp_to }
+        let watched = SimNode::stream_on(&other.client, other.node_key).await;
+        let (key, to_key) = (target.key_b.clone(), other.node_key);
+        Probe { key, to_key, node, derp_from, derp_to, watched, _watcher: other }
     }
 
-    /// `rounds` of: a new registration (its own ts2021 connection), a full map of the
-    /// registered node, a DERP packet between two nodes. Medians.
+    /// `rounds` of: a new registration (its own ts2021 connection) and its announcement on
+    /// the held map stream, a full map of the registered node, a DERP packet between two
+    /// nodes. Medians.
     async fn measure(&mut self, target: &Target, rounds: usize) -> Latency {
-        let (mut register, mut map, mut derp) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut register, mut map, mut stream, mut derp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             let started = Instant::now();
             let joined = target.child.join(&self.key).await;
             register.push(started.elapsed());
+            // Skips what else the stream carries (the last round's disco key change, say).
+            map_until_within(&mut self.watched, Duration::from_secs(15), |msg| announces(msg, &joined.node_key)).await;
+            stream.push(started.elapsed());
             drop(joined);
 
             let started = Instant::now();
@@ -157,7 +173,7 @@ impl Probe {
             derp.push(started.elapsed());
             assert_eq!(&packet[..], &payload[..]);
         }
-        Latency { register: median(register), map: median(map), derp: median(derp) }
+        Latency { register: median(register), map: median(map), stream: median(stream), derp: median(derp) }
     }
 }
 
@@ -186,6 +202,7 @@ fn assert_within_twice(quiet: Latency, loaded: Latency) {
     eprintln!("latency medians: quiet {quiet:?}, under attack {loaded:?}");
     within_twice("registration", quiet.register, loaded.register);
     within_twice("map", quiet.map, loaded.map);
+    within_twice("map stream", quiet.stream, loaded.stream);
     within_twice("DERP", quiet.derp, loaded.derp);
 }
 
@@ -469,6 +486,83 @@ async fn stalled_ts2021_handshakes() {
     let timeouts = target.metric("tenscale_control_connections_failed_total", "reason=\"handshake_timeout\"").await;
     assert!(timeouts >= STALLED as f64, "{timeouts} handshake timeouts counted");
     assert_within_twice(quiet, loaded);
+}
+
+/// Map streams whose client never reads: 8 connections of the attacker's nodes, each with an
+/// HTTP/2 client that advertises a stream window of 0 (SETTINGS_INITIAL_WINDOW_SIZE) and
+/// never opens it, each holding the most streams the server allows (64) of streaming map
+/// requests; then 100 more nodes join the attacker's namespace, so every live session has
+/// updates to send and none can go out. The server queues at most 64 messages per session
+/// (`netmap::namespace::SESSION_QUEUE`; a session that cannot take more is dropped from the
+/// fan-out) behind one pending chunk per stream, and resets every stream whose body waited
+/// `TENSCALE_WRITE_TIMEOUT` (20 s here) for window: RST_STREAM INTERNAL_ERROR, none before
+/// 80 % of it, all within it plus 30 s. Meanwhile the server's memory grows by less than
+/// 16 MiB (measured: about 5 MiB for the 512 streams) and the other tenant keeps its latency.
+#[actix_rt::test]
+async fn map_streams_that_never_read() {
+    const CONNECTIONS: usize = 8;
+    const STREAMS: usize = 64;
+    const JOINS: usize = 100;
+    const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+    let _turn = SERIAL.lock().await;
+    let target = Target::start(&[("TENSCALE_WRITE_TIMEOUT", "20s")]).await;
+    let mut probe = Probe::new(&target).await;
+    let quiet = probe.measure(&target, 15).await;
+    let attackers = join_all((0..CONNECTIONS).map(|_| target.child.join(&target.key_a))).await;
+    let rss_before = target.rss_kib();
+
+    let started = Instant::now();
+    let held = join_all(attackers.iter().map(|node| streams_never_read(&target, node, STREAMS))).await;
+    let opened_in = started.elapsed();
+    for _ in 0..JOINS {
+        target.child.join(&target.key_a).await;
+    }
+    let rss_stuck = target.rss_kib();
+    let loaded = probe.measure(&target, 15).await;
+    let (_clients, streams): (Vec<Client>, Vec<_>) = held.into_iter().unzip();
+    let mut streams: Vec<(h2::RecvStream, Instant)> = streams.into_iter().flatten().collect();
+    let attacked_for = started.elapsed();
+    assert!(
+        streams.iter_mut().all(|(body, _)| body.data().now_or_never().is_none()),
+        "a stream ended before the joins and probes were done ({attacked_for:?}): raise the write timeout"
+    );
+
+    let lived = join_all(streams.into_iter().map(|(mut body, opened)| async move {
+        let end = tokio::time::timeout(WRITE_TIMEOUT + Duration::from_secs(30), body.data()).await;
+        let err = end.expect("the server reset the stream").expect("an error, not the end").unwrap_err();
+        assert_eq!(err.reason(), Some(h2::Reason::INTERNAL_ERROR), "{err}");
+        opened.elapsed()
+    }))
+    .await;
+    let (shortest, longest) = (lived.iter().min().unwrap(), lived.iter().max().unwrap());
+    eprintln!(
+        "{} map streams never read, opened in {opened_in:?}, {JOINS} joins and probes done {attacked_for:?} in; \
+         RSS {rss_before} → {rss_stuck} KiB; reset {shortest:?}..{longest:?} after their headers",
+        CONNECTIONS * STREAMS
+    );
+    assert!(*shortest >= WRITE_TIMEOUT * 4 / 5, "reset before the write timeout: {shortest:?}");
+    assert!(rss_stuck.saturating_sub(rss_before) < 16 * 1024, "RSS grew {} KiB", rss_stuck - rss_before);
+    assert_within_twice(quiet, loaded);
+}
+
+/// `n` streaming map requests of `node` on a new connection of its machine whose HTTP/2
+/// client advertises a stream window of 0: the server can send each answer's headers (not
+/// flow-controlled) and none of its body. Each stream with the instant its headers came; the
+/// client, which must be kept for the connection to stay.
+async fn streams_never_read(target: &Target, node: &SimNode, n: usize) -> (Client, Vec<(h2::RecvStream, Instant)>) {
+    let server_key = fetch_server_key(&target.url("")).await.expect("GET /key").public_key;
+    let mut h2 = h2::client::Builder::new();
+    h2.initial_window_size(0);
+    let machine = x25519_dalek::StaticSecret::from(node.machine);
+    let client = Client::connect_with(&target.child.addr, &server_key, &machine, &h2).await.expect("ts2021");
+    let request = Bytes::from(serde_json::to_vec(&support::stream_request(node.node_key)).unwrap());
+    let mut streams = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (status, body) = client.post("/machine/map", request.clone()).await.expect("a map stream");
+        assert_eq!(status, 200);
+        streams.push((body, Instant::now()));
+    }
+    (client, streams)
 }
 
 /// A DERP client that never reads while a peer of its tenant sends to it: it is disconnected

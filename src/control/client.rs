@@ -57,19 +57,47 @@ pub struct Client {
 impl Client {
     /// Dials `addr` (`host:port`) over TCP and sets up the channel.
     pub async fn connect(addr: &str, server_key: &MachinePublic, machine: &StaticSecret) -> Result<Self, ClientError> {
+        Self::connect_with(addr, server_key, machine, &h2::client::Builder::new()).await
+    }
+
+    /// Like [`Client::connect`], with HTTP/2 settings of the caller's choosing: tests use it
+    /// to play a misbehaving client (one that advertises a stream window of 0, say).
+    pub async fn connect_with(
+        addr: &str,
+        server_key: &MachinePublic,
+        machine: &StaticSecret,
+        h2: &h2::client::Builder,
+    ) -> Result<Self, ClientError> {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
-        Self::connect_over(tcp, addr, server_key, machine, CLIENT_VERSION).await
+        let (initiator, rest, tcp) = Self::upgrade(tcp, addr, server_key, machine, CLIENT_VERSION).await?;
+        Self::establish(tcp, rest, addr, initiator, h2).await
     }
 
     /// Sets up the channel over an already-open byte stream; `host` goes in `Host`/`:authority`.
     pub async fn connect_over<T>(
-        mut io: T,
+        io: T,
         host: &str,
         server_key: &MachinePublic,
         machine: &StaticSecret,
         version: u16,
     ) -> Result<Self, ClientError>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (initiator, rest, io) = Self::upgrade(io, host, server_key, machine, version).await?;
+        Self::establish(io, rest, host, initiator, &h2::client::Builder::new()).await
+    }
+
+    /// The HTTP/1.1 upgrade carrying the Noise initiation; returns the initiator, the bytes
+    /// read past the 101 and the stream.
+    async fn upgrade<T>(
+        mut io: T,
+        host: &str,
+        server_key: &MachinePublic,
+        machine: &StaticSecret,
+        version: u16,
+    ) -> Result<(Initiator, Vec<u8>, T), ClientError>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -84,7 +112,7 @@ impl Client {
 
         let (head, rest) = read_head(&mut io).await?;
         check_upgrade(&head)?;
-        Self::establish(io, rest, host, initiator).await
+        Ok((initiator, rest, io))
     }
 
     /// Sets up the channel over a stream whose upgrade is done and whose initiation message
@@ -93,11 +121,17 @@ impl Client {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        Self::establish(io, Vec::new(), host, initiator).await
+        Self::establish(io, Vec::new(), host, initiator, &h2::client::Builder::new()).await
     }
 
     /// Noise response (from `rest`, then `io`), early payload if any, then HTTP/2.
-    async fn establish<T>(mut io: T, mut rest: Vec<u8>, host: &str, initiator: Initiator) -> Result<Self, ClientError>
+    async fn establish<T>(
+        mut io: T,
+        mut rest: Vec<u8>,
+        host: &str,
+        initiator: Initiator,
+        h2: &h2::client::Builder,
+    ) -> Result<Self, ClientError>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -106,7 +140,7 @@ impl Client {
         let mut stream = NoiseStream::new(io, keys).with_read_prefix(&rest);
         let early = stream.read_early_payload().await?;
 
-        let (send, conn) = h2::client::handshake(stream).await?;
+        let (send, conn) = h2.handshake(stream).await?;
         let driver = tokio::spawn(async move {
             if let Err(err) = conn.await {
                 tracing::debug!(%err, "ts2021 client connection ended");

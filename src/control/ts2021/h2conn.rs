@@ -127,6 +127,9 @@ struct Outbound {
     pending: Bytes,
     /// More chunks to come (a long poll); `None` once the body ends after `pending`.
     chunks: Option<BoxStream<'static, Result<Bytes, Abort>>>,
+    /// Since when `pending` has waited without a byte going out (the peer's windows are
+    /// shut); `None` while it moves or is empty. See [`Connection::reset_stalled`].
+    stalled_since: Option<Instant>,
 }
 
 /// Why a request is answered without calling the service.
@@ -463,7 +466,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
         };
         let outbound = match body {
             Body::Full(bytes) => Outbound::body(bytes),
-            Body::Stream(chunks) => Outbound { pending: Bytes::new(), chunks: Some(chunks) },
+            Body::Stream(chunks) => Outbound { pending: Bytes::new(), chunks: Some(chunks), stalled_since: None },
         };
         let mut block = Vec::with_capacity(64);
         hpack::encode_status(status.as_u16(), &mut block);
@@ -497,16 +500,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
         }
     }
 
-    /// When the ping timer next needs the connection.
+    /// When the ping timer or a stalled stream ([`Self::reset_stalled`]) next needs the
+    /// connection.
     fn next_deadline(&self) -> Option<Instant> {
-        match self.ping.outstanding {
+        let ping = match self.ping.outstanding {
             Some((_, sent)) => Some(sent + self.opts.ping_timeout),
             None => self.ping.next_at,
-        }
+        };
+        let stall =
+            self.streams.iter().filter_map(Stream::stalled_since).min().map(|since| since + self.opts.write_timeout);
+        ping.into_iter().chain(stall).min()
     }
 
     fn on_timer(&mut self) -> Result<(), ServeError> {
         let now = Instant::now();
+        self.reset_stalled(now);
         if let Some((_, sent)) = self.ping.outstanding {
             if sent + self.opts.ping_timeout <= now {
                 return Err(ServeError::PingTimeout);
@@ -520,6 +528,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
             }
         }
         Ok(())
+    }
+
+    /// Resets (RST_STREAM INTERNAL_ERROR, as Go's server does on a stream's write timeout)
+    /// every stream whose body has waited `write_timeout` for flow-control credit. A peer
+    /// that never reads a stream (it advertised a window of 0, or stopped releasing it) keeps
+    /// answering pings, so nothing else would ever end it: it would hold its body and, for a
+    /// long poll, its map session and that session's queue, for as long as the connection
+    /// lives.
+    fn reset_stalled(&mut self, now: Instant) {
+        let limit = self.opts.write_timeout;
+        let expired = |s: &Stream| s.stalled_since().is_some_and(|since| since + limit <= now);
+        while let Some(index) = self.streams.iter().position(expired) {
+            tracing::debug!(machine = %self.machine, stream = self.streams[index].id, "stream stalled by flow control; reset");
+            self.reset(index);
+        }
     }
 
     fn on_window_update(&mut self, id: u32, increment: u32) -> Result<(), ConnectionError> {
@@ -550,6 +573,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
     /// body is complete gets END_STREAM and is forgotten.
     fn pump(&mut self) {
         let max_frame = self.peer.max_frame as i64;
+        let now = Instant::now();
         let mut index = 0;
         while index < self.streams.len() {
             let stream = &mut self.streams[index];
@@ -557,7 +581,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
                 index += 1;
                 continue;
             };
-            let mut ended = false;
+            let (mut ended, mut moved) = (false, false);
             while !outbound.pending.is_empty() {
                 let allowed = self.send_window.min(stream.send_window).min(max_frame);
                 if allowed <= 0 {
@@ -568,7 +592,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<T> {
                 frame::put_data(&mut self.out, stream.id, &chunk, ended);
                 self.send_window -= chunk.len() as i64;
                 stream.send_window -= chunk.len() as i64;
+                moved = true;
             }
+            // The clock runs from the last byte that went out.
+            outbound.stalled_since = if outbound.pending.is_empty() {
+                None
+            } else if moved {
+                Some(now)
+            } else {
+                outbound.stalled_since.or(Some(now))
+            };
             if outbound.is_done() {
                 // A body that was already empty still needs its END_STREAM.
                 if !ended {
@@ -605,9 +638,18 @@ fn poll_streams(streams: &mut [Stream], cx: &mut Context<'_>) -> Poll<Wake> {
     Poll::Pending
 }
 
+impl Stream {
+    fn stalled_since(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Responding(outbound) => outbound.stalled_since,
+            _ => None,
+        }
+    }
+}
+
 impl Outbound {
     fn body(pending: Bytes) -> Self {
-        Self { pending, chunks: None }
+        Self { pending, chunks: None, stalled_since: None }
     }
 
     fn done() -> Self {

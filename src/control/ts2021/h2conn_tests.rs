@@ -303,3 +303,29 @@ async fn a_streamed_body_goes_out_chunk_by_chunk_and_an_abort_resets_its_stream(
     assert_eq!(body, b"onetwo");
     assert_eq!(reset, Some(ErrorCode::Internal as u32));
 }
+
+#[tokio::test]
+async fn a_stream_the_peer_never_grants_window_is_reset_after_the_write_timeout() {
+    let write_timeout = Duration::from_millis(300);
+    let mut peer = connect(ServeOptions { write_timeout, ..ServeOptions::default() }).await;
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may carry DATA until we say so, and we never do.
+    let mut bytes = frame::PREFACE.to_vec();
+    bytes.extend_from_slice(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0]);
+    bytes.extend(headers_frame(1, 0x4 | 0x1, &request_block("POST", "/chunks")));
+    peer.send(&bytes).await;
+    let asked = std::time::Instant::now();
+    match peer.next_significant().await {
+        Some(Frame::Headers { stream: 1, end_stream: false, .. }) => {}
+        other => panic!("want the response headers, got {other:?}"),
+    }
+    match peer.next_significant().await {
+        Some(Frame::RstStream { stream: 1, code }) => assert_eq!(code, ErrorCode::Internal as u32),
+        other => panic!("want RST_STREAM instead of any DATA, got {other:?}"),
+    }
+    assert!(asked.elapsed() >= write_timeout, "reset after {:?}", asked.elapsed());
+    // Only the stream: the connection still answers.
+    let mut ping = vec![0, 0, 8, 6, 0, 0, 0, 0, 0];
+    ping.extend_from_slice(b"still?!!");
+    peer.send(&ping).await;
+    assert!(matches!(peer.next_significant().await, Some(Frame::Ping { ack: true, .. })));
+}

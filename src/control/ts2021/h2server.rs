@@ -63,8 +63,10 @@ pub struct ServeOptions {
     pub ping_interval: Option<Duration>,
     /// How long a PING may go unanswered before the connection is dropped.
     pub ping_timeout: Duration,
-    /// How long one write (a batch of frames) may wait for a peer that stopped reading.
-    /// Generous: a full map of many peers over a slow link takes a while.
+    /// How long one write (a batch of frames) may wait for a peer that stopped reading, and
+    /// how long a stream's body may wait for a peer that stopped granting it flow-control
+    /// window (the stream is then reset). Generous: a full map of many peers over a slow
+    /// link takes a while.
     pub write_timeout: Duration,
 }
 
