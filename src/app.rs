@@ -177,6 +177,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         workers: worker_count(&settings),
         header_timeout: settings.header_timeout,
         keep_alive: settings.keep_alive,
+        // A request's head has the header timeout and its body the body timeout.
+        request_timeout: settings.header_timeout + settings.body_timeout,
         max_connections: settings.max_connections,
         max_connections_per_ip: settings.max_connections_per_ip,
         metrics: front_metrics,

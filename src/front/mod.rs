@@ -16,8 +16,9 @@
 //! ([`limits`]) is closed on accept; an admitted one allocates nothing until its first byte
 //! arrives, and is closed when its TLS handshake and first head are not done within
 //! `header_timeout` or the head outgrows `max_head_bytes`. Past the head, each protocol
-//! bounds its own connections (actix's keep-alive and body timeouts, ts2021's handshake,
-//! ping and write timeouts, DERP's ClientInfo and write timeouts).
+//! bounds its own connections (actix's keep-alive and body timeouts, [`TimedIo`]'s limit on
+//! every HTTP/1 request, ts2021's handshake, ping and write timeouts, DERP's ClientInfo and
+//! write timeouts).
 //!
 //! Bytes read while sniffing are replayed in front of the stream on both paths. Only the
 //! first request of a connection is sniffed (real clients open a fresh connection for each
@@ -35,6 +36,7 @@
 
 pub mod limits;
 mod replay;
+mod request_timer;
 mod sniff;
 pub mod tls;
 pub mod websocket;
@@ -63,6 +65,7 @@ use tracing::debug;
 
 use limits::{ConnectionLimits, FrontMetrics, HeadFailure};
 pub use replay::{BoxedIo, Io, Replay};
+pub use request_timer::{TimedIo, UpgradeMark};
 // `read_first` and `First` are public for the fuzz target of the sniffer (fuzz/).
 pub use sniff::{read_first, First, RequestHead, UpgradeKind};
 
@@ -102,6 +105,9 @@ pub struct FrontOptions {
     /// How long an HTTP/1 connection may sit idle between requests (0: one request per
     /// connection; whole seconds are meant, see `http1`).
     pub keep_alive: Duration,
+    /// How long each HTTP/1 request, the later ones of a kept-alive connection included, may
+    /// take to arrive: from its first byte until the server begins to answer ([`TimedIo`]).
+    pub request_timeout: Duration,
     /// Per worker, taken-over connections included (they stay counted while they live);
     /// over it a worker stops accepting (the kernel's backlog holds new connections).
     pub max_connections_per_worker: usize,
@@ -126,6 +132,7 @@ impl Default for FrontOptions {
             header_timeout: Duration::from_secs(10),
             max_head_bytes: 16 * 1024,
             keep_alive: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(20),
             max_connections_per_worker: 25_600,
             max_connections: 100_000,
             max_connections_per_ip: 1024,
@@ -142,6 +149,7 @@ struct Ctx {
     takeover: TakeoverHandler,
     header_timeout: Duration,
     max_head_bytes: usize,
+    request_timeout: Duration,
     shutdown: CancellationToken,
     limits: Arc<ConnectionLimits>,
 }
@@ -175,6 +183,7 @@ where
         takeover,
         header_timeout: options.header_timeout,
         max_head_bytes: options.max_head_bytes,
+        request_timeout: options.request_timeout,
         shutdown: options.shutdown,
         limits: ConnectionLimits::new(options.max_connections, options.max_connections_per_ip, options.metrics),
     });
@@ -219,7 +228,7 @@ fn http1<I, S, B>(
     local_addr: SocketAddr,
     graceful: GracefulShutdownSignal,
     keep_alive: Duration,
-) -> impl ServiceFactory<(BoxedIo, Option<SocketAddr>), Config = (), Response = (), Error = DispatchError, InitError = ()>
+) -> impl ServiceFactory<(TimedIo, Option<SocketAddr>), Config = (), Response = (), Error = DispatchError, InitError = ()>
 where
     I: IntoServiceFactory<S, Request>,
     S: ServiceFactory<Request, Config = AppConfig> + 'static,
@@ -236,11 +245,16 @@ where
         // actix-test uses. It only feeds ConnectionInfo's scheme and host fallbacks.
         AppConfig::__priv_test_new(secure, local_addr.to_string(), local_addr)
     };
-    let mut builder = HttpServiceBuilder::<BoxedIo, _>::default()
+    let mut builder = HttpServiceBuilder::<TimedIo, _>::default()
         .local_addr(local_addr)
+        // WebSocket handlers find the mark here and take their connection out of the
+        // request time limit.
+        .on_connect_ext(|io: &TimedIo, ext: &mut actix_http::Extensions| {
+            ext.insert(io.upgrade_mark().clone());
+        })
         // actix checks it against a clock it updates twice a second: sub-second values close
         // early. Its request-head timer covers only a connection's first head, which the
-        // front has read already; a later head is bounded in size (actix's limit), not time.
+        // front has read already: later requests are timed by `TimedIo`.
         .keep_alive(keep_alive)
         // Closes idle keep-alive connections when a graceful stop begins.
         .graceful_shutdown_signal(move || {
@@ -256,7 +270,7 @@ where
 /// One accepted connection, from TCP to its end.
 async fn connection<H, Fut, E>(tcp: TcpStream, ctx: &Ctx, http: H)
 where
-    H: FnOnce(BoxedIo, SocketAddr) -> Fut,
+    H: FnOnce(TimedIo, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = Result<(), E>>,
     E: fmt::Debug,
 {
@@ -301,7 +315,7 @@ where
             (ctx.takeover)(Takeover { kind, head, peer, io, shutdown }).await;
         }
         Route::Http(io) => {
-            if let Err(err) = Box::pin(http(io, peer)).await {
+            if let Err(err) = Box::pin(http(TimedIo::new(io, ctx.request_timeout), peer)).await {
                 debug!(%peer, ?err, "front: http connection error");
             }
         }

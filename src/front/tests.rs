@@ -73,6 +73,20 @@ fn app() -> App<
         )
         .route("/scheme", web::get().to(|req: HttpRequest| async move { req.connection_info().scheme().to_owned() }))
         .route("/ts2021", web::to(HttpResponse::UpgradeRequired))
+        .route(
+            "/ws",
+            web::get().to(|req: HttpRequest, body: web::Payload| async move {
+                // Reads the client's messages and never answers.
+                websocket::accept(&req, body, "test", CancellationToken::new(), |mut io| async move {
+                    let mut sink = [0u8; 64];
+                    while let Ok(n) = io.read(&mut sink).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                })
+            }),
+        )
 }
 
 struct TestServer {
@@ -88,6 +102,7 @@ fn quick_options() -> FrontOptions {
         header_timeout: Duration::from_millis(400),
         max_head_bytes: 16 * 1024,
         keep_alive: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(20),
         max_connections_per_worker: 100,
         max_connections: 0,
         max_connections_per_ip: 0,
@@ -454,6 +469,55 @@ async fn later_requests_on_a_kept_alive_connection_are_served() {
         r.io.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
         assert_eq!(r.next().await, (200, b"hello".to_vec()));
     }
+    srv.handle.stop(false).await;
+}
+
+/// A later request whose head stalls on a kept-alive connection is closed after the request
+/// time limit (actix itself would wait for ever).
+#[actix_rt::test]
+async fn a_stalled_later_head_is_closed_after_the_request_timeout() {
+    let options = FrontOptions { request_timeout: Duration::from_millis(500), ..quick_options() };
+    let srv = start(false, options);
+    let (io, _) = srv.connect().await;
+    let mut r = Responses { io, buf: Vec::new() };
+    r.io.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert_eq!(r.next().await.0, 200);
+    r.io.write_all(b"GET /hello HTTP/1.1\r\nHost:").await.unwrap();
+    let waited = closed_within(&mut r.io, Duration::from_secs(3)).await;
+    assert!(waited >= Duration::from_millis(400), "closed before the request timeout: {waited:?}");
+    srv.handle.stop(false).await;
+}
+
+/// A WebSocket connection is one long request to actix: its client may keep sending without
+/// an answer for longer than the request time limit.
+#[actix_rt::test]
+async fn a_websocket_is_not_cut_by_the_request_timeout() {
+    let options = FrontOptions { request_timeout: Duration::from_millis(300), ..quick_options() };
+    let srv = start(false, options);
+    let (mut io, _) = srv.connect().await;
+    io.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Protocol: test\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_exactly(&mut io, 12).await;
+    assert_eq!(&head, b"HTTP/1.1 101");
+    // Masked binary frames of 4 bytes, for three times the limit; the handler never writes.
+    for _ in 0..9 {
+        io.write_all(&[0x82, 0x84, 1, 2, 3, 4, 1 ^ b'p', 2 ^ b'i', 3 ^ b'n', 4 ^ b'g']).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut rest = [0u8; 512];
+    let still_open = loop {
+        match tokio::time::timeout(Duration::from_millis(300), io.read(&mut rest)).await {
+            Err(_) => break true,
+            Ok(Ok(0)) | Ok(Err(_)) => break false,
+            Ok(Ok(_)) => continue, // the rest of the 101's head
+        }
+    };
+    assert!(still_open, "the WebSocket was closed");
     srv.handle.stop(false).await;
 }
 

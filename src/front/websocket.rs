@@ -82,6 +82,10 @@ where
         Ok(upgraded) => upgraded,
         Err(err) => return err.error_response(),
     };
+    // A WebSocket stays one HTTP request to actix for its whole life: out of the time limit.
+    if let Some(mark) = req.conn_data::<super::UpgradeMark>() {
+        mark.set();
+    }
     let messages = messages.max_frame_size(MAX_INCOMING).aggregate_continuations().max_continuation_size(MAX_INCOMING);
     let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
     let io = WsStream::new(Inbound(rx), Outbound(session.clone()));
