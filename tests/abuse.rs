@@ -440,6 +440,66 @@ async fn slow_loris_heads() {
     assert_within_twice(quiet, loaded);
 }
 
+/// The slow-loris on kept-alive connections: 200 clients each send one good request, read its
+/// answer, then drip a second head a line every 200 ms. actix times only a connection's first
+/// head; the front's request limit (header plus body timeout, 2 s + 1 s here) closes each,
+/// none before 80 % of it.
+#[actix_rt::test]
+async fn slow_loris_on_kept_alive_connections() {
+    const LORIS: usize = 200;
+    const LIMIT: Duration = Duration::from_secs(3);
+    let _turn = SERIAL.lock().await;
+    let target = Target::start(&[("TENSCALE_HEADER_TIMEOUT", "2s"), ("TENSCALE_BODY_TIMEOUT", "1s")]).await;
+    let loris: Vec<_> = connect_in_batches(target.addr(), LORIS)
+        .await
+        .into_iter()
+        .map(|(mut io, _)| {
+            tokio::spawn(async move {
+                io.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+                let mut answer = [0u8; 12];
+                io.read_exact(&mut answer).await.expect("the first answer");
+                assert_eq!(&answer, b"HTTP/1.1 200");
+                // Whatever else of the first answer arrives is read by `closed_within` below.
+                let started = Instant::now();
+                let _ = io.write_all(b"GET /healthz HTTP/1.1\r\n").await;
+                let (mut rd, mut wr) = io.split();
+                let dripping = async {
+                    for n in 0..1000 {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        if wr.write_all(format!("X-Drip-{n}: y\r\n").as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let mut reader = [0u8; 1024];
+                let closed = async {
+                    loop {
+                        match rd.read(&mut reader).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => continue,
+                        }
+                    }
+                };
+                // The read side ends when the server closes; the dripping stops with it.
+                let lived = tokio::time::timeout(Duration::from_secs(30), async {
+                    tokio::select! {
+                        () = closed => {}
+                        () = dripping => {}
+                    }
+                    started.elapsed()
+                })
+                .await;
+                lived.expect("the server kept a dripping kept-alive connection open past 30 s")
+            })
+        })
+        .collect();
+    let lived: Vec<Duration> = join_all(loris).await.into_iter().map(|r| r.expect("slow-loris task")).collect();
+    let (shortest, longest) = (lived.iter().min().unwrap(), lived.iter().max().unwrap());
+    eprintln!("{LORIS} kept-alive slow-loris heads lived {shortest:?}..{longest:?}");
+    assert!(*shortest >= LIMIT * 4 / 5, "closed before the request limit: {shortest:?}");
+    assert!(*longest < LIMIT + Duration::from_secs(10), "closed long after the request limit: {longest:?}");
+}
+
 /// A client that sends a valid Noise initiation, takes the 101 and the server's response, and
 /// never sends the HTTP/2 preface: closed after the handshake timeout (2 s here) and counted;
 /// 200 of them at once leave the other tenant's latency within 2×.
