@@ -81,6 +81,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let writer = Writer::new(store.clone(), bus.clone());
     let incoming = crate::state::events::start_reader(store.clone(), &bus).await.context("reading the outbox")?;
     let tailnet = Tailnet::new(store.clone(), settings.clone(), writer.clone());
+    tailnet.register_metrics(&metrics)?;
     // Instances already running know who streams from them; ask them to say so.
     writer.presence_sync().await.context("recording the start-up presence sync")?;
     writer.spawn_pruning(settings.event_retention, std::time::Duration::from_secs(600));

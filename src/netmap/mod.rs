@@ -73,6 +73,8 @@ pub struct Tailnet {
     next_session: AtomicU64,
     /// The newest session of each node streaming from this instance.
     local_sessions: Mutex<HashMap<NodeId, LocalSession>>,
+    /// Map sessions closed because they could not keep up (their client stopped reading).
+    sessions_dropped: prometheus::IntCounter,
 }
 
 impl Tailnet {
@@ -88,7 +90,17 @@ impl Tailnet {
             presence: RwLock::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             local_sessions: Mutex::new(HashMap::new()),
+            sessions_dropped: prometheus::IntCounter::new(
+                "tenscale_map_sessions_dropped_total",
+                "Map sessions closed because their queue of updates was full (a client that stopped reading)",
+            )
+            .expect("a static metric description is valid"),
         })
+    }
+
+    /// Puts the tailnet's metrics into `registry`.
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.sessions_dropped.clone()))
     }
 
     pub fn derp_map(&self) -> &Arc<DerpMap> {
@@ -263,7 +275,9 @@ impl Tailnet {
         // Only this namespace's entries: a copy of the whole presence map per namespace task
         // would cost O(namespaces x online nodes).
         let is_online = |id: NodeId| self.is_online(id);
-        let task = NamespaceTask::load(self.store.clone(), view, ns.org_id, self.derp_map.clone(), is_online).await?;
+        let dropped = self.sessions_dropped.clone();
+        let task =
+            NamespaceTask::load(self.store.clone(), view, ns.org_id, self.derp_map.clone(), is_online, dropped).await?;
         let mut tasks = self.namespaces.lock().map_err(|_| anyhow::anyhow!("tailnet lock poisoned"))?;
         // Another session may have started it while this one loaded; keep the first.
         if let Some(tx) = tasks.get(&namespace_id).filter(|tx| !tx.is_closed()) {

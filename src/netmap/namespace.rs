@@ -98,6 +98,8 @@ pub struct NamespaceTask {
     synced: HashMap<NodeId, Arc<tailcfg::Node>>,
     /// Membership, tags or policy changed since the last compilation.
     needs_compile: bool,
+    /// Sessions closed because their queue was full ([`SESSION_QUEUE`]).
+    sessions_dropped: prometheus::IntCounter,
 }
 
 impl NamespaceTask {
@@ -109,6 +111,7 @@ impl NamespaceTask {
         org_id: OrgId,
         derp_map: Arc<DerpMap>,
         is_online: impl Fn(NodeId) -> bool,
+        sessions_dropped: prometheus::IntCounter,
     ) -> anyhow::Result<Self> {
         let nodes = store.nodes_in_namespace(view.namespace_id).await?;
         let online = nodes.iter().filter(|n| is_online(n.id)).map(|n| (n.id, true)).collect();
@@ -125,6 +128,7 @@ impl NamespaceTask {
             wire: HashMap::new(),
             synced: HashMap::new(),
             needs_compile: true,
+            sessions_dropped,
         };
         let ids: Vec<NodeId> = task.nodes.keys().copied().collect();
         for id in ids {
@@ -397,6 +401,7 @@ impl NamespaceTask {
         }
         for node_id in stuck {
             tracing::warn!(%node_id, "map session cannot keep up; closing it");
+            self.sessions_dropped.inc();
             self.sessions.remove(&node_id);
         }
         for id in &batch.changed {
