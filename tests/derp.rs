@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{counter, join_ok, Backend, SimNode, TestServer};
+use support::{counter, join_ok, Backend, SimNode, TestServer, TwoNamespaces};
 use tenscale::derp::client::DerpClient;
 use tenscale::derp::crypto::DerpSecret;
 use tenscale::derp::frame::{Frame, FrameType, PeerGoneReason};
@@ -63,11 +63,7 @@ struct Tenants {
 }
 
 async fn tenants(backend: Backend) -> Tenants {
-    let server = TestServer::start(backend, &[]).await;
-    let ns_a = server.namespace("acme", "a").await;
-    let ns_b = server.namespace("globex", "b").await;
-    let key_a = server.preauth_key(ns_a, true, false, &[]).await;
-    let key_b = server.preauth_key(ns_b, true, false, &[]).await;
+    let TwoNamespaces { server, key_a, key_b, .. } = TwoNamespaces::start(backend).await;
     let a1 = join_ok(&server, &key_a).await;
     let a2 = join_ok(&server, &key_a).await;
     let b = join_ok(&server, &key_b).await;

@@ -12,7 +12,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{announces, join_ok, map_until, next_map, random_key, register_request, Backend, SimNode, TestServer};
+use support::{
+    announces, join_ok, map_until, next_map, random_key, register_request, Backend, SimNode, TestServer, TwoNamespaces,
+};
 use tenscale::derp::crypto::DerpSecret;
 use tenscale::domain::{NamespaceId, Node};
 use tenscale::keys::{MachinePublic, NodePublic};
@@ -31,11 +33,7 @@ struct Tenants {
 }
 
 async fn tenants(backend: Backend) -> Tenants {
-    let server = TestServer::start(backend, &[]).await;
-    let ns_a = server.namespace("acme", "a").await;
-    let ns_b = server.namespace("globex", "b").await;
-    let key_a = server.preauth_key(ns_a, true, false, &[]).await;
-    let key_b = server.preauth_key(ns_b, true, false, &[]).await;
+    let TwoNamespaces { server, ns_a, ns_b, key_a, key_b } = TwoNamespaces::start(backend).await;
     let b = join_ok(&server, &key_b).await;
     Tenants { server, ns_a, ns_b, key_a, key_b, b }
 }

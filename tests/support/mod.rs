@@ -65,6 +65,27 @@ pub enum Backend {
     Postgres,
 }
 
+/// A server with two tenants: namespace `a` of org acme and namespace `b` of org globex, each
+/// with a reusable key and no node yet.
+pub struct TwoNamespaces {
+    pub server: TestServer,
+    pub ns_a: NamespaceId,
+    pub ns_b: NamespaceId,
+    pub key_a: String,
+    pub key_b: String,
+}
+
+impl TwoNamespaces {
+    pub async fn start(backend: Backend) -> Self {
+        let server = TestServer::start(backend, &[]).await;
+        let ns_a = server.namespace("acme", "a").await;
+        let ns_b = server.namespace("globex", "b").await;
+        let key_a = server.preauth_key(ns_a, true, false, &[]).await;
+        let key_b = server.preauth_key(ns_b, true, false, &[]).await;
+        TwoNamespaces { server, ns_a, ns_b, key_a, key_b }
+    }
+}
+
 pub struct TestServer {
     pub app: RunningApp,
     _dir: Option<TempDir>,
