@@ -255,6 +255,40 @@ async fn connect_from(from: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStrea
     socket.connect(to).await
 }
 
+/// Sends `first_line`, then one header line every 200 ms, as a slow-loris does, until the
+/// server closes the connection; panics if it is still open after 30 s.
+async fn drip_head_until_closed(io: &mut TcpStream, first_line: &[u8]) {
+    let _ = io.write_all(first_line).await;
+    let (mut rd, mut wr) = io.split();
+    let dripping = async {
+        for n in 0.. {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if wr.write_all(format!("X-Drip-{n}: y\r\n").as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    };
+    let closed = async {
+        let mut sink = [0u8; 1024];
+        while let Ok(1..) = rd.read(&mut sink).await {}
+    };
+    // The read side ends when the server closes; a write that fails means the same.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::select! {
+            () = closed => {}
+            () = dripping => {}
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the server kept a dripping head open past 30 s");
+}
+
+/// The shortest and longest of the durations `tasks` return.
+async fn lifetimes(tasks: Vec<tokio::task::JoinHandle<Duration>>, what: &str) -> (Duration, Duration) {
+    let lived: Vec<Duration> = join_all(tasks).await.into_iter().map(|r| r.expect(what)).collect();
+    (*lived.iter().min().unwrap(), *lived.iter().max().unwrap())
+}
+
 // ---- the attacks ----
 
 /// 10,000 TCP connections that never send a byte. Bound: the server's resident memory grows
@@ -419,23 +453,15 @@ async fn slow_loris_heads() {
         .into_iter()
         .map(|(mut io, opened)| {
             tokio::spawn(async move {
-                let _ = io.write_all(b"POST /ts2021 HTTP/1.1\r\nHost: x\r\n").await;
-                for n in 0..1000 {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    if io.write_all(format!("X-Drip-{n}: y\r\n").as_bytes()).await.is_err() {
-                        break;
-                    }
-                }
-                closed_within(&mut io, Duration::from_secs(30)).await;
+                drip_head_until_closed(&mut io, b"POST /ts2021 HTTP/1.1\r\nHost: x\r\n").await;
                 opened.elapsed()
             })
         })
         .collect();
     let loaded = probe.measure(&target, 9).await;
-    let lived: Vec<Duration> = join_all(loris).await.into_iter().map(|r| r.expect("slow-loris task")).collect();
-    let (shortest, longest) = (lived.iter().min().unwrap(), lived.iter().max().unwrap());
+    let (shortest, longest) = lifetimes(loris, "slow-loris task").await;
     eprintln!("{LORIS} slow-loris heads lived {shortest:?}..{longest:?}; all gone {:?} in", started.elapsed());
-    assert!(*shortest >= Duration::from_millis(1600), "closed before the header timeout: {shortest:?}");
+    assert!(shortest >= Duration::from_millis(1600), "closed before the header timeout: {shortest:?}");
     assert!(target.metric("tenscale_front_head_failures_total", "reason=\"timeout\"").await >= LORIS as f64);
     assert_within_twice(quiet, loaded);
 }
@@ -459,45 +485,17 @@ async fn slow_loris_on_kept_alive_connections() {
                 let mut answer = [0u8; 12];
                 io.read_exact(&mut answer).await.expect("the first answer");
                 assert_eq!(&answer, b"HTTP/1.1 200");
-                // Whatever else of the first answer arrives is read by `closed_within` below.
+                // Whatever else of the first answer arrives is read while the head drips.
                 let started = Instant::now();
-                let _ = io.write_all(b"GET /healthz HTTP/1.1\r\n").await;
-                let (mut rd, mut wr) = io.split();
-                let dripping = async {
-                    for n in 0..1000 {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        if wr.write_all(format!("X-Drip-{n}: y\r\n").as_bytes()).await.is_err() {
-                            break;
-                        }
-                    }
-                };
-                let mut reader = [0u8; 1024];
-                let closed = async {
-                    loop {
-                        match rd.read(&mut reader).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) => continue,
-                        }
-                    }
-                };
-                // The read side ends when the server closes; the dripping stops with it.
-                let lived = tokio::time::timeout(Duration::from_secs(30), async {
-                    tokio::select! {
-                        () = closed => {}
-                        () = dripping => {}
-                    }
-                    started.elapsed()
-                })
-                .await;
-                lived.expect("the server kept a dripping kept-alive connection open past 30 s")
+                drip_head_until_closed(&mut io, b"GET /healthz HTTP/1.1\r\n").await;
+                started.elapsed()
             })
         })
         .collect();
-    let lived: Vec<Duration> = join_all(loris).await.into_iter().map(|r| r.expect("slow-loris task")).collect();
-    let (shortest, longest) = (lived.iter().min().unwrap(), lived.iter().max().unwrap());
+    let (shortest, longest) = lifetimes(loris, "slow-loris task").await;
     eprintln!("{LORIS} kept-alive slow-loris heads lived {shortest:?}..{longest:?}");
-    assert!(*shortest >= LIMIT * 4 / 5, "closed before the request limit: {shortest:?}");
-    assert!(*longest < LIMIT + Duration::from_secs(10), "closed long after the request limit: {longest:?}");
+    assert!(shortest >= LIMIT * 4 / 5, "closed before the request limit: {shortest:?}");
+    assert!(longest < LIMIT + Duration::from_secs(10), "closed long after the request limit: {longest:?}");
 }
 
 /// A client that sends a valid Noise initiation, takes the 101 and the server's response, and
@@ -539,10 +537,9 @@ async fn stalled_ts2021_handshakes() {
         })
         .collect();
     let loaded = probe.measure(&target, 9).await;
-    let lived: Vec<Duration> = join_all(stalled).await.into_iter().map(|r| r.expect("stalled client")).collect();
-    let (shortest, longest) = (lived.iter().min().unwrap(), lived.iter().max().unwrap());
+    let (shortest, longest) = lifetimes(stalled, "stalled client").await;
     eprintln!("{STALLED} stalled handshakes closed {shortest:?}..{longest:?} after their 101");
-    assert!(*shortest >= Duration::from_millis(1600), "closed before the handshake timeout: {shortest:?}");
+    assert!(shortest >= Duration::from_millis(1600), "closed before the handshake timeout: {shortest:?}");
     let timeouts = target.metric("tenscale_control_connections_failed_total", "reason=\"handshake_timeout\"").await;
     assert!(timeouts >= STALLED as f64, "{timeouts} handshake timeouts counted");
     assert_within_twice(quiet, loaded);
