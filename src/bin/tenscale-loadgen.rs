@@ -18,7 +18,9 @@ struct Cli {
     #[arg(long, default_value_t = 1)]
     namespaces: usize,
     /// A running server (`http://ip:port`); needs `--database-url` of that server's database,
-    /// where the namespaces and keys are created. Default: start a server in this process.
+    /// where the namespaces and keys are created. All nodes connect from one address, so start
+    /// it with `TENSCALE_MAX_CONNECTIONS_PER_IP=0 TENSCALE_HANDSHAKE_RATE_PER_IP=0`.
+    /// Default: start a server in this process.
     #[arg(long, requires = "database_url", conflicts_with = "spawn")]
     url: Option<String>,
     /// Start `<binary> serve` as a child process and measure its memory alone
