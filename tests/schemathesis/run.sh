@@ -18,6 +18,8 @@
 #                              per database on two idle cores)
 #   SCHEMATHESIS_SEED          the generator's seed (default: random; printed, to replay a run)
 #   TEST_POSTGRES_URL          the PostgreSQL server (default postgres://postgres@127.0.0.1:5432)
+#
+# `run.sh --venv` only makes the venv and prints its path (tests/prepare.sh calls it early).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -152,4 +154,8 @@ main() {
   log "no findings on SQLite and PostgreSQL"
 }
 
+if [[ ${1:-} == --venv ]]; then
+  venv
+  exit 0
+fi
 main "$@"
