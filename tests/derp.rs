@@ -14,7 +14,6 @@ use tenscale::derp::crypto::DerpSecret;
 use tenscale::derp::frame::{Frame, FrameType, PeerGoneReason};
 use tenscale::derp::DerpError;
 use tenscale::keys::NodePublic;
-use tenscale::state::store::nodes::NodeChange;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -157,17 +156,17 @@ async fn deleting_a_node_disconnects_it(backend: Backend) {
 async fn expired_keys_are_refused_and_cut_off(backend: Backend) {
     let t = tenants(backend).await;
     let state = t.server.state();
-    let past = Some(Some(chrono::Utc::now() - chrono::Duration::seconds(5)));
+    let past = Some(chrono::Utc::now() - chrono::Duration::seconds(5));
 
     // Expired before connecting: refused.
     let node = t.a1.stored(&t.server).await;
-    state.api.writer.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }, None).await.unwrap();
+    state.api.writer.set_key_expiry(&node, past, None).await.unwrap();
     assert!(matches!(derp_as(&t.server, t.a1.node_secret).await, Err(DerpError::Refused)));
 
     // Expiring while connected: disconnected at once.
     let mut a2 = derp(&t.server, &t.a2).await;
     let node = t.a2.stored(&t.server).await;
-    state.api.writer.update_node(&node, NodeChange { key_expiry: past, ..Default::default() }, None).await.unwrap();
+    state.api.writer.set_key_expiry(&node, past, None).await.unwrap();
     closed_within(&mut a2, Duration::from_secs(1)).await;
     assert!(matches!(derp_as(&t.server, t.a2.node_secret).await, Err(DerpError::Refused)));
 }

@@ -388,7 +388,7 @@ async fn changes_made_while_redis_is_down_reach_the_other_instance() {
         let started = Instant::now();
         let org = one.state().api.store.namespace_by_id(ns).await.unwrap().org_id;
         let scope = tenscale::state::store::policies::PolicyScope::Namespace(ns);
-        one.state().api.writer.put_policy(org, scope, &policy, None).await.unwrap();
+        one.state().api.writer.set_policy(org, scope, &policy, None).await.unwrap();
         map_until_within(&mut stream, WITHIN, |m| filter_opens(m, port)).await;
         slowest = slowest.max(started.elapsed());
         round += 1;

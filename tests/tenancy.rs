@@ -19,7 +19,6 @@ use tenscale::derp::crypto::DerpSecret;
 use tenscale::domain::{NamespaceId, Node};
 use tenscale::keys::{MachinePublic, NodePublic};
 use tenscale::netmap::tailcfg::{GoTime, MapRequest, RegisterResponse};
-use tenscale::state::store::nodes::NodeChange;
 
 /// Namespace A (org acme) and namespace B (org globex), each with a reusable key; B has one
 /// node, `b`, registered by its own machine.
@@ -133,9 +132,9 @@ async fn a_leaked_key_never_registers_into_another_namespace(backend: Backend) {
 
     // B's node expires; rotating it with A's key is refused and changes nothing.
     // An hour ago: before the server started, so the expiry sweep has nothing to announce.
-    let past = Some(Some(Utc::now() - chrono::Duration::hours(1)));
+    let past = Some(Utc::now() - chrono::Duration::hours(1));
     let writer = &t.server.state().api.writer;
-    writer.update_node(&b_rotated, NodeChange { key_expiry: past, ..Default::default() }, None).await.unwrap();
+    writer.set_key_expiry(&b_rotated, past, None).await.unwrap();
     let before = trace(&t).await;
     let mut rotate = register_request(new_node_key(), Some(&t.key_a));
     rotate.old_node_key = rotated_key;

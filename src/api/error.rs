@@ -162,6 +162,27 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::state::nodes::NodeRefusal> for ApiError {
+    fn from(refusal: crate::state::nodes::NodeRefusal) -> Self {
+        use crate::state::nodes::NodeRefusal;
+        match refusal {
+            NodeRefusal::NameTaken { .. } => ApiError::Conflict(refusal.to_string()),
+            NodeRefusal::TagNotAllowed(message) => ApiError::Invalid(message),
+            NodeRefusal::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::state::policy::PolicyRefusal> for ApiError {
+    fn from(refusal: crate::state::policy::PolicyRefusal) -> Self {
+        use crate::state::policy::PolicyRefusal;
+        match refusal {
+            PolicyRefusal::Invalid(_) | PolicyRefusal::TestFailed { .. } => ApiError::Invalid(refusal.to_string()),
+            PolicyRefusal::Store(err) => err.into(),
+        }
+    }
+}
+
 impl From<crate::domain::InvalidValue> for ApiError {
     fn from(err: crate::domain::InvalidValue) -> Self {
         ApiError::Invalid(err.0)

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::auth::OrgContext;
 use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
-use super::{audit, line, parse_id, policy::effective_policy, State};
+use super::{audit, line, parse_id, State};
 use crate::api::ApiState;
 use crate::domain::{NamespaceName, Tags};
 use crate::state::store::preauth_keys::NewPreauthKey;
@@ -236,7 +236,7 @@ pub(crate) async fn create_key(
     if request.description.chars().count() > MAX_DESCRIPTION {
         return Err(ApiError::Invalid(format!("description is longer than {MAX_DESCRIPTION} characters")));
     }
-    let policy = effective_policy(state, ctx.org_id, ns.id).await?;
+    let policy = state.writer.policy_in_force(ctx.org_id, ns.id).await?;
     crate::policy::validate_tags_for_key(policy.as_ref(), &request.tags)
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
     // `max` bounds the lifetime far below chrono's range, so the sum cannot overflow.

@@ -12,10 +12,10 @@ use utoipa::ToSchema;
 use super::auth::OrgContext;
 use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
-use super::{audit, line, parse_id, policy::effective_policy, State};
+use super::{audit, line, parse_id, State};
 use crate::api::ApiState;
 use crate::domain::{NamespaceName, NodeName, Tags};
-use crate::state::store::nodes::NodeChange;
+use crate::state::nodes::NodeEdit;
 use crate::state::store::{Namespace, Node};
 
 /// A node (a machine in a namespace).
@@ -164,36 +164,23 @@ pub async fn update(
     body: ApiJson<UpdateNode>,
 ) -> ApiResult<web::Json<NodeView>> {
     let (ns, node) = find(&state, &ctx, &path.0, &path.1).await?;
-    let node = update_node(&state, &ctx, &ns, node, body.0).await?;
+    let UpdateNode { name, tags } = body.0;
+    let node = edit_node(&state, &ctx, &ns, &node, NodeEdit { name, tags }).await?;
     Ok(web::Json(view(&state, node, &ns.name)))
 }
 
-/// Renames and/or retags a node (name free in the namespace, tags allowed by its policy),
-/// publishes the change and records it. Nothing to change leaves the node untouched.
-pub(crate) async fn update_node(
+/// Renames and/or retags a node through the writer (which checks the name and the tags),
+/// recorded as `node.update` in the audit log.
+pub(crate) async fn edit_node(
     state: &ApiState,
     ctx: &OrgContext,
     ns: &Namespace,
-    node: Node,
-    update: UpdateNode,
+    node: &Node,
+    edit: NodeEdit,
 ) -> ApiResult<Node> {
-    let UpdateNode { name, tags } = update;
-    if name.is_none() && tags.is_none() {
-        return Ok(node);
-    }
-    if let Some(name) = &name {
-        if !state.store.node_name_free(ns.id, name, node.id).await? {
-            return Err(ApiError::Conflict(format!("node name {name} is taken in namespace {}", ns.name)));
-        }
-    }
-    if let Some(tags) = &tags {
-        let policy = effective_policy(state, ctx.org_id, ns.id).await?;
-        crate::policy::validate_tags_for_key(policy.as_ref(), tags).map_err(|e| ApiError::Invalid(e.to_string()))?;
-    }
-    let detail = json!({"namespace": ns.name, "name": name, "tags": tags});
+    let detail = json!({"namespace": ns.name, "name": edit.name, "tags": edit.tags});
     let describe = move |n: &Node| line("node.update", "node", n.id, detail.clone());
-    let change = NodeChange { given_name: name, tags, ..Default::default() };
-    Ok(state.writer.update_node(&node, change, Some(&audit(ctx, &describe))).await?)
+    Ok(state.writer.edit_node(ns, node, edit, Some(&audit(ctx, &describe))).await?)
 }
 
 /// Expire a node's key
@@ -218,11 +205,10 @@ pub async fn expire(
     Ok(web::Json(view(&state, node, &ns.name)))
 }
 
-/// Expires a node's key now, publishes the change and records it.
+/// Expires a node's key now through the writer, recorded as `node.expire`.
 pub(crate) async fn expire_node(state: &ApiState, ctx: &OrgContext, ns: &Namespace, node: &Node) -> ApiResult<Node> {
-    let change = NodeChange { key_expiry: Some(Some(crate::state::store::now())), ..Default::default() };
     let describe = |n: &Node| line("node.expire", "node", n.id, json!({"namespace": ns.name}));
-    Ok(state.writer.update_node(node, change, Some(&audit(ctx, &describe))).await?)
+    Ok(state.writer.expire_node(node, Some(&audit(ctx, &describe))).await?)
 }
 
 /// Delete a node

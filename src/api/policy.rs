@@ -15,8 +15,7 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::schema::PolicyObject;
 use super::{audit, line, State};
 use crate::api::ApiState;
-use crate::domain::{NamespaceId, NamespaceName, OrgId};
-use crate::policy::{hujson, Policy};
+use crate::domain::NamespaceName;
 use crate::state::store::policies::PolicyScope;
 use crate::state::store::PolicyDoc;
 
@@ -43,23 +42,6 @@ pub fn namespace_routes(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(delete_namespace))
             .default_service(super::only("GET, PUT, DELETE")),
     );
-}
-
-/// The policy in force in a namespace: its own override, else the org default; `None` when
-/// neither exists. A stored document was valid when saved; should a newer parser refuse it,
-/// it is treated as absent here (the tailnet fails closed on it).
-/// The organization's own policy (not a namespace's), parsed; `None` without one.
-pub async fn org_policy_parsed(state: &ApiState, org_id: OrgId) -> ApiResult<Option<Policy>> {
-    let doc = state.store.policy(org_id, PolicyScope::Org).await?;
-    Ok(doc.and_then(|doc| Policy::parse(&doc.document).ok()))
-}
-
-pub async fn effective_policy(state: &ApiState, org_id: OrgId, namespace_id: NamespaceId) -> ApiResult<Option<Policy>> {
-    let doc = match state.store.policy(org_id, PolicyScope::Namespace(namespace_id)).await? {
-        Some(doc) => Some(doc),
-        None => state.store.policy(org_id, PolicyScope::Org).await?,
-    };
-    Ok(doc.and_then(|doc| Policy::parse(&doc.document).ok()))
 }
 
 /// Get the policy
@@ -96,13 +78,11 @@ pub async fn put(state: State, ctx: OrgContext, req: HttpRequest, payload: web::
     Ok(HttpResponse::Ok().content_type(HUJSON).body(text))
 }
 
-/// Checks the organization's policy (syntax, meaning, its `tests` in every namespace it
-/// governs), saves it verbatim, publishes the change and records it.
+/// Sets the organization's policy through the writer (which checks it), recorded as
+/// `policy.update`.
 pub(crate) async fn set_org_policy(state: &ApiState, ctx: &OrgContext, text: &str) -> ApiResult<PolicyDoc> {
-    let policy = check(text)?;
-    run_tests_on_org(state, ctx.org_id, &policy).await?;
     let describe = |_: &()| line("policy.update", "policy", "org", json!({"bytes": text.len()}));
-    Ok(state.writer.put_policy(ctx.org_id, PolicyScope::Org, text, Some(&audit(ctx, &describe))).await?)
+    Ok(state.writer.set_policy(ctx.org_id, PolicyScope::Org, text, Some(&audit(ctx, &describe))).await?)
 }
 
 /// The organization's stored policy; 404 when none is set.
@@ -135,8 +115,7 @@ pub async fn validate(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let text = read_document(&req, payload).await?;
-    let policy = check(&text)?;
-    run_tests_on_org(&state, ctx.org_id, &policy).await?;
+    state.writer.check_policy(ctx.org_id, PolicyScope::Org, &text).await?;
     Ok(HttpResponse::Ok().json(Validation { valid: true }))
 }
 
@@ -191,11 +170,9 @@ pub async fn put_namespace(
 ) -> ApiResult<HttpResponse> {
     let ns = state.store.namespace_by_name(ctx.org_id, &name).await?;
     let text = read_document(&req, payload).await?;
-    let policy = check(&text)?;
-    run_tests_on_namespace(&state, &ns, &policy).await?;
     let describe =
         |_: &()| line("policy.update", "policy", format!("namespace:{}", ns.name), json!({"bytes": text.len()}));
-    state.writer.put_policy(ctx.org_id, PolicyScope::Namespace(ns.id), &text, Some(&audit(&ctx, &describe))).await?;
+    state.writer.set_policy(ctx.org_id, PolicyScope::Namespace(ns.id), &text, Some(&audit(&ctx, &describe))).await?;
     Ok(HttpResponse::Ok().content_type(HUJSON).body(text))
 }
 
@@ -233,64 +210,11 @@ async fn read_document(req: &HttpRequest, payload: web::Payload) -> ApiResult<St
     String::from_utf8(body.to_vec()).map_err(|_| ApiError::Invalid("policy is not valid UTF-8".into()))
 }
 
-/// Runs the policy's `tests` in every namespace of the org that it would govern (those
-/// without an override of their own).
-async fn run_tests_on_org(state: &ApiState, org_id: OrgId, policy: &Policy) -> ApiResult<()> {
-    if policy.tests.is_empty() {
-        return Ok(());
-    }
-    for ns in state.store.namespaces_of_org(org_id).await? {
-        if state.store.policy(org_id, PolicyScope::Namespace(ns.id)).await?.is_none() {
-            run_tests_on_namespace(state, &ns, policy).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn run_tests_on_namespace(
-    state: &ApiState,
-    ns: &crate::state::store::Namespace,
-    policy: &Policy,
-) -> ApiResult<()> {
-    if policy.tests.is_empty() {
-        return Ok(());
-    }
-    let org = state.store.org_by_id(ns.org_id).await?;
-    let login = format!("{}@{}", ns.name, org.name);
-    let nodes: Vec<_> = state
-        .store
-        .nodes_in_namespace(ns.id)
-        .await?
-        .iter()
-        .map(|n| crate::netmap::namespace::policy_node(n, &login))
-        .collect();
-    crate::policy::validate_namespace(policy, &nodes)
-        .map(|_| ())
-        .map_err(|e| ApiError::Invalid(format!("policy test failed in namespace {}: {e}", ns.name)))
-}
-
-/// Syntax first (is it HuJSON at all?), then meaning (is it a policy tenscale can enforce?).
-fn check(text: &str) -> ApiResult<Policy> {
-    let json = hujson::to_json(text).map_err(|e| ApiError::Invalid(format!("invalid HuJSON: {e}")))?;
-    if let Err(e) = serde_json::from_str::<serde_json::Value>(&json) {
-        let message = e.to_string();
-        let suffix = format!(" at line {} column {}", e.line(), e.column());
-        let message = message.strip_suffix(&suffix).unwrap_or(&message);
-        return Err(ApiError::Invalid(format!("invalid HuJSON: line {}, column {}: {message}", e.line(), e.column())));
-    }
-    Policy::parse(text).map_err(|e| ApiError::Invalid(format!("invalid policy: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
+    /// The document's example is what a reader copies first: it must be a valid policy.
     #[test]
-    fn syntax_errors_name_line_and_column() {
-        let err = check("{\n  // fine\n  \"acls\": [,]\n}").unwrap_err().to_string();
-        assert!(err.starts_with("invalid HuJSON: line 3, column 12:"), "{err}");
-        assert!(check(EXAMPLE).is_ok(), "{:?}", check(EXAMPLE));
-        let err = check("{\"bogus\": 1}").unwrap_err().to_string();
-        assert!(err.starts_with("invalid policy: line 1"), "{err}");
+    fn the_documented_example_is_a_valid_policy() {
+        crate::state::policy::parse_policy(super::EXAMPLE).expect("the example parses");
     }
 }

@@ -17,6 +17,7 @@ use crate::netmap::framing::{self, MapMessage};
 use crate::netmap::mapper::{wire_node, wire_self_node, NamespaceIdentity};
 use crate::netmap::tailcfg::{self, DerpMap, FilterRule, MapResponse, SshPolicy};
 use crate::policy::{compile_namespace, CompiledNamespace, Policy, PolicyNode};
+use crate::state::policy::policy_node;
 use crate::state::store::{Node, Store};
 
 /// Messages a session channel can hold before the session is considered stuck and closed
@@ -603,17 +604,5 @@ fn remember_policy(session: &mut Session, sent: &MapResponse) {
     }
     if let Some(ssh) = &sent.ssh_policy {
         session.ssh = Some(ssh.clone());
-    }
-}
-
-/// How the policy compiler sees a node: untagged nodes belong to the namespace's user
-/// (`login`), tagged nodes are identified by their tags.
-pub fn policy_node(node: &Node, login: &str) -> PolicyNode {
-    let tags = node.tags.to_strings();
-    PolicyNode {
-        id: node.id,
-        addresses: vec![node.ipv4.into(), node.ipv6.into()],
-        user: tags.is_empty().then(|| login.to_string()),
-        tags,
     }
 }

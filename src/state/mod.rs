@@ -9,6 +9,8 @@
 //! - [`audit`]: who asks for a change, and its line in the audit log (an outbox record
 //!   appended in the change's transaction);
 //! - [`registration`]: registration's rules (keys, restarts, rotation, logout) as outcomes;
+//! - [`nodes`]: an admin's changes to a node (rename, retag, expire) and their rules;
+//! - [`policy`]: a policy's rules (syntax, meaning, its own tests) and which one governs;
 //! - [`client_state`]: what clients report on map requests, stored when it changed;
 //! - [`lease`]: this instance's lease, renewed while it runs, and the removal of lapsed ones.
 //!
@@ -19,6 +21,8 @@ pub mod audit;
 pub mod client_state;
 pub mod events;
 pub mod lease;
+pub mod nodes;
+pub mod policy;
 pub mod registration;
 pub mod store;
 
@@ -32,7 +36,7 @@ use store::nodes::{NewNode, NodeChange, RegisterError};
 use store::outbox::NewEvent;
 use store::policies::PolicyScope;
 use store::preauth_keys::NewPreauthKey;
-use store::{ApiKey, Namespace, Node, Organization, PolicyDoc, PreauthKey, Store, StoreResult};
+use store::{ApiKey, Namespace, Node, Organization, PreauthKey, Store, StoreResult};
 
 use crate::domain::{InstanceId, NamespaceId, NamespaceName, NodeId, OrgId, OrgName};
 use crate::keys::NodePublic;
@@ -72,7 +76,7 @@ impl Writer {
 
     /// A known machine registers again with a usable key: it keeps its node, takes `change`
     /// (a new node key, say), and the key's use is recorded.
-    pub async fn reauthorize_node(
+    pub(in crate::state) async fn reauthorize_node(
         &self,
         node: &Node,
         key: &PreauthKey,
@@ -85,9 +89,10 @@ impl Writer {
         Ok(node)
     }
 
-    /// Any other change of a node's stored fields: client state, rename, retag, expiry, key
-    /// rotation. A node key replaced by `change` is retired (cut off DERP everywhere).
-    pub async fn update_node(
+    /// The one write of a node's stored fields under the named changes (client state,
+    /// rename, retag, expiry, key rotation), which own their checks. A node key replaced by
+    /// `change` is retired (cut off DERP everywhere).
+    pub(in crate::state) async fn update_node(
         &self,
         node: &Node,
         change: NodeChange,
@@ -122,34 +127,6 @@ impl Writer {
         let node_keys = self.store.delete_namespace(ns, &events).await?;
         self.bus.wake().await;
         Ok(node_keys.len())
-    }
-
-    pub async fn put_policy(
-        &self,
-        org_id: OrgId,
-        scope: PolicyScope,
-        document: &str,
-        audit: Option<&Audit<'_, ()>>,
-    ) -> StoreResult<PolicyDoc> {
-        let events = with_audit(events::records(&[policy_changed(org_id, scope)]), audit, &());
-        let doc = self.store.put_policy(org_id, scope, document, &events).await?;
-        self.bus.wake().await;
-        Ok(doc)
-    }
-
-    /// Removes the scope's policy; false when it had none.
-    pub async fn delete_policy(
-        &self,
-        org_id: OrgId,
-        scope: PolicyScope,
-        audit: Option<&Audit<'_, ()>>,
-    ) -> StoreResult<bool> {
-        let events = with_audit(events::records(&[policy_changed(org_id, scope)]), audit, &());
-        let deleted = self.store.delete_policy(org_id, scope, &events).await?;
-        if deleted {
-            self.bus.wake().await;
-        }
-        Ok(deleted)
     }
 
     /// A map stream of the node opened on this instance (or is announced again).

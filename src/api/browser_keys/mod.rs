@@ -156,7 +156,7 @@ pub async fn put_settings(
     body: ApiJson<BrowserKeySettingsBody>,
 ) -> ApiResult<web::Json<BrowserKeySettingsView>> {
     let config = BrowserKeyConfig::from_body(body.0).map_err(|e| ApiError::Invalid(e.0))?;
-    let policy = super::policy::org_policy_parsed(&state, ctx.org_id).await?;
+    let policy = state.writer.org_policy(ctx.org_id).await?;
     crate::policy::validate_tags_for_key(policy.as_ref(), &config.tags)
         .map_err(|e| ApiError::Invalid(format!("tags: {e}")))?;
     let row = config.to_row(&state.browser_keys.secrets).map_err(|e| ApiError::Invalid(e.0))?;
@@ -288,7 +288,7 @@ async fn issue_key(
     grant: &token::Grant,
 ) -> ApiResult<BrowserKey> {
     // The policy may have changed since the settings were saved: the key's tags must still be owned.
-    let policy = super::policy::effective_policy(state, org_id, namespace.id).await?;
+    let policy = state.writer.policy_in_force(org_id, namespace.id).await?;
     crate::policy::validate_tags_for_key(policy.as_ref(), &config.tags)
         .map_err(|e| ApiError::Forbidden(format!("the browser keys' tags are not allowed here: {e}")))?;
     let expires_at = crate::state::store::now() + chrono::Duration::seconds(config.expires_in_secs);

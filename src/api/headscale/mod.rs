@@ -9,7 +9,7 @@
 //!
 //! Handlers here only translate: every change goes through the same functions as the `/v1`
 //! handlers ([`super::namespaces::create_namespace`], [`super::keys::create_key`],
-//! [`super::nodes::update_node`], [`super::policy::set_org_policy`], …), so validation,
+//! [`super::nodes::edit_node`], [`super::policy::set_org_policy`], …), so validation,
 //! tailnet events and audit records are identical on both surfaces.
 //!
 //! Bodies are read leniently (unknown fields are ignored, as gRPC-gateway does with the

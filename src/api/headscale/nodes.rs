@@ -9,11 +9,12 @@ use super::wire::{Empty, HsNode, ListNodesResponse, NodeResponse, SetTagsRequest
 use super::{parse_id, HsJson};
 use crate::api::auth::OrgContext;
 use crate::api::error::ApiError;
-use crate::api::nodes::{delete_node, expire_node, update_node, UpdateNode};
+use crate::api::nodes::{delete_node, edit_node, expire_node};
 use crate::api::schema::Uint64Text;
 use crate::api::ApiState;
 use crate::api::State;
 use crate::domain::NodeName;
+use crate::state::nodes::NodeEdit;
 use crate::state::store::{Namespace, Node};
 
 /// `ListNodesRequest`.
@@ -146,8 +147,8 @@ pub async fn rename(
     path: web::Path<(String, String)>,
 ) -> HsResult<web::Json<NodeResponse>> {
     let (ns, node) = find(&state, &ctx, &path.0).await?;
-    let update = UpdateNode { name: Some(NodeName::parse(&path.1)?), tags: None };
-    let node = update_node(&state, &ctx, &ns, node, update).await?;
+    let edit = NodeEdit { name: Some(NodeName::parse(&path.1)?), tags: None };
+    let node = edit_node(&state, &ctx, &ns, &node, edit).await?;
     respond(&state, &ns, &node).await
 }
 
@@ -170,7 +171,7 @@ pub async fn set_tags(
     body: HsJson<SetTagsRequest>,
 ) -> HsResult<web::Json<NodeResponse>> {
     let (ns, node) = find(&state, &ctx, &id).await?;
-    let update = UpdateNode { name: None, tags: Some(body.0.tags) };
-    let node = update_node(&state, &ctx, &ns, node, update).await?;
+    let edit = NodeEdit { name: None, tags: Some(body.0.tags) };
+    let node = edit_node(&state, &ctx, &ns, &node, edit).await?;
     respond(&state, &ns, &node).await
 }

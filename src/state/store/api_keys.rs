@@ -1,9 +1,9 @@
 //! API keys of organizations: `tskey-api-<48 hex>`, stored as digests.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use super::entities::api_key;
-use super::outbox::{append, EventsFor};
+use super::outbox::EventsFor;
 use super::{hash_secret, lookup_prefix, new_secret, now, secret_matches, ApiKey, Store, StoreError, StoreResult};
 use crate::domain::OrgId;
 
@@ -18,7 +18,6 @@ impl Store {
         events: EventsFor<'_, ApiKey>,
     ) -> StoreResult<(ApiKey, String)> {
         let (secret, shown) = new_secret(API_KEY_PREFIX);
-        let txn = self.db.begin().await?;
         let model = api_key::ActiveModel {
             org_id: Set(org_id),
             prefix: Set(shown),
@@ -28,12 +27,9 @@ impl Store {
             last_used_at: Set(None),
             revoked_at: Set(None),
             ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        append(&txn, &events(&model)).await?;
-        txn.commit().await?;
-        Ok((model, secret))
+        };
+        let key = self.change(async |txn| StoreResult::Ok(model.insert(txn).await?), events).await?;
+        Ok((key, secret))
     }
 
     pub async fn list_api_keys(&self, org_id: OrgId) -> StoreResult<Vec<ApiKey>> {
@@ -50,18 +46,17 @@ impl Store {
         id: i64,
         events: EventsFor<'_, ApiKey>,
     ) -> StoreResult<ApiKey> {
-        let txn = self.db.begin().await?;
-        let key = api_key::Entity::find_by_id(id)
-            .filter(api_key::Column::OrgId.eq(org_id))
-            .one(&txn)
-            .await?
-            .ok_or(StoreError::NotFound("API key"))?;
-        let mut active: api_key::ActiveModel = key.into();
-        active.revoked_at = Set(Some(now()));
-        let revoked = active.update(&txn).await?;
-        append(&txn, &events(&revoked)).await?;
-        txn.commit().await?;
-        Ok(revoked)
+        let revoke = async |txn: &DatabaseTransaction| {
+            let key = api_key::Entity::find_by_id(id)
+                .filter(api_key::Column::OrgId.eq(org_id))
+                .one(txn)
+                .await?
+                .ok_or(StoreError::NotFound("API key"))?;
+            let mut active: api_key::ActiveModel = key.into();
+            active.revoked_at = Set(Some(now()));
+            Ok(active.update(txn).await?)
+        };
+        self.change(revoke, events).await
     }
 
     /// The live (unrevoked) key whose plaintext is `secret`, if any: found by its shown

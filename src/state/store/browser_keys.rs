@@ -3,10 +3,10 @@
 //! (org, jti) decides, so two instances racing on one token cannot both accept it.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
 
 use super::entities::{browser_key_settings, spent_token_id};
-use super::outbox::{append, EventsFor};
+use super::outbox::EventsFor;
 use super::{now, Store, StoreError, StoreResult};
 
 use crate::domain::OrgId;
@@ -56,32 +56,32 @@ impl Store {
         events: EventsFor<'_, BrowserKeySettingsRow>,
     ) -> StoreResult<BrowserKeySettingsRow> {
         let conflict = |err| StoreError::conflict_or_db(err, "another organization already uses this issuer");
-        let txn = self.db.begin().await?;
-        let existing = browser_key_settings::Entity::find()
-            .filter(browser_key_settings::Column::OrgId.eq(org_id))
-            .one(&txn)
-            .await?;
-        let update = existing.is_some();
-        let mut row = match existing {
-            Some(row) => browser_key_settings::ActiveModel::from(row),
-            None => browser_key_settings::ActiveModel { org_id: Set(org_id), ..Default::default() },
+        let save = async |txn: &DatabaseTransaction| {
+            let existing = browser_key_settings::Entity::find()
+                .filter(browser_key_settings::Column::OrgId.eq(org_id))
+                .one(txn)
+                .await?;
+            let update = existing.is_some();
+            let mut row = match existing {
+                Some(row) => browser_key_settings::ActiveModel::from(row),
+                None => browser_key_settings::ActiveModel { org_id: Set(org_id), ..Default::default() },
+            };
+            row.issuer = Set(new.issuer);
+            row.audience = Set(new.audience);
+            row.verification_keys = Set(new.verification_keys);
+            row.namespace_claim = Set(new.namespace_claim);
+            row.create_namespaces = Set(new.create_namespaces);
+            row.tags = Set(new.tags);
+            row.expires_in_secs = Set(new.expires_in_secs);
+            row.allowed_origins = Set(new.allowed_origins);
+            row.updated_at = Set(now());
+            let saved = match update {
+                true => row.update(txn).await.map_err(conflict)?,
+                false => row.insert(txn).await.map_err(conflict)?,
+            };
+            Ok(saved)
         };
-        row.issuer = Set(new.issuer);
-        row.audience = Set(new.audience);
-        row.verification_keys = Set(new.verification_keys);
-        row.namespace_claim = Set(new.namespace_claim);
-        row.create_namespaces = Set(new.create_namespaces);
-        row.tags = Set(new.tags);
-        row.expires_in_secs = Set(new.expires_in_secs);
-        row.allowed_origins = Set(new.allowed_origins);
-        row.updated_at = Set(now());
-        let saved = match update {
-            true => row.update(&txn).await.map_err(conflict)?,
-            false => row.insert(&txn).await.map_err(conflict)?,
-        };
-        append(&txn, &events(&saved)).await?;
-        txn.commit().await?;
-        Ok(saved)
+        self.change(save, events).await
     }
 
     /// Spends `jti` for the organization: true the first time, false for a replay. Ids whose

@@ -6,10 +6,10 @@
 //! the row is the claim, and only its winner appends the events.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
 
 use super::entities::instance;
-use super::outbox::{self, NewEvent};
+use super::outbox::NewEvent;
 use super::{Store, StoreResult};
 use crate::domain::InstanceId;
 
@@ -82,26 +82,24 @@ impl Store {
         now: DateTime<Utc>,
         events: &[NewEvent],
     ) -> StoreResult<bool> {
-        let txn = self.db.begin().await?;
-        let deleted = instance::Entity::delete_many()
-            .filter(instance::Column::Id.eq(id.to_string()))
-            .filter(instance::Column::ExpiresAt.lt(now))
-            .exec(&txn)
-            .await?;
-        if deleted.rows_affected != 1 {
-            txn.rollback().await?;
-            return Ok(false);
-        }
-        outbox::append(&txn, events).await?;
-        txn.commit().await?;
-        Ok(true)
+        let claim = async |txn: &DatabaseTransaction| {
+            let deleted = instance::Entity::delete_many()
+                .filter(instance::Column::Id.eq(id.to_string()))
+                .filter(instance::Column::ExpiresAt.lt(now))
+                .exec(txn)
+                .await?;
+            Ok(deleted.rows_affected == 1)
+        };
+        // Only the instance whose DELETE removed the row announces it gone.
+        self.change(claim, |&claimed| if claimed { events.to_vec() } else { Vec::new() }).await
     }
 
     /// Removes the lease of `id` whatever its expiry (the instance is stopping), with `events`.
     pub(in crate::state) async fn release_lease(&self, id: InstanceId, events: &[NewEvent]) -> StoreResult<()> {
-        let txn = self.db.begin().await?;
-        instance::Entity::delete_many().filter(instance::Column::Id.eq(id.to_string())).exec(&txn).await?;
-        outbox::append(&txn, events).await?;
-        Ok(txn.commit().await?)
+        let release = async |txn: &DatabaseTransaction| {
+            instance::Entity::delete_many().filter(instance::Column::Id.eq(id.to_string())).exec(txn).await?;
+            Ok(())
+        };
+        self.change(release, |_| events.to_vec()).await
     }
 }

@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod policies;
 pub mod preauth_keys;
 pub mod server_state;
+mod unit_of_work;
 
 use migration::MigratorTrait;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr, SqlErr};

@@ -1,12 +1,12 @@
 //! Namespaces: one isolated tailnet each, named uniquely within an organization.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 
 use super::entities::{namespace, node};
-use super::outbox::{append, EventsFor};
+use super::outbox::EventsFor;
 use super::{now, Namespace, Store, StoreError, StoreResult};
 use crate::domain::{NamespaceId, NamespaceName, OrgId};
 
@@ -20,20 +20,20 @@ impl Store {
         name: &NamespaceName,
         events: EventsFor<'_, Namespace>,
     ) -> StoreResult<Namespace> {
-        let txn = self.db.begin().await?;
-        let created = namespace::ActiveModel {
+        let model = namespace::ActiveModel {
             org_id: Set(org_id),
             name: Set(name.to_string()),
             next_ip_index: Set(FIRST_IP_INDEX),
             created_at: Set(now()),
             ..Default::default()
-        }
-        .insert(&txn)
-        .await
-        .map_err(|e| StoreError::conflict_or_db(e, format!("namespace {name} already exists")))?;
-        append(&txn, &events(&created)).await?;
-        txn.commit().await?;
-        Ok(created)
+        };
+        let insert = async |txn: &DatabaseTransaction| {
+            model
+                .insert(txn)
+                .await
+                .map_err(|e| StoreError::conflict_or_db(e, format!("namespace {name} already exists")))
+        };
+        self.change(insert, events).await
     }
 
     /// A page of the org's namespaces ordered by id, starting after `after`.
@@ -87,21 +87,21 @@ impl Store {
         ns: &Namespace,
         events: EventsFor<'_, Vec<String>>,
     ) -> StoreResult<Vec<String>> {
-        let txn = self.db.begin().await?;
-        let node_keys: Vec<String> = node::Entity::find()
-            .filter(node::Column::NamespaceId.eq(ns.id))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|n| n.node_key)
-            .collect();
-        // Children first: cascades are declared, but deleting explicitly keeps SQLite
-        // connections that were opened without foreign keys honest too.
-        delete_children(&txn, ns.id).await?;
-        namespace::Entity::delete_by_id(ns.id).exec(&txn).await?;
-        append(&txn, &events(&node_keys)).await?;
-        txn.commit().await?;
-        Ok(node_keys)
+        let delete = async |txn: &DatabaseTransaction| {
+            let node_keys: Vec<String> = node::Entity::find()
+                .filter(node::Column::NamespaceId.eq(ns.id))
+                .all(txn)
+                .await?
+                .into_iter()
+                .map(|n| n.node_key)
+                .collect();
+            // Children first: cascades are declared, but deleting explicitly keeps SQLite
+            // connections that were opened without foreign keys honest too.
+            delete_children(txn, ns.id).await?;
+            namespace::Entity::delete_by_id(ns.id).exec(txn).await?;
+            StoreResult::Ok(node_keys)
+        };
+        self.change(delete, events).await
     }
 
     /// Takes the next address index of a namespace; indexes only grow, so two nodes never
@@ -156,7 +156,7 @@ async fn delete_children<C: ConnectionTrait>(conn: &C, namespace_id: NamespaceId
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ActiveModelTrait, EntityTrait, Set, TransactionTrait};
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 
     use super::*;
     use crate::domain::OrgName;
@@ -173,10 +173,7 @@ mod tests {
     }
 
     async fn take(store: &Store, ns: NamespaceId) -> StoreResult<i64> {
-        let txn = store.db.begin().await.unwrap();
-        let index = Store::take_ip_index(&txn, ns).await;
-        txn.commit().await.unwrap();
-        index
+        store.change(async |txn| Store::take_ip_index(txn, ns).await, |_| Vec::new()).await
     }
 
     #[tokio::test]

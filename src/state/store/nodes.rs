@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Unchanged, ColumnTrait, ConnectionTrait, EntityTrait,
-    QueryFilter, QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Unchanged, ColumnTrait, ConnectionTrait, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryOrder, Set,
 };
 
 use super::entities::node;
-use super::outbox::{append, EventsFor, NewEvent};
+use super::outbox::{EventsFor, NewEvent};
 use super::preauth_keys::KeyRefusal;
 use super::{now, Namespace, Node, PreauthKey, Store, StoreError, StoreResult};
 use crate::domain::addresses;
@@ -43,9 +43,10 @@ impl From<sea_orm::DbErr> for RegisterError {
     }
 }
 
-/// A partial update of a node; `None` leaves a field as it is.
+/// A partial update of a node; `None` leaves a field as it is. Only the writer assembles one,
+/// inside the named change whose rules allow it.
 #[derive(Debug, Clone, Default)]
-pub struct NodeChange {
+pub(in crate::state) struct NodeChange {
     pub node_key: Option<NodePublic>,
     pub disco_key: Option<DiscoPublic>,
     pub hostname: Option<String>,
@@ -227,41 +228,44 @@ impl Store {
         new: &NewNode,
         events: EventsFor<'_, Node>,
     ) -> Result<Node, RegisterError> {
-        let txn = self.db.begin().await?;
-        Store::consume_preauth_key(&txn, key).await?;
-        let ip_index = Store::take_ip_index(&txn, new.namespace_id).await?;
-        let given_name = free_name(&txn, new.namespace_id, &NodeName::sanitize(&new.hostname)).await?;
-        let (v4, v6) = addresses::from_index(ip_index);
-        let model = node::ActiveModel {
-            namespace_id: Set(new.namespace_id),
-            machine_key: Set(new.machine_key.to_string()),
-            node_key: Set(new.node_key.to_string()),
-            disco_key: Set(DiscoPublic::ZERO.to_string()),
-            hostname: Set(new.hostname.clone()),
-            given_name: Set(given_name.to_string()),
-            ip_index: Set(ip_index),
-            ipv4: Set(v4.to_string()),
-            ipv6: Set(v6.to_string()),
-            tags: Set(key.tags.clone()),
-            ephemeral: Set(key.ephemeral),
-            key_expiry: Set(new.key_expiry),
-            last_seen: Set(Some(now())),
-            hostinfo: Set(hostinfo_text(&new.hostinfo)),
-            endpoints: Set(endpoints_text(&[])),
-            home_derp: Set(0),
-            preauth_key_id: Set(Some(key.id)),
-            created_at: Set(now()),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await
-        .map_err(|e| StoreError::conflict_or_db(e, "node name or address taken"))?;
-        let node = Node::try_from(model)?;
-        append(&txn, &events(&node)).await?;
-        txn.commit().await?;
-        Ok(node)
+        self.change(async |txn| insert_node(txn, key, new).await, events).await
     }
+}
 
+/// The new node's row: the key's use, an address index and a free name taken in `txn`.
+async fn insert_node(txn: &DatabaseTransaction, key: &PreauthKey, new: &NewNode) -> Result<Node, RegisterError> {
+    Store::consume_preauth_key(txn, key).await?;
+    let ip_index = Store::take_ip_index(txn, new.namespace_id).await?;
+    let given_name = free_name(txn, new.namespace_id, &NodeName::sanitize(&new.hostname)).await?;
+    let (v4, v6) = addresses::from_index(ip_index);
+    let model = node::ActiveModel {
+        namespace_id: Set(new.namespace_id),
+        machine_key: Set(new.machine_key.to_string()),
+        node_key: Set(new.node_key.to_string()),
+        disco_key: Set(DiscoPublic::ZERO.to_string()),
+        hostname: Set(new.hostname.clone()),
+        given_name: Set(given_name.to_string()),
+        ip_index: Set(ip_index),
+        ipv4: Set(v4.to_string()),
+        ipv6: Set(v6.to_string()),
+        tags: Set(key.tags.clone()),
+        ephemeral: Set(key.ephemeral),
+        key_expiry: Set(new.key_expiry),
+        last_seen: Set(Some(now())),
+        hostinfo: Set(hostinfo_text(&new.hostinfo)),
+        endpoints: Set(endpoints_text(&[])),
+        home_derp: Set(0),
+        preauth_key_id: Set(Some(key.id)),
+        created_at: Set(now()),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await
+    .map_err(|e| StoreError::conflict_or_db(e, "node name or address taken"))?;
+    Ok(Node::try_from(model)?)
+}
+
+impl Store {
     /// Re-registration of a known machine with a (new) valid key: the node keeps its id,
     /// addresses and name, takes the new node key, and the key's use is recorded.
     pub(in crate::state) async fn reauthorize_node(
@@ -271,12 +275,11 @@ impl Store {
         change: NodeChange,
         events: EventsFor<'_, Node>,
     ) -> Result<Node, RegisterError> {
-        let txn = self.db.begin().await?;
-        Store::consume_preauth_key(&txn, key).await?;
-        let updated = apply_change(&txn, node, change).await?;
-        append(&txn, &events(&updated)).await?;
-        txn.commit().await?;
-        Ok(updated)
+        let reauthorize = async |txn: &DatabaseTransaction| {
+            Store::consume_preauth_key(txn, key).await?;
+            Ok(apply_change(txn, node, change).await?)
+        };
+        self.change(reauthorize, events).await
     }
 
     pub(in crate::state) async fn update_node(
@@ -285,22 +288,14 @@ impl Store {
         change: NodeChange,
         events: EventsFor<'_, Node>,
     ) -> StoreResult<Node> {
-        let txn = self.db.begin().await?;
-        let updated = apply_change(&txn, node, change).await?;
-        append(&txn, &events(&updated)).await?;
-        txn.commit().await?;
-        Ok(updated)
+        self.change(async |txn| apply_change(txn, node, change).await, events).await
     }
 
     /// Deletes the node; `events` are appended only when there was one to delete.
     pub(in crate::state) async fn delete_node(&self, id: NodeId, events: &[NewEvent]) -> StoreResult<bool> {
-        let txn = self.db.begin().await?;
-        let deleted = node::Entity::delete_by_id(id).exec(&txn).await?.rows_affected > 0;
-        if deleted {
-            append(&txn, events).await?;
-        }
-        txn.commit().await?;
-        Ok(deleted)
+        let delete =
+            async |txn: &DatabaseTransaction| Ok(node::Entity::delete_by_id(id).exec(txn).await?.rows_affected > 0);
+        self.change(delete, |&deleted| if deleted { events.to_vec() } else { Vec::new() }).await
     }
 
     /// Whether `name` is free in the namespace (ignoring node `except`).

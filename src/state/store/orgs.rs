@@ -1,9 +1,9 @@
 //! Organizations: the SaaS customers that own namespaces.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use super::entities::organization as org;
-use super::outbox::{append, EventsFor};
+use super::outbox::EventsFor;
 use super::{now, Organization, Store, StoreError, StoreResult};
 use crate::domain::{OrgId, OrgName};
 
@@ -13,14 +13,14 @@ impl Store {
         name: &OrgName,
         events: EventsFor<'_, Organization>,
     ) -> StoreResult<Organization> {
-        let txn = self.db.begin().await?;
-        let created = org::ActiveModel { name: Set(name.to_string()), created_at: Set(now()), ..Default::default() }
-            .insert(&txn)
-            .await
-            .map_err(|e| StoreError::conflict_or_db(e, format!("organization {name} already exists")))?;
-        append(&txn, &events(&created)).await?;
-        txn.commit().await?;
-        Ok(created)
+        let model = org::ActiveModel { name: Set(name.to_string()), created_at: Set(now()), ..Default::default() };
+        let insert = async |txn: &DatabaseTransaction| {
+            model
+                .insert(txn)
+                .await
+                .map_err(|e| StoreError::conflict_or_db(e, format!("organization {name} already exists")))
+        };
+        self.change(insert, events).await
     }
 
     pub async fn list_orgs(&self) -> StoreResult<Vec<Organization>> {

@@ -12,7 +12,6 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
 };
 
 use super::entities::event;
@@ -63,9 +62,7 @@ pub struct StoredEvent {
 impl Store {
     /// Appends events that change no row of their own (presence, re-announcements).
     pub(in crate::state) async fn record_events(&self, events: &[NewEvent]) -> StoreResult<()> {
-        let txn = self.db.begin().await?;
-        append(&txn, events).await?;
-        Ok(txn.commit().await?)
+        self.change(async |_| StoreResult::Ok(()), |_| events.to_vec()).await
     }
 
     /// The newest sequence number, 0 before the first event.

@@ -1,10 +1,9 @@
 //! Stored policy documents: the org default (scope "org") and per-namespace overrides.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
-
-use super::outbox::{append, NewEvent};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
 
 use super::entities::policy;
+use super::outbox::NewEvent;
 use super::{now, PolicyDoc, Store, StoreResult};
 use crate::domain::{NamespaceId, OrgId};
 
@@ -41,11 +40,7 @@ impl Store {
         document: &str,
         events: &[NewEvent],
     ) -> StoreResult<PolicyDoc> {
-        let txn = self.db.begin().await?;
-        let saved = save_policy(&txn, org_id, scope, document).await?;
-        append(&txn, events).await?;
-        txn.commit().await?;
-        Ok(saved)
+        self.change(async |txn| save_policy(txn, org_id, scope, document).await, |_| events.to_vec()).await
     }
 
     /// Removes the scope's document; true when there was one. `events` are appended only then.
@@ -55,18 +50,15 @@ impl Store {
         scope: PolicyScope,
         events: &[NewEvent],
     ) -> StoreResult<bool> {
-        let txn = self.db.begin().await?;
-        let result = policy::Entity::delete_many()
-            .filter(policy::Column::OrgId.eq(org_id))
-            .filter(policy::Column::Scope.eq(scope.key()))
-            .exec(&txn)
-            .await?;
-        let deleted = result.rows_affected > 0;
-        if deleted {
-            append(&txn, events).await?;
-        }
-        txn.commit().await?;
-        Ok(deleted)
+        let delete = async |txn: &DatabaseTransaction| {
+            let result = policy::Entity::delete_many()
+                .filter(policy::Column::OrgId.eq(org_id))
+                .filter(policy::Column::Scope.eq(scope.key()))
+                .exec(txn)
+                .await?;
+            Ok(result.rows_affected > 0)
+        };
+        self.change(delete, |&deleted| if deleted { events.to_vec() } else { Vec::new() }).await
     }
 }
 

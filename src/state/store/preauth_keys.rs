@@ -2,11 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 
 use super::entities::preauth_key;
-use super::outbox::{append, EventsFor};
+use super::outbox::EventsFor;
 use super::{hash_secret, lookup_prefix, new_secret, now, secret_matches, PreauthKey, Store, StoreError, StoreResult};
 use crate::domain::{NamespaceId, Tags};
 
@@ -63,7 +63,6 @@ impl Store {
         events: EventsFor<'_, PreauthKey>,
     ) -> StoreResult<(PreauthKey, String)> {
         let (secret, shown) = new_secret(AUTH_KEY_PREFIX);
-        let txn = self.db.begin().await?;
         let model = preauth_key::ActiveModel {
             namespace_id: Set(namespace_id),
             prefix: Set(shown),
@@ -77,12 +76,9 @@ impl Store {
             revoked_at: Set(None),
             created_at: Set(now()),
             ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        append(&txn, &events(&model)).await?;
-        txn.commit().await?;
-        Ok((model, secret))
+        };
+        let key = self.change(async |txn| StoreResult::Ok(model.insert(txn).await?), events).await?;
+        Ok((key, secret))
     }
 
     pub async fn list_preauth_keys(&self, namespace_id: NamespaceId) -> StoreResult<Vec<PreauthKey>> {
@@ -99,18 +95,17 @@ impl Store {
         id: i64,
         events: EventsFor<'_, PreauthKey>,
     ) -> StoreResult<PreauthKey> {
-        let txn = self.db.begin().await?;
-        let key = preauth_key::Entity::find_by_id(id)
-            .filter(preauth_key::Column::NamespaceId.eq(namespace_id))
-            .one(&txn)
-            .await?
-            .ok_or(StoreError::NotFound("pre-auth key"))?;
-        let mut active: preauth_key::ActiveModel = key.into();
-        active.revoked_at = Set(Some(now()));
-        let revoked = active.update(&txn).await?;
-        append(&txn, &events(&revoked)).await?;
-        txn.commit().await?;
-        Ok(revoked)
+        let revoke = async |txn: &DatabaseTransaction| {
+            let key = preauth_key::Entity::find_by_id(id)
+                .filter(preauth_key::Column::NamespaceId.eq(namespace_id))
+                .one(txn)
+                .await?
+                .ok_or(StoreError::NotFound("pre-auth key"))?;
+            let mut active: preauth_key::ActiveModel = key.into();
+            active.revoked_at = Set(Some(now()));
+            Ok(active.update(txn).await?)
+        };
+        self.change(revoke, events).await
     }
 
     /// The key whose plaintext is `secret`, whatever its state: found by its shown prefix,
