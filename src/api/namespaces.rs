@@ -137,8 +137,9 @@ pub async fn get(state: State, ctx: OrgContext, name: web::Path<String>) -> ApiR
 
 /// Delete a namespace
 ///
-/// Removes the namespace with all its nodes, pre-auth keys and policy; connected nodes are
-/// disconnected.
+/// Removes the namespace with all its nodes, pre-auth keys and policy, also while nodes are
+/// online: each connected client is told it is logged out (its key expired, every peer gone,
+/// a health message saying why) and cut off DERP; it waits for a new auth key.
 #[utoipa::path(delete, path = "/v1/namespaces/{name}", operation_id = "deleteNamespace", tag = "namespaces",
     params(("name" = NamespaceName, Path, description = "Namespace name", example = "alice")),
     responses(

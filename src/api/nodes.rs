@@ -218,7 +218,7 @@ pub(crate) async fn expire_node(state: &ApiState, ctx: &OrgContext, ns: &Namespa
         ("id" = i64, Path, description = "Node id", example = 3),
     ),
     responses(
-        (status = 204, description = "Deleted; the node is disconnected"),
+        (status = 204, description = "Deleted; a connected client is told it is logged out"),
         (status = 404, description = "No such namespace or node in this organization", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete(state: State, ctx: OrgContext, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {

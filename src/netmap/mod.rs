@@ -136,7 +136,8 @@ impl Tailnet {
             }
             Event::NodeKeyRetired { .. } => {}
             Event::NamespaceRemoved { namespace_id, .. } => {
-                // Dropping the task's sender ends it, and with it every session's stream.
+                // Every session is told it is logged out; dropping the sender then ends the task.
+                self.send(namespace_id, Command::Dissolve);
                 self.namespaces.lock().map(|mut n| n.remove(&namespace_id)).ok();
             }
             Event::PolicyChanged { org_id: _, namespace_id: Some(ns) } => self.send(ns, Command::PolicyChanged),

@@ -42,9 +42,13 @@ pub enum Command {
     Reload {
         node_id: NodeId,
     },
+    /// The node was deleted: its peers drop it, and its own stream is told it is logged out.
     Remove {
         node_id: NodeId,
     },
+    /// The namespace was deleted: every session is told it is logged out; the task ends when
+    /// its sender, dropped right after this command, is gone.
+    Dissolve,
     PolicyChanged,
     Presence {
         node_id: NodeId,
@@ -219,7 +223,16 @@ impl NamespaceTask {
                 Ok(_) => self.forget(node_id, batch),
                 Err(err) => tracing::error!(%err, %node_id, "cannot reload node"),
             },
-            Command::Remove { node_id } => self.forget(node_id, batch),
+            Command::Remove { node_id } => {
+                self.evict(node_id, NODE_DELETED);
+                self.forget(node_id, batch);
+            }
+            Command::Dissolve => {
+                let sessions: Vec<NodeId> = self.sessions.keys().copied().collect();
+                for node_id in sessions {
+                    self.evict(node_id, NAMESPACE_DELETED);
+                }
+            }
             Command::PolicyChanged => {
                 self.load_policy().await;
                 batch.policy = true;
@@ -241,6 +254,38 @@ impl NamespaceTask {
                 let _ = reply.send(self.full_map(node_id));
             }
         }
+    }
+
+    /// Tells a deleted node it is logged out, then holds its stream open until the client
+    /// leaves. The message is the node itself with its key expired now (a client then stops
+    /// in NeedsLogin with its engine down, as after `POST …/expire`), every peer removed, no
+    /// packet filter, and a health line saying why. The stream is held rather than closed:
+    /// a v1.102 client retries a closed or refused map poll forever, at most every 30 s, in
+    /// state Running (tailscale/tailscale#12032, #20615), whereas on an open stream it waits
+    /// for `tailscale logout` or `tailscale up --force-reauth`. Keep-alives fill the silence;
+    /// the held sender goes when the client closes its end. After a restart of this server
+    /// the client falls back to the retries, which answer 404.
+    fn evict(&mut self, node_id: NodeId, reason: &str) {
+        let (Some(session), Some(node)) = (self.sessions.remove(&node_id), self.nodes.get(&node_id)) else {
+            return;
+        };
+        let mut expired = node.clone();
+        expired.key_expiry = Some(crate::state::store::now());
+        let mut filters = BTreeMap::new();
+        filters.insert("base".to_string(), Some(Vec::new()));
+        let goodbye = MapResponse {
+            node: Some(wire_self_node(&expired, &self.view)),
+            peers_removed: Some(self.nodes.keys().filter(|&&id| id != node_id).map(|id| id.get()).collect()),
+            packet_filters: Some(filters),
+            ssh_policy: Some(SshPolicy::default()),
+            health: Some(vec![reason.to_string()]),
+            control_time: Some(chrono::Utc::now()),
+            ..Default::default()
+        };
+        if session.tx.try_send(MapMessage::from(goodbye)).is_err() {
+            return; // a full or closed queue: the session is let go as any stuck one
+        }
+        tokio::spawn(async move { session.tx.closed().await });
     }
 
     fn forget(&mut self, node_id: NodeId, batch: &mut Batch) {
@@ -571,6 +616,13 @@ impl SharedFrames {
         }
     }
 }
+
+/// The health line of a node whose node was deleted.
+const NODE_DELETED: &str =
+    "this device was deleted from its tailnet on the coordination server; log in again with a new auth key";
+/// The health line of a node whose namespace was deleted.
+const NAMESPACE_DELETED: &str =
+    "this device's tailnet (namespace) was deleted on the coordination server; log in again with a new auth key";
 
 /// What a batch of commands changed.
 #[derive(Default)]

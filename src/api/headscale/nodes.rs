@@ -97,7 +97,7 @@ pub async fn get(state: State, ctx: OrgContext, id: web::Path<String>) -> HsResu
 
 /// Delete a node (Headscale)
 ///
-/// As `DELETE /v1/namespaces/{name}/nodes/{id}`: the node is disconnected.
+/// As `DELETE /v1/namespaces/{name}/nodes/{id}`: a connected client is told it is logged out.
 #[utoipa::path(delete, path = "/api/v1/node/{node_id}", operation_id = "HeadscaleService_DeleteNode", tag = "headscale",
     params(("node_id" = Uint64Text, Path, description = "Node id", example = "3")),
     responses(
