@@ -7,13 +7,14 @@ pub mod app;
 pub mod config;
 pub mod control;
 pub mod derp;
-pub mod domain;
 pub mod front;
-pub mod keys;
 #[cfg(feature = "testkit")]
 pub mod loadgen;
 pub mod netmap;
-pub mod policy;
 pub mod secrets;
 pub mod state;
 pub mod telemetry;
+
+// The leaf crates, under the names the planes have always used for them.
+pub use tenscale_base::{domain, keys};
+pub use tenscale_policy as policy;

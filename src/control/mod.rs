@@ -38,4 +38,5 @@ pub mod client;
 pub mod http;
 pub mod routes;
 pub mod service;
-pub mod ts2021;
+/// The transport, a crate of its own (`crates/ts2021`).
+pub use tenscale_ts2021 as ts2021;

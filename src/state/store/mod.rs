@@ -11,7 +11,6 @@ pub mod api_keys;
 pub mod audit;
 pub mod browser_keys;
 pub mod entities;
-mod ids;
 pub mod instances;
 pub mod namespaces;
 pub mod nodes;

@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use http::StatusCode;
 
-use crate::keys::MachinePublic;
+use tenscale_base::keys::MachinePublic;
 
 /// What answers the requests of a ts2021 connection. Futures are `'static` so they can
 /// outlive the borrow of the service (clone an `Arc` into them).

@@ -13,10 +13,12 @@
 //! - [`h2frame`]: HTTP/2 frames (RFC 9113), read into buffers sized to the frame;
 //! - [`hpack`], [`huffman`]: header compression (RFC 7541).
 //!
-//! A leaf: it knows the machine key learnt in the handshake and nothing of register or map;
-//! which path means what is the service's business (`control::routes`).
-//! It may use only `keys`, `telemetry`, `domain`, `config` and `secrets`, and only `control`
-//! and the layers above it (`app`, `loadgen`, the binaries) use it (tests/import_order.py).
+//! **Boundary:** a leaf crate. It knows the machine key learnt in the handshake and nothing of
+//! register or map — no path, JSON body or map type appears here; which path means what is the
+//! service's business (`control::routes` in the server). It imports only `tenscale-base`
+//! (keys), so Cargo, not a script, keeps it from reaching any plane. It reads no store and no
+//! configuration: the server passes its key and options in.
+#![warn(unreachable_pub)]
 mod h2conn;
 pub mod h2frame;
 pub mod h2server;

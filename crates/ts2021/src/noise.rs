@@ -2,7 +2,7 @@
 //!
 //! This module owns the handshake messages and the per-direction cipher with Tailscale's
 //! **big-endian** transport nonce. Framing those records on a byte stream lives in
-//! [`crate::control::ts2021::noise_stream`].
+//! [`crate::noise_stream`].
 //!
 //! Initiation, client -> server (101 bytes; carried base64 in `X-Tailscale-Handshake`):
 //! ```text
@@ -24,7 +24,7 @@ use hmac::{Mac, SimpleHmac};
 use rand::rngs::OsRng;
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::keys::MachinePublic;
+use tenscale_base::keys::MachinePublic;
 
 const PROTOCOL_NAME: &[u8] = b"Noise_IK_25519_ChaChaPoly_BLAKE2s";
 const PROLOGUE_PREFIX: &str = "Tailscale Control Protocol v";

@@ -5,7 +5,7 @@
 //! where the shorter one stopped), so decoding needs no tree: a few per-length tables, built
 //! at compile time from [`CODES`], map a 32-bit look-ahead window straight to a symbol.
 
-use crate::control::ts2021::hpack::HpackError;
+use crate::hpack::HpackError;
 
 /// The end-of-string symbol: valid only as padding (its leading ones), never inside a string.
 const EOS: usize = 256;

@@ -1,11 +1,11 @@
 //! HPACK (RFC 7541) for our HTTP/2 server: the [`Decoder`] for request header blocks (integer
 //! and string literals, the static table, the dynamic table with its eviction and size
 //! updates), and a tiny stateless encoder for responses that only ever writes literals
-//! without indexing. Huffman strings are decoded by [`crate::control::ts2021::huffman`].
+//! without indexing. Huffman strings are decoded by [`crate::huffman`].
 
 use std::collections::VecDeque;
 
-use crate::control::ts2021::huffman;
+use crate::huffman;
 
 /// Bytes of bookkeeping charged per dynamic table entry on top of name and value (§4.1).
 const ENTRY_OVERHEAD: usize = 32;

@@ -12,11 +12,11 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::control::ts2021::h2frame::ConnectionError;
-use crate::control::ts2021::noise::{accept, decode_handshake_header, error_message, NoiseError};
-use crate::control::ts2021::noise_stream::NoiseStream;
-use crate::control::ts2021::Ts2021Service;
-use crate::keys::ChallengePublic;
+use crate::h2frame::ConnectionError;
+use crate::noise::{accept, decode_handshake_header, error_message, NoiseError};
+use crate::noise_stream::NoiseStream;
+use crate::Ts2021Service;
+use tenscale_base::keys::ChallengePublic;
 
 /// Why a connection ended badly.
 #[derive(Debug, thiserror::Error)]

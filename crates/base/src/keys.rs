@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn parses_keys_from_a_real_register_request() {
-        let body = include_str!("../tests/fixtures/register_rotation.json");
+        let body = include_str!("../../../tests/fixtures/register_rotation.json");
         let value: serde_json::Value = serde_json::from_str(body).unwrap();
         let new: NodePublic = serde_json::from_value(value["NodeKey"].clone()).unwrap();
         let old: NodePublic = serde_json::from_value(value["OldNodeKey"].clone()).unwrap();

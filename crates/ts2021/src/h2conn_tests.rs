@@ -18,11 +18,11 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::frame::{self, ErrorCode, Frame, FrameReader};
 use super::hpack;
-use crate::control::ts2021::h2server::{accept_ts2021, ServeError, ServeOptions};
-use crate::control::ts2021::noise::{Initiator, RESPONSE_LEN};
-use crate::control::ts2021::noise_stream::NoiseStream;
-use crate::control::ts2021::{Abort, Request, Response, Ts2021Service};
-use crate::keys::MachinePublic;
+use crate::h2server::{accept_ts2021, ServeError, ServeOptions};
+use crate::noise::{Initiator, RESPONSE_LEN};
+use crate::noise_stream::NoiseStream;
+use crate::{Abort, Request, Response, Ts2021Service};
+use tenscale_base::keys::MachinePublic;
 
 const WAIT: Duration = Duration::from_secs(5);
 

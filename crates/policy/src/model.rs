@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{hujson, PolicyError, Position};
-pub use crate::domain::Tag;
+pub use tenscale_base::domain::Tag;
 
 // ---------------------------------------------------------------------------------------------
 // Leaf values

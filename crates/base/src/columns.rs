@@ -1,6 +1,7 @@
 //! The domain's ids as sea-orm column values, so entities hold them and queries take them;
-//! what the `DeriveValueType` derive would generate for an `i64` newtype, written here so
-//! that `domain` stays free of the ORM.
+//! what the `DeriveValueType` derive would generate for an `i64` newtype, written by hand so
+//! that `domain` stays free of the ORM: only the store turns on the `sea-orm` feature, and an
+//! impl of sea-orm's traits must live beside the type or the trait.
 
 use sea_orm::sea_query::{ArrayType, ColumnType, Nullable, ValueType, ValueTypeErr};
 use sea_orm::{ColIdx, DbErr, QueryResult, TryFromU64, TryGetError, TryGetable, Value};

@@ -5,6 +5,12 @@
 //! [`Policy`]) → `compile` (one namespace's nodes → [`CompiledNamespace`]) → `wire` (the JSON the
 //! Tailscale client parses). A namespace is an isolated tailnet: the compiler only ever sees one
 //! namespace's nodes, so nothing it emits can name another namespace's node.
+//!
+//! **Boundary:** a leaf crate, like quinn-proto a deterministic piece of logic: no networking,
+//! no store, no clock (times are never read here), no logging. It imports only
+//! `tenscale-base` (node ids and tags); the server compiles policies in its namespace tasks
+//! and checks them in `state::policy` before it stores one.
+#![warn(unreachable_pub)]
 
 pub mod compile;
 pub mod hujson;

@@ -30,7 +30,7 @@ use super::h2server::{ServeError, ServeOptions};
 use super::hpack;
 use super::noise_stream::NoiseStream;
 use super::{Abort, Body, Request, Response, Ts2021Service};
-use crate::keys::MachinePublic;
+use tenscale_base::keys::MachinePublic;
 
 /// SETTINGS_HEADER_TABLE_SIZE we leave at its default, so clients may index from the start.
 const HEADER_TABLE_SIZE: usize = 4096;

@@ -24,7 +24,7 @@ use super::model::{
 };
 use super::wire::{self, FilterRule, NetPortRange, SSHPolicy, SSHPrincipal, Shared};
 use super::PolicyError;
-use crate::domain::{NodeId, Tags};
+use tenscale_base::domain::{NodeId, Tags};
 
 /// What `*` means as a source: the Tailscale ranges, not `0.0.0.0/0`.
 ///

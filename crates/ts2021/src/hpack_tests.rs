@@ -527,7 +527,7 @@ fn huffman_literal(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
     out.push(0x40);
     for string in [name, value] {
         let mut coded = Vec::new();
-        crate::control::ts2021::huffman::encode(string, &mut coded);
+        crate::huffman::encode(string, &mut coded);
         encode_integer(coded.len(), 7, 0x80, out);
         out.extend_from_slice(&coded);
     }

@@ -26,10 +26,8 @@ use bytes::{Buf, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::control::ts2021::noise::{
-    parse_error_message, CipherState, NoiseError, TransportKeys, MSG_ERROR, MSG_RECORD,
-};
-use crate::keys::ChallengePublic;
+use crate::noise::{parse_error_message, CipherState, NoiseError, TransportKeys, MSG_ERROR, MSG_RECORD};
+use tenscale_base::keys::ChallengePublic;
 
 /// The early payload's JSON (a lowerCamel key, unlike the map protocol's).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::compile::filter_allows;
 use super::*;
-use crate::domain::{NodeId, Tag};
+use tenscale_base::domain::{NodeId, Tag};
 
 /// Node `id` at 100.64.0.<id> and fd7a:115c:a1e0::<id>.
 fn node(id: i64, tags: &[&str], user: Option<&str>) -> PolicyNode {
@@ -367,7 +367,8 @@ fn tests_section_fails_naming_the_test() {
 #[test]
 fn key_tags_must_be_declared() {
     let policy = Policy::parse(r#"{"tagOwners": {"tag:ci": ["group:x"]}, "groups": {"group:x": []}}"#).unwrap();
-    let tags = |names: &[&str]| crate::domain::Tags::new(names.iter().map(|t| Tag::parse(t).unwrap()).collect());
+    let tags =
+        |names: &[&str]| tenscale_base::domain::Tags::new(names.iter().map(|t| Tag::parse(t).unwrap()).collect());
     assert!(validate_tags_for_key(Some(&policy), &tags(&["tag:ci"])).is_ok());
     assert_eq!(
         validate_tags_for_key(Some(&policy), &tags(&["tag:ci", "tag:prod"])).unwrap_err().to_string(),

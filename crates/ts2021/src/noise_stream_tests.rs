@@ -5,8 +5,8 @@ use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::*;
-use crate::control::ts2021::noise::{accept, error_message, Initiator};
-use crate::keys::MachinePublic;
+use crate::noise::{accept, error_message, Initiator};
+use tenscale_base::keys::MachinePublic;
 
 /// Handshakes in memory and returns (client keys, server keys).
 fn key_pair() -> (TransportKeys, TransportKeys) {
