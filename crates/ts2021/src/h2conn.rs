@@ -26,9 +26,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
 
 use super::h2frame::{self as frame, ConnectionError, ErrorCode, Frame, FrameReader, Setting};
-use super::h2server::{ServeError, ServeOptions};
 use super::hpack;
 use super::noise_stream::NoiseStream;
+use super::serve::{ServeError, ServeOptions};
 use super::{Abort, Body, Request, Response, Ts2021Service};
 use tenscale_base::keys::MachinePublic;
 

@@ -40,6 +40,16 @@ pub enum HpackError {
     Rejected(&'static str),
 }
 
+impl From<huffman::HuffmanError> for HpackError {
+    fn from(err: huffman::HuffmanError) -> Self {
+        match err {
+            huffman::HuffmanError::BadPadding => HpackError::BadHuffman,
+            huffman::HuffmanError::Eos => HpackError::HuffmanEos,
+            huffman::HuffmanError::TooLong => HpackError::StringTooLong,
+        }
+    }
+}
+
 /// The callback [`Decoder::decode`] hands each field to, as `(name, value)`; an error from it
 /// (typically [`HpackError::Rejected`]) ends decoding.
 pub type EmitField<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), HpackError> + 'a;

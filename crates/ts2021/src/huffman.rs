@@ -5,8 +5,6 @@
 //! where the shorter one stopped), so decoding needs no tree: a few per-length tables, built
 //! at compile time from [`CODES`], map a 32-bit look-ahead window straight to a symbol.
 
-use crate::hpack::HpackError;
-
 /// The end-of-string symbol: valid only as padding (its leading ones), never inside a string.
 const EOS: usize = 256;
 /// Shortest and longest code lengths in [`CODES`].
@@ -190,11 +188,23 @@ impl<'a> BitReader<'a> {
     }
 }
 
+/// Why a Huffman string does not decode; HPACK reports each as its own error
+/// (`hpack::HpackError` converts them), so this module needs nothing of `hpack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HuffmanError {
+    /// Padding longer than 7 bits or not all ones (or a code that matches no symbol).
+    BadPadding,
+    /// The EOS symbol inside the string.
+    Eos,
+    /// The string would be longer than the caller allows.
+    TooLong,
+}
+
 /// Decodes an HPACK Huffman string (RFC 7541 §5.2 and Appendix B), appending to `out`.
 /// Errors: EOS symbol inside the string, padding longer than 7 bits, padding not all ones, or
 /// `out` would exceed `max_len`. `max_len` bounds what this call appends (the decoded string);
 /// on error, `out` may hold a partial string.
-pub fn decode(input: &[u8], max_len: usize, out: &mut Vec<u8>) -> Result<(), HpackError> {
+pub fn decode(input: &[u8], max_len: usize, out: &mut Vec<u8>) -> Result<(), HuffmanError> {
     let start = out.len();
     let mut reader = BitReader::new(input);
     loop {
@@ -202,17 +212,17 @@ pub fn decode(input: &[u8], max_len: usize, out: &mut Vec<u8>) -> Result<(), Hpa
         if reader.len == 0 {
             return Ok(());
         }
-        let (symbol, code_len) = symbol_at(reader.window()).ok_or(HpackError::BadHuffman)?;
+        let (symbol, code_len) = symbol_at(reader.window()).ok_or(HuffmanError::BadPadding)?;
         if code_len > reader.len {
             // The input ended inside a code: what is left must be padding (§5.2: at most
             // 7 bits, all ones, i.e. a strict prefix of EOS).
-            return if reader.len <= 7 && reader.rest_is_all_ones() { Ok(()) } else { Err(HpackError::BadHuffman) };
+            return if reader.len <= 7 && reader.rest_is_all_ones() { Ok(()) } else { Err(HuffmanError::BadPadding) };
         }
         if symbol == EOS {
-            return Err(HpackError::HuffmanEos);
+            return Err(HuffmanError::Eos);
         }
         if out.len() - start >= max_len {
-            return Err(HpackError::StringTooLong);
+            return Err(HuffmanError::TooLong);
         }
         out.push(symbol as u8);
         reader.len -= code_len;
@@ -255,7 +265,7 @@ mod tests {
         hex::decode(text.replace([' ', '\n'], "")).unwrap()
     }
 
-    fn decoded(input: &[u8]) -> Result<Vec<u8>, HpackError> {
+    fn decoded(input: &[u8]) -> Result<Vec<u8>, HuffmanError> {
         let mut out = Vec::new();
         decode(input, usize::MAX, &mut out).map(|()| out)
     }
@@ -339,17 +349,17 @@ mod tests {
     #[test]
     fn padding_longer_than_seven_bits_is_rejected() {
         // 'a' (00011) then eleven 1 bits.
-        assert_eq!(decoded(&[0x1f, 0xff]), Err(HpackError::BadHuffman));
+        assert_eq!(decoded(&[0x1f, 0xff]), Err(HuffmanError::BadPadding));
         // A whole byte of padding alone.
-        assert_eq!(decoded(&[0xff]), Err(HpackError::BadHuffman));
+        assert_eq!(decoded(&[0xff]), Err(HuffmanError::BadPadding));
     }
 
     #[test]
     fn padding_that_is_not_all_ones_is_rejected() {
         // 'a' (00011) then 000.
-        assert_eq!(decoded(&[0x18]), Err(HpackError::BadHuffman));
+        assert_eq!(decoded(&[0x18]), Err(HuffmanError::BadPadding));
         // 'a' then 110.
-        assert_eq!(decoded(&[0x1e]), Err(HpackError::BadHuffman));
+        assert_eq!(decoded(&[0x1e]), Err(HuffmanError::BadPadding));
         // Control: 'a' then 111 is fine.
         assert_eq!(decoded(&[0x1f]).unwrap(), b"a");
     }
@@ -357,9 +367,9 @@ mod tests {
     #[test]
     fn eos_inside_the_string_is_rejected() {
         // 30 ones (EOS) + 2 ones.
-        assert_eq!(decoded(&[0xff, 0xff, 0xff, 0xff]), Err(HpackError::HuffmanEos));
+        assert_eq!(decoded(&[0xff, 0xff, 0xff, 0xff]), Err(HuffmanError::Eos));
         // 'a' (00011) + EOS (30 ones) + 5 ones of padding.
-        assert_eq!(decoded(&[0x1f, 0xff, 0xff, 0xff, 0xff]), Err(HpackError::HuffmanEos));
+        assert_eq!(decoded(&[0x1f, 0xff, 0xff, 0xff, 0xff]), Err(HuffmanError::Eos));
     }
 
     #[test]
@@ -368,8 +378,8 @@ mod tests {
         let mut out = b"prefix".to_vec();
         decode(&code, 11, &mut out).unwrap();
         assert_eq!(out, b"prefixSome string");
-        assert_eq!(decode(&code, 10, &mut Vec::new()), Err(HpackError::StringTooLong));
-        assert_eq!(decode(&code, 0, &mut Vec::new()), Err(HpackError::StringTooLong));
+        assert_eq!(decode(&code, 10, &mut Vec::new()), Err(HuffmanError::TooLong));
+        assert_eq!(decode(&code, 0, &mut Vec::new()), Err(HuffmanError::TooLong));
         decode(&[], 0, &mut Vec::new()).unwrap();
     }
 

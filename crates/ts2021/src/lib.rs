@@ -27,5 +27,6 @@ pub mod huffman;
 pub mod noise;
 pub mod noise_stream;
 mod request;
+mod serve;
 
 pub use request::{Abort, Body, Request, Response, Ts2021Service};
