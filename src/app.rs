@@ -101,7 +101,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let derp = DerpServer::new(derp_secret, derp_config, admission, derp_metrics);
     apply_events(incoming, Arc::downgrade(&tailnet), derp.clone());
     schedule_ephemeral_cleanup(&store, &tailnet).await?;
-    tailnet.spawn_expiry_sweep(std::time::Duration::from_secs(5));
+    writer.spawn_expiry_sweep(std::time::Duration::from_secs(5), Arc::downgrade(&tailnet));
 
     let stun_addr = match settings.stun_addr {
         Some(addr) => Some(start_stun(addr, &metrics).await?),
@@ -117,7 +117,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         crate::api::browser_keys::BrowserKeys::new(secrets, settings.browser_key_rate_per_minute, &metrics)?;
     let server_key = ServerKey(MachinePublic::from_bytes(x25519_dalek::PublicKey::from(&noise_key).to_bytes()));
     let keepalive = KeepAlive { interval: settings.keepalive_interval, ..KeepAlive::default() };
-    let control = Routes::new(ControlService::new(store.clone(), tailnet.clone()), keepalive);
+    let control = Routes::new(ControlService::new(store.clone(), writer.clone(), tailnet.clone()), keepalive);
     let shutdown = CancellationToken::new();
     let control_failures = prometheus::IntCounterVec::new(
         prometheus::Opts::new(

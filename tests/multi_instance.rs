@@ -7,10 +7,12 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use support::{
     announces, eventually, join_ok, map_until, map_until_within, next_map, reports_online, SimNode, TestServer,
 };
+use tenscale::control::client::ClientError;
+use tenscale::netmap::tailcfg::MapResponse;
 use tokio::time::Instant;
 
 #[actix_rt::test]
@@ -68,22 +70,27 @@ async fn presence_and_removal_cross_instances() {
     })
     .await;
     assert!(!announces(&removed, &a.node_key));
-    // a's own stream on instance 1 ends.
-    let ended =
-        tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = a_stream.next().await {} }).await;
-    assert!(ended.is_ok(), "deleted node's own stream stays open");
+    // a's own stream on instance 1 is told it is logged out (and held open).
+    told_logged_out(&mut a_stream).await;
 
-    // b is deleted through instance 1: its stream, held by instance 2, ends; presence clears.
+    // b is deleted through instance 1: its stream, held by instance 2, is told it is logged
+    // out; presence clears.
     let stored = b.stored(&one).await;
     assert!(one.state().api.writer.delete_node(&stored, None).await.unwrap());
-    let ended =
-        tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = b_stream.next().await {} }).await;
-    assert!(ended.is_ok(), "stream on instance 2 of a node deleted through instance 1 stays open");
+    told_logged_out(&mut b_stream).await;
     let (t1, t2) = (one.state().api.tailnet.clone(), two.state().api.tailnet.clone());
     eventually(Duration::from_secs(1), "b offline on both instances", || async {
         !t1.is_online(b_id) && !t2.is_online(b_id)
     })
     .await;
+}
+
+/// A deleted node's stream gets its goodbye within 2 s: its own node expired, a health line.
+async fn told_logged_out(stream: &mut (impl Stream<Item = Result<MapResponse, ClientError>> + Unpin)) {
+    let goodbye =
+        map_until_within(stream, Duration::from_secs(2), |m| m.node.as_ref().is_some_and(|n| n.expired)).await;
+    let health = goodbye.health.unwrap_or_default().join(" ");
+    assert!(health.contains("deleted"), "the goodbye says why: {health:?}");
 }
 
 #[actix_rt::test]

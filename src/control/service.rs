@@ -15,19 +15,23 @@ use super::routes::{ControlError, ControlHandler, MapReply};
 use crate::domain::Node;
 use crate::keys::{MachinePublic, NodePublic};
 use crate::netmap::tailcfg::{Login, MapRequest, RegisterRequest, RegisterResponse, User};
-use crate::netmap::Tailnet;
+use crate::netmap::{Tailnet, TailnetError};
 use crate::state::client_state::ClientReport;
 use crate::state::registration::{Refusal, RegisterAttempt, Registered, RegistrationError};
-use crate::state::store::{Store, StoreError};
+use crate::state::store::{Membership, Store, StoreError};
+use crate::state::Writer;
 
+/// The control edge: reads through the store, changes through the writer, streams through
+/// the tailnet.
 pub struct ControlService {
     store: Store,
+    writer: Writer,
     tailnet: Arc<Tailnet>,
 }
 
 impl ControlService {
-    pub fn new(store: Store, tailnet: Arc<Tailnet>) -> Arc<Self> {
-        Arc::new(Self { store, tailnet })
+    pub fn new(store: Store, writer: Writer, tailnet: Arc<Tailnet>) -> Arc<Self> {
+        Arc::new(Self { store, writer, tailnet })
     }
 }
 
@@ -37,21 +41,20 @@ impl ControlHandler for ControlService {
         machine: MachinePublic,
         req: RegisterRequest,
     ) -> BoxFuture<'static, Result<RegisterResponse, ControlError>> {
-        let (store, tailnet) = (self.store.clone(), self.tailnet.clone());
-        Box::pin(register(store, tailnet, machine, req))
+        let (writer, tailnet) = (self.writer.clone(), self.tailnet.clone());
+        Box::pin(register(writer, tailnet, machine, req))
     }
 
     fn map(&self, machine: MachinePublic, req: MapRequest) -> BoxFuture<'static, Result<MapReply, ControlError>> {
-        let (store, tailnet) = (self.store.clone(), self.tailnet.clone());
-        Box::pin(async move { map(store, tailnet, machine, req).await })
+        let (store, writer, tailnet) = (self.store.clone(), self.writer.clone(), self.tailnet.clone());
+        Box::pin(async move { map(store, writer, tailnet, machine, req).await })
     }
 }
 
 /// A store failure on the wire: an unreachable database is a 503 the client retries with
 /// backoff (and logs); anything else an internal error.
-fn internal(err: impl Into<anyhow::Error>) -> ControlError {
-    let err = err.into();
-    if let Some(StoreError::Unavailable(_)) = err.downcast_ref::<StoreError>() {
+fn internal(err: StoreError) -> ControlError {
+    if let StoreError::Unavailable(_) = err {
         tracing::warn!(%err, "control request while the database is unreachable");
         return ControlError::Unavailable("the coordination server's database is unreachable; retry shortly".into());
     }
@@ -59,9 +62,18 @@ fn internal(err: impl Into<anyhow::Error>) -> ControlError {
     ControlError::Internal("internal error".into())
 }
 
+/// The tailnet could not serve a map: a store failure as [`internal`], a stopped task a 503
+/// (the process is stopping, or the namespace went meanwhile; the client retries).
+fn unserved(err: TailnetError) -> ControlError {
+    match err {
+        TailnetError::Store(err) => internal(err),
+        TailnetError::Stopped => ControlError::Unavailable("the map is not available now; retry shortly".into()),
+    }
+}
+
 /// `/machine/register`: the request in domain terms, `state`'s rules, the outcome on the wire.
 async fn register(
-    store: Store,
+    writer: Writer,
     tailnet: Arc<Tailnet>,
     machine: MachinePublic,
     req: RegisterRequest,
@@ -77,15 +89,15 @@ async fn register(
         auth_key: req.auth.map(|a| a.auth_key),
         hostinfo: req.hostinfo,
     };
-    match tailnet.writer().register(&attempt).await {
-        Ok(Registered::Known { node, expired }) => authorized(&store, &node, expired).await,
-        Ok(Registered::Joined(node)) => {
+    match writer.register(&attempt).await {
+        Ok(Registered::Known { expired, membership, .. }) => Ok(authorized(membership, expired)),
+        Ok(Registered::Joined { node, membership }) => {
             if node.ephemeral {
                 // Only a map stream keeps it: a client that dies before its first poll would
                 // otherwise leave the node behind for good.
                 tailnet.schedule_ephemeral_cleanup(node.id, tailnet.ephemeral_timeout());
             }
-            authorized(&store, &node, false).await
+            Ok(authorized(membership, false))
         }
         Ok(Registered::LoggedOut) => Ok(logged_out()),
         Err(RegistrationError::Refused(refusal)) => Ok(refused(&refusal)),
@@ -94,17 +106,16 @@ async fn register(
 }
 
 /// The answer to a registration that went through: who the node now belongs to.
-async fn authorized(store: &Store, node: &Node, expired: bool) -> Result<RegisterResponse, ControlError> {
-    let ns = store.namespace_by_id(node.namespace_id).await.map_err(internal)?;
-    let org = store.org_by_id(ns.org_id).await.map_err(internal)?;
-    let login = format!("{}@{}", ns.name, org.name);
-    Ok(RegisterResponse {
+fn authorized(membership: Membership, expired: bool) -> RegisterResponse {
+    let login_name = membership.login_name();
+    let ns = membership.namespace;
+    RegisterResponse {
         user: User { id: ns.id.get(), display_name: ns.name.clone(), ..Default::default() },
-        login: Login { id: ns.id.get(), login_name: login, display_name: ns.name, ..Default::default() },
+        login: Login { id: ns.id.get(), login_name, display_name: ns.name, ..Default::default() },
         node_key_expired: expired,
         machine_authorized: !expired,
         ..Default::default()
-    })
+    }
 }
 
 /// A refusal goes back as HTTP 200 with `Error` set: the client logs the text.
@@ -119,19 +130,20 @@ fn logged_out() -> RegisterResponse {
 /// `/machine/map`: store what the client reports, then answer per the request kind.
 async fn map(
     store: Store,
+    writer: Writer,
     tailnet: Arc<Tailnet>,
     machine: MachinePublic,
     req: MapRequest,
 ) -> Result<MapReply, ControlError> {
     let node = known_node(&store, &machine, &req.node_key).await?;
-    let node = tailnet.writer().report_client_state(node, client_report(&req)).await.map_err(internal)?;
+    let node = writer.report_client_state(node, client_report(&req)).await.map_err(internal)?;
     if !req.stream {
         if req.omit_peers {
             return Ok(MapReply::Empty);
         }
-        return tailnet.full_map(node).await.map(|map| MapReply::Once(Box::new(map))).map_err(internal);
+        return tailnet.full_map(node).await.map(|map| MapReply::Once(Box::new(map))).map_err(unserved);
     }
-    let session = tailnet.subscribe(node).await.map_err(internal)?;
+    let session = tailnet.subscribe(node).await.map_err(unserved)?;
     let guard = session.guard;
     let stream = tokio_stream_from(session.rx).map(move |msg| {
         let _alive = &guard;

@@ -37,8 +37,18 @@ use crate::config::Settings;
 use crate::domain::{InstanceId, NamespaceId, NodeId};
 use crate::netmap::framing::MapMessage;
 use crate::netmap::tailcfg::{DerpMap, MapResponse};
-use crate::state::store::{Node, Store};
+use crate::state::store::{Membership, Node, Store, StoreError};
 use mapper::NamespaceIdentity;
+
+/// Why the tailnet could not serve a map: the store failed, or the namespace's task is gone
+/// (the process is stopping, or the namespace was deleted meanwhile).
+#[derive(Debug, thiserror::Error)]
+pub enum TailnetError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the namespace's map task has stopped")]
+    Stopped,
+}
 
 /// Who streams a node that is online.
 #[derive(Clone, Copy)]
@@ -113,11 +123,6 @@ impl Tailnet {
 
     pub fn store(&self) -> &Store {
         &self.store
-    }
-
-    /// The writer, for changes that start at a map session.
-    pub fn writer(&self) -> &Writer {
-        &self.writer
     }
 
     pub fn is_online(&self, node_id: NodeId) -> bool {
@@ -264,14 +269,13 @@ impl Tailnet {
     }
 
     /// The namespace's task, started (and loaded from the store) if needed.
-    async fn task(&self, namespace_id: NamespaceId) -> anyhow::Result<mpsc::UnboundedSender<Command>> {
+    async fn task(&self, namespace_id: NamespaceId) -> Result<mpsc::UnboundedSender<Command>, TailnetError> {
         if let Some(tx) = self.namespaces.lock().ok().and_then(|t| t.get(&namespace_id).cloned()) {
             if !tx.is_closed() {
                 return Ok(tx);
             }
         }
-        let ns = self.store.namespace_by_id(namespace_id).await?;
-        let org = self.store.org_by_id(ns.org_id).await?;
+        let Membership { namespace: ns, org } = self.store.membership(namespace_id).await?;
         let view = Arc::new(NamespaceIdentity::new(ns.id, &ns.name, &org.name, &self.settings.base_domain));
         // Only this namespace's entries: a copy of the whole presence map per namespace task
         // would cost O(namespaces x online nodes).
@@ -279,7 +283,7 @@ impl Tailnet {
         let dropped = self.sessions_dropped.clone();
         let task =
             NamespaceTask::load(self.store.clone(), view, ns.org_id, self.derp_map.clone(), is_online, dropped).await?;
-        let mut tasks = self.namespaces.lock().map_err(|_| anyhow::anyhow!("tailnet lock poisoned"))?;
+        let mut tasks = self.namespaces.lock().map_err(|_| TailnetError::Stopped)?;
         // Another session may have started it while this one loaded; keep the first.
         if let Some(tx) = tasks.get(&namespace_id).filter(|tx| !tx.is_closed()) {
             return Ok(tx.clone());
@@ -291,11 +295,12 @@ impl Tailnet {
     }
 
     /// Opens a map session for `node`: the first message is the full map, then deltas.
-    pub async fn subscribe(self: &Arc<Self>, node: Node) -> anyhow::Result<MapSession> {
+    pub async fn subscribe(self: &Arc<Self>, node: Node) -> Result<MapSession, TailnetError> {
         let (tx, rx) = mpsc::channel(namespace::SESSION_QUEUE);
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
         let (namespace_id, node_id) = (node.namespace_id, node.id);
-        self.task(namespace_id).await?.send(Command::Subscribe { node: Box::new(node), session, tx })?;
+        let subscribe = Command::Subscribe { node: Box::new(node), session, tx };
+        self.task(namespace_id).await?.send(subscribe).map_err(|_| TailnetError::Stopped)?;
         if let Ok(mut local) = self.local_sessions.lock() {
             local.insert(node_id, LocalSession { session, namespace_id });
         }
@@ -306,10 +311,11 @@ impl Tailnet {
     }
 
     /// One full map, for non-streaming requests.
-    pub async fn full_map(&self, node: Node) -> anyhow::Result<MapResponse> {
+    pub async fn full_map(&self, node: Node) -> Result<MapResponse, TailnetError> {
         let (reply, rx) = oneshot::channel();
-        self.task(node.namespace_id).await?.send(Command::FullMap { node: Box::new(node), reply })?;
-        Ok(rx.await?)
+        let task = self.task(node.namespace_id).await?;
+        task.send(Command::FullMap { node: Box::new(node), reply }).map_err(|_| TailnetError::Stopped)?;
+        rx.await.map_err(|_| TailnetError::Stopped)
     }
 
     /// Called when a node's stream ends: marks it offline everywhere and, for an ephemeral
@@ -346,29 +352,6 @@ impl Tailnet {
         });
     }
 
-    /// Watches for node keys reaching their expiry: each such node is republished, so peers
-    /// drop it, it is told it expired, and DERP cuts it off. A coarse sweep is enough: key
-    /// expiries are hours to days away, and the sweep interval bounds the lateness.
-    pub fn spawn_expiry_sweep(self: &Arc<Self>, every: Duration) {
-        let tailnet = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut last = crate::state::store::now();
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                let Some(tailnet) = tailnet.upgrade() else { return };
-                let now = crate::state::store::now();
-                match tailnet.store.nodes_expired_between(last, now).await {
-                    Ok(nodes) => match tailnet.writer.announce_expired(&nodes).await {
-                        Ok(()) => last = now,
-                        Err(err) => tracing::warn!(%err, "key expiry sweep failed; retrying"),
-                    },
-                    Err(err) => tracing::warn!(%err, "key expiry sweep failed; retrying"),
-                }
-            }
-        });
-    }
-
     /// Deletes ephemeral node `node_id` after `after` unless it is online by then.
     pub fn schedule_ephemeral_cleanup(self: &Arc<Self>, node_id: NodeId, after: Duration) {
         let tailnet = Arc::downgrade(self);
@@ -378,14 +361,10 @@ impl Tailnet {
             if tailnet.is_online(node_id) {
                 return;
             }
-            let Ok(node) = tailnet.store.node_by_id(node_id).await else { return };
-            let idle_since = node.last_seen.unwrap_or(node.created_at);
-            let idle = crate::state::store::now().signed_duration_since(idle_since);
-            if !node.ephemeral || idle.to_std().unwrap_or_default() + Duration::from_millis(50) < after {
-                return;
-            }
-            if tailnet.writer.delete_node(&node, None).await.unwrap_or(false) {
-                tracing::info!(%node_id, "deleted inactive ephemeral node");
+            match tailnet.writer.reap_ephemeral(node_id, after).await {
+                Ok(true) => tracing::info!(%node_id, "deleted inactive ephemeral node"),
+                Ok(false) => {}
+                Err(err) => tracing::warn!(%err, %node_id, "could not delete an inactive ephemeral node"),
             }
         });
     }

@@ -117,7 +117,7 @@ impl NamespaceTask {
         derp_map: Arc<DerpMap>,
         is_online: impl Fn(NodeId) -> bool,
         sessions_dropped: prometheus::IntCounter,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, crate::state::store::StoreError> {
         let nodes = store.nodes_in_namespace(view.namespace_id).await?;
         let online = nodes.iter().filter(|n| is_online(n.id)).map(|n| (n.id, true)).collect();
         let mut task = Self {

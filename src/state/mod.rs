@@ -11,6 +11,7 @@
 //! - [`registration`]: registration's rules (keys, restarts, rotation, logout) as outcomes;
 //! - [`nodes`]: an admin's changes to a node (rename, retag, expire) and their rules;
 //! - [`policy`]: a policy's rules (syntax, meaning, its own tests) and which one governs;
+//! - [`sweeps`]: the changes time makes (key expiry, idle ephemeral nodes), once per deployment;
 //! - [`client_state`]: what clients report on map requests, stored when it changed;
 //! - [`lease`]: this instance's lease, renewed while it runs, and the removal of lapsed ones.
 //!
@@ -25,6 +26,7 @@ pub mod nodes;
 pub mod policy;
 pub mod registration;
 pub mod store;
+pub mod sweeps;
 
 use std::time::Duration;
 
@@ -152,12 +154,6 @@ impl Writer {
     /// Asks every instance to announce again the nodes streaming from it.
     pub async fn presence_sync(&self) -> StoreResult<()> {
         self.record(&[Event::PresenceSync]).await
-    }
-
-    /// Nodes whose key expiry passed: republished, so peers drop them and DERP cuts them off.
-    pub async fn announce_expired(&self, nodes: &[Node]) -> StoreResult<()> {
-        let events: Vec<Event> = nodes.iter().map(Event::node_changed).collect();
-        self.record(&events).await
     }
 
     async fn record(&self, events: &[Event]) -> StoreResult<()> {

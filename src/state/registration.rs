@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 
 use super::store::nodes::{NewNode, NodeChange, RegisterError};
 use super::store::preauth_keys::KeyRefusal;
-use super::store::{now, PreauthKey, StoreError};
+use super::store::{now, Membership, PreauthKey, StoreError};
 use super::Writer;
 use crate::domain::hostinfo::Hostinfo;
 use crate::domain::Node;
@@ -44,9 +44,9 @@ pub struct RegisterAttempt {
 pub enum Registered {
     /// A node key already known (a restart or a rotation): the node as it now is. An expired
     /// node stays expired until it rotates with a key.
-    Known { node: Node, expired: bool },
+    Known { node: Node, expired: bool, membership: Membership },
     /// The machine joined with a pre-auth key, as a new node or back into its old one.
-    Joined(Node),
+    Joined { node: Node, membership: Membership },
     /// The client logged out.
     LoggedOut,
 }
@@ -90,9 +90,29 @@ impl From<RegisterError> for RegistrationError {
 
 type Outcome = Result<Registered, RegistrationError>;
 
+/// What the rules decided, before the membership of a registered node is looked up.
+enum Decided {
+    Known { node: Node, expired: bool },
+    Joined(Node),
+    LoggedOut,
+}
+
 impl Writer {
-    /// Applies registration's rules (module doc) to `attempt`.
+    /// Applies registration's rules (module doc) to `attempt`. A registered node comes back
+    /// with its [`Membership`], which is what the client is told it belongs to.
     pub async fn register(&self, attempt: &RegisterAttempt) -> Outcome {
+        Ok(match self.apply_rules(attempt).await? {
+            Decided::Known { node, expired } => {
+                Registered::Known { membership: self.store.membership(node.namespace_id).await?, node, expired }
+            }
+            Decided::Joined(node) => {
+                Registered::Joined { membership: self.store.membership(node.namespace_id).await?, node }
+            }
+            Decided::LoggedOut => Registered::LoggedOut,
+        })
+    }
+
+    async fn apply_rules(&self, attempt: &RegisterAttempt) -> Result<Decided, RegistrationError> {
         if attempt.expiry.is_some_and(|e| e <= now()) {
             return self.log_out(attempt).await;
         }
@@ -104,7 +124,7 @@ impl Writer {
         if let Some(node) = self.store.node_by_node_key(&attempt.node_key).await? {
             let node = owned_by(node, &attempt.machine)?;
             let expired = node.expired_at(now());
-            return Ok(Registered::Known { node, expired });
+            return Ok(Decided::Known { node, expired });
         }
         match attempt.auth_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
             Some(secret) => self.join(secret, attempt).await,
@@ -113,9 +133,9 @@ impl Writer {
     }
 
     /// Logout: ephemeral nodes go away, others keep their row with the key expired.
-    async fn log_out(&self, attempt: &RegisterAttempt) -> Outcome {
+    async fn log_out(&self, attempt: &RegisterAttempt) -> Result<Decided, RegistrationError> {
         let Some(node) = self.store.node_by_node_key(&attempt.node_key).await? else {
-            return Ok(Registered::LoggedOut);
+            return Ok(Decided::LoggedOut);
         };
         let node = owned_by(node, &attempt.machine)?;
         if node.ephemeral {
@@ -124,11 +144,11 @@ impl Writer {
             self.update_node(&node, NodeChange { key_expiry: Some(attempt.expiry), ..Default::default() }, None)
                 .await?;
         }
-        Ok(Registered::LoggedOut)
+        Ok(Decided::LoggedOut)
     }
 
     /// Node-key rotation: free for a live node, with a key of its namespace for an expired one.
-    async fn rotate(&self, node: Node, attempt: &RegisterAttempt) -> Outcome {
+    async fn rotate(&self, node: Node, attempt: &RegisterAttempt) -> Result<Decided, RegistrationError> {
         let node = owned_by(node, &attempt.machine)?;
         let change = NodeChange {
             node_key: Some(attempt.node_key),
@@ -138,7 +158,7 @@ impl Writer {
         };
         if !node.expired_at(now()) {
             let node = self.update_node(&node, change, None).await?;
-            return Ok(Registered::Known { node, expired: false });
+            return Ok(Decided::Known { node, expired: false });
         }
         let secret = attempt.auth_key.as_deref().unwrap_or("");
         let key = self.usable_key(secret).await?.map_err(Refusal::ExpiredNodeNeedsKey)?;
@@ -146,12 +166,12 @@ impl Writer {
             return Err(Refusal::KeyOfAnotherNamespace.into());
         }
         let node = self.reauthorize_node(&node, &key, change).await?;
-        Ok(Registered::Known { node, expired: false })
+        Ok(Decided::Known { node, expired: false })
     }
 
     /// Registration with a pre-auth key: a new node, or the machine's old node in the key's
     /// namespace taking the new node key.
-    async fn join(&self, secret: &str, attempt: &RegisterAttempt) -> Outcome {
+    async fn join(&self, secret: &str, attempt: &RegisterAttempt) -> Result<Decided, RegistrationError> {
         let key = self.usable_key(secret).await?.map_err(Refusal::Key)?;
         let hostinfo = attempt.hostinfo.clone().unwrap_or_default();
         let tags = key.tag_set();
@@ -181,7 +201,7 @@ impl Writer {
             }
         };
         tracing::info!(node_id = %node.id, namespace_id = %node.namespace_id, "node registered");
-        Ok(Registered::Joined(node))
+        Ok(Decided::Joined(node))
     }
 
     /// The key with this secret, if it exists and may register one more node now.

@@ -50,7 +50,7 @@ fn attempt(machine: u8, node_key: u8, auth_key: Option<&str>) -> RegisterAttempt
 
 async fn join(writer: &Writer, attempt: &RegisterAttempt) -> Node {
     match writer.register(attempt).await {
-        Ok(Registered::Joined(node)) => node,
+        Ok(Registered::Joined { node, .. }) => node,
         other => panic!("expected a join, got {other:?}"),
     }
 }
@@ -90,7 +90,7 @@ async fn a_node_key_is_bound_to_its_machine() {
 
     // Its own machine restarting is answered without a key.
     match writer.register(&attempt(1, 1, None)).await.unwrap() {
-        Registered::Known { node, expired } => {
+        Registered::Known { node, expired, .. } => {
             assert!(!expired && node.belongs_to(&MachinePublic::from_bytes([1; 32])))
         }
         other => panic!("a restart is a known node, got {other:?}"),
@@ -114,7 +114,7 @@ async fn an_expired_node_rotates_only_with_a_key_of_its_namespace() {
     assert_eq!(refusal(writer.register(&rotation).await), Refusal::KeyOfAnotherNamespace);
     rotation.auth_key = Some(key(&writer, &alice, true).await);
     match writer.register(&rotation).await.unwrap() {
-        Registered::Known { node: rotated, expired: false } => {
+        Registered::Known { node: rotated, expired: false, .. } => {
             assert_eq!(
                 (rotated.id, rotated.node_key, rotated.ipv4),
                 (node.id, NodePublic::from_bytes([2; 32]), node.ipv4)
@@ -159,4 +159,27 @@ async fn a_damaged_row_never_becomes_a_node() {
     let listed = writer.store().nodes_in_namespace(ns.id).await.unwrap();
     assert_eq!(listed.iter().map(|n| n.id).collect::<Vec<_>>(), vec![good.id]);
     assert!(matches!(writer.store().node_by_id(bad.id).await, Err(StoreError::Corrupt(_))));
+}
+
+/// Two instances (two writers on one database) sweeping the same interval: the expiry is
+/// announced by exactly one of them, and neither announces it again.
+#[tokio::test]
+async fn a_key_expiry_is_announced_once_per_deployment() {
+    let one = writer().await;
+    let other = Writer::new(one.store().clone(), Bus::local());
+    assert_ne!(one.instance(), other.instance());
+    let ns = namespace(&one, "alice").await;
+    let secret = key(&one, &ns, false).await;
+    let node = join(&one, &attempt(1, 2, Some(&secret))).await;
+    assert_eq!(one.sweep_expired().await.unwrap(), 0, "the first sweep only sets the mark");
+
+    one.set_key_expiry(&node, Some(now()), None).await.unwrap();
+    let before = one.store().last_event_seq().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await; // `now()` must move past the expiry
+    let (a, b) = tokio::join!(one.sweep_expired(), other.sweep_expired());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let (again_a, again_b) = (one.sweep_expired().await.unwrap(), other.sweep_expired().await.unwrap());
+    assert_eq!(a + b + again_a + again_b, 1, "announced {a} + {b}, then {again_a} + {again_b}");
+    let announced = one.store().events_after(before, 10).await.unwrap();
+    assert_eq!(announced.len(), 1, "one NodeChanged for the expiry: {announced:?}");
 }

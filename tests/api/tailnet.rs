@@ -44,11 +44,16 @@ async fn mutations_reach_map_sessions(backend: Backend) {
     let removed: serde_json::Value = serde_json::from_str(&removed).unwrap();
     assert_eq!(removed["PeersRemoved"], json!([peer.id]));
 
-    // Deleting the namespace ends the session.
+    // Deleting the namespace tells the session it is logged out (a real client then stops in
+    // NeedsLogin: tests/realclient/test_deletion.py), and the stream is held, not ended.
     assert_eq!(t.delete("/v1/namespaces/alice", &org.key).await.status(), StatusCode::NO_CONTENT);
-    let ended =
-        tokio::time::timeout(Duration::from_secs(10), async { while session.rx.recv().await.is_some() {} }).await;
-    assert!(ended.is_ok(), "the map stream ends when its namespace is deleted");
+    let goodbye = next_mentioning(&mut session.rx, "was deleted").await;
+    let goodbye: serde_json::Value = serde_json::from_str(&goodbye).unwrap();
+    assert_eq!(goodbye["Node"]["Expired"], json!(true), "{goodbye}");
+    assert_ne!(goodbye["Node"]["MachineAuthorized"], json!(true), "{goodbye}");
+    assert!(goodbye["Health"][0].as_str().unwrap().contains("namespace"), "{goodbye}");
+    let held = tokio::time::timeout(Duration::from_millis(500), session.rx.recv()).await;
+    assert!(held.is_err(), "the stream stays open after the goodbye: {held:?}");
     t.finish().await;
 }
 

@@ -211,7 +211,7 @@ impl TestApp {
             hostinfo: Some(serde_json::from_value(hostinfo).expect("a Hostinfo object")),
         };
         match self.app.state.api.writer.register(&attempt).await.expect("register node") {
-            Registered::Joined(node) => {
+            Registered::Joined { node, .. } => {
                 assert_eq!(node.namespace_id, namespace_id, "the key is of namespace {namespace_id}");
                 node
             }

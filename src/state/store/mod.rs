@@ -31,6 +31,20 @@ pub use entities::{
     policy::Model as PolicyDoc, preauth_key::Model as PreauthKey,
 };
 
+/// The namespace a node is in and the organization that owns it.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub namespace: Namespace,
+    pub org: Organization,
+}
+
+impl Membership {
+    /// The login a namespace's untagged nodes have: `namespace@org`.
+    pub fn login_name(&self) -> String {
+        format!("{}@{}", self.namespace.name, self.org.name)
+    }
+}
+
 /// Errors from the store, already sorted by what the caller should tell its client.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

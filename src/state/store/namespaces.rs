@@ -7,7 +7,7 @@ use sea_orm::{
 
 use super::entities::{namespace, node};
 use super::outbox::EventsFor;
-use super::{now, Namespace, Store, StoreError, StoreResult};
+use super::{now, Membership, Namespace, Store, StoreError, StoreResult};
 use crate::domain::{NamespaceId, NamespaceName, OrgId};
 
 /// The first address index handed out (100.64.0.1, fd7a:115c:a1e0::1).
@@ -74,6 +74,13 @@ impl Store {
 
     pub async fn namespace_by_id(&self, id: NamespaceId) -> StoreResult<Namespace> {
         namespace::Entity::find_by_id(id).one(&self.db).await?.ok_or(StoreError::NotFound("namespace"))
+    }
+
+    /// The namespace and the organization that owns it: what a node belongs to.
+    pub async fn membership(&self, namespace_id: NamespaceId) -> StoreResult<Membership> {
+        let namespace = self.namespace_by_id(namespace_id).await?;
+        let org = self.org_by_id(namespace.org_id).await?;
+        Ok(Membership { namespace, org })
     }
 
     pub async fn all_namespaces(&self) -> StoreResult<Vec<Namespace>> {
