@@ -10,14 +10,20 @@
 #            the tsconnect wasm client built from the Go module proxy), playwright-core and
 #            the schemathesis venv, all cached outside the repository. Waited for before the
 #            stages that need it; the wait is its own stage.
-#  lint      the house habits: `cargo fmt --check` (rustfmt.toml), `cargo clippy
-#            --all-targets -D warnings`, tests/import_order.py and its self-test;
-#  test      `cargo test --workspace`: unit tests, the integration tests in tests/*.rs against
-#            the real PostgreSQL (127.0.0.1:5432, user postgres), Redis (127.0.0.1:6379) and
-#            SQLite, and every committed fuzz input replayed through its target's check
-#            (fuzz/targets; the libFuzzer runs themselves are tests/fuzz/replay.sh, run
-#            before and after a change to a parser, not here);
-#  build     `cargo build --workspace --bins`: the server and tsrs-probe (tailscale-rs);
+#  lint      the house habits that need no compiler: `cargo fmt --check` (rustfmt.toml),
+#            tests/import_order.py and its self-test;
+#  build     `cargo build --workspace --all-targets`, once, with clippy-driver as the
+#            workspace's compiler wrapper and `-D warnings`: every clippy lint of
+#            `cargo clippy --all-targets` fails the build, but the dependencies are compiled
+#            once for the build, the tests and the binaries (`cargo clippy` would compile
+#            them a second time, in check mode: nine minutes on two cores). It builds the
+#            server and tsrs-probe (tailscale-rs) too, with the features `cargo test` uses, so
+#            nothing is compiled again after it;
+#  test      `cargo test --workspace` under the same wrapper: unit tests, the integration
+#            tests in tests/*.rs against the real PostgreSQL (127.0.0.1:5432, user postgres),
+#            Redis (127.0.0.1:6379) and SQLite, and every committed fuzz input replayed
+#            through its target's check (fuzz/targets; the libFuzzer runs themselves are
+#            tests/fuzz/replay.sh, run before and after a change to a parser, not here);
 #  schemathesis  tests/schemathesis/run.sh: the API fuzzed from its own OpenAPI document
 #            against the tenscale binary on SQLite and on PostgreSQL: no 5xx, no undocumented
 #            status, Content-Type or body;
@@ -89,16 +95,24 @@ await_prepare() {
 
 stage lint
 cargo fmt --all --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
 python3 tests/import_order.py
 python3 tests/import_order.py --self-test
 
-stage test
-cargo test --workspace --locked
+# What `cargo clippy` sets up, applied to a real build: clippy-driver compiles the workspace's
+# own crates (and lints them with CLIPPY_ARGS); the dependencies go through plain rustc.
+RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver"
+[[ -x $RUSTC_WORKSPACE_WRAPPER ]] || {
+  echo "tests/run.sh: clippy-driver not found at $RUSTC_WORKSPACE_WRAPPER (rustup component add clippy)" >&2
+  exit 1
+}
+export RUSTC_WORKSPACE_WRAPPER
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 
 stage build
-# The server, and tailscale-rs in the workspace's test binary tsrs-probe.
-cargo build --locked --workspace --bins
+cargo build --workspace --all-targets --locked
+
+stage test
+cargo test --workspace --locked
 
 await_prepare
 stage schemathesis
