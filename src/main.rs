@@ -7,10 +7,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use tenscale::config::Settings;
+use tenscale::domain::BrowserKeySettings;
 use tenscale::domain::OrgId;
 use tenscale::domain::OrgName;
 use tenscale::state::store::audit::AuditLine;
-use tenscale::state::store::browser_keys::BrowserKeySettingsRow;
 use tenscale::state::store::{ApiKey, Organization, Store};
 use tenscale::state::{Actor, Audit, Bus, Describe, Writer};
 
@@ -90,7 +90,7 @@ enum ApiKeyCommand {
     Revoke {
         #[arg(long)]
         org: String,
-        id: i64,
+        id: tenscale::domain::ApiKeyId,
     },
 }
 
@@ -197,13 +197,7 @@ async fn browser_keys(command: BrowserKeysCommand, settings: &Settings, writer: 
             };
             let body: BrowserKeySettingsBody = serde_json::from_str(&text).context("the settings document")?;
             let config = BrowserKeyConfig::from_body(body)?;
-            let policy = store
-                .policy(org.id, tenscale::state::store::policies::PolicyScope::Org)
-                .await?
-                .and_then(|doc| tenscale::policy::Policy::parse(&doc.document).ok());
-            tenscale::policy::validate_tags_for_key(policy.as_ref(), &config.tags)
-                .map_err(|e| anyhow::anyhow!("tags: {e}"))?;
-            let describe = |_: &BrowserKeySettingsRow| cli_line("browser_keys.settings", "organization", org.id);
+            let describe = |_: &BrowserKeySettings| cli_line("browser_keys.settings", "organization", org.id);
             let audit = by_cli(org.id, &describe);
             let saved = writer.put_browser_key_settings(org.id, config.to_row(&secrets)?, Some(&audit)).await?;
             println!("{}", serde_json::to_string(&config.view(saved.updated_at))?);

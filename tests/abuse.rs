@@ -70,7 +70,7 @@ impl Target {
                 let org = writer.create_org(&OrgName::parse(org).unwrap(), None).await.unwrap();
                 let ns = writer.create_namespace(org.id, &NamespaceName::parse(ns).unwrap(), None).await.unwrap();
                 let spec = support::reusable_key_spec();
-                keys.push(writer.create_preauth_key(ns.id, &spec, None).await.unwrap().1);
+                keys.push(writer.create_preauth_key(&ns, &spec, None).await.unwrap().1);
                 api_key = writer.create_api_key(org.id, "probe", None).await.unwrap().1;
             }
             (keys.remove(0), keys.remove(0), api_key)

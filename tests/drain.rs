@@ -72,7 +72,7 @@ async fn sigterm_restarts_derp_clients_ends_map_streams_and_exits_in_time() {
     let org = writer.create_org(&OrgName::parse("acme").unwrap(), None).await.unwrap();
     let ns = writer.create_namespace(org.id, &NamespaceName::parse("alice").unwrap(), None).await.unwrap();
     let spec = support::reusable_key_spec();
-    let (_, key) = writer.create_preauth_key(ns.id, &spec, None).await.unwrap();
+    let (_, key) = writer.create_preauth_key(&ns, &spec, None).await.unwrap();
 
     let server_key = fetch_server_key(&format!("http://{}", served.addr)).await.unwrap().public_key;
     let client = Client::connect(&served.addr, &server_key, &StaticSecret::from(random_key())).await.unwrap();

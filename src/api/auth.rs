@@ -15,14 +15,14 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
 use super::error::ApiError;
 use crate::api::ApiState;
-use crate::domain::OrgId;
+use crate::domain::{ApiKeyId, OrgId};
 use crate::state::Actor;
 
 /// The authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrgContext {
     pub org_id: OrgId,
-    pub api_key_id: i64,
+    pub api_key_id: ApiKeyId,
 }
 
 impl OrgContext {

@@ -173,6 +173,16 @@ impl From<crate::state::nodes::NodeRefusal> for ApiError {
     }
 }
 
+impl From<crate::state::credentials::CredentialRefusal> for ApiError {
+    fn from(refusal: crate::state::credentials::CredentialRefusal) -> Self {
+        use crate::state::credentials::CredentialRefusal;
+        match refusal {
+            CredentialRefusal::TagNotAllowed(message) => ApiError::Invalid(message),
+            CredentialRefusal::Store(err) => err.into(),
+        }
+    }
+}
+
 impl From<crate::state::policy::PolicyRefusal> for ApiError {
     fn from(refusal: crate::state::policy::PolicyRefusal) -> Self {
         use crate::state::policy::PolicyRefusal;

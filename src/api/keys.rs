@@ -12,7 +12,7 @@ use super::body::ApiJson;
 use super::error::{ApiError, ApiResult, Problem};
 use super::{audit, line, parse_id, State};
 use crate::api::ApiState;
-use crate::domain::{NamespaceName, Tags};
+use crate::domain::{NamespaceName, PreauthKeyId, Tags};
 use crate::state::store::preauth_keys::NewPreauthKey;
 use crate::state::store::{Namespace, PreauthKey};
 
@@ -98,11 +98,12 @@ pub struct KeyList {
     pub keys: Vec<KeyView>,
 }
 
-fn view(key: PreauthKey, namespace: &str) -> KeyView {
-    let usable = key.usable_at(Utc::now()).is_ok();
+/// The key as shown `at` (whether it is still usable then).
+fn view(key: PreauthKey, namespace: &NamespaceName, at: DateTime<Utc>) -> KeyView {
+    let usable = key.usable_at(at).is_ok();
     KeyView {
-        id: key.id,
-        tags: key.tag_set().to_strings(),
+        id: key.id.get(),
+        tags: key.tags.to_strings(),
         prefix: key.prefix,
         namespace: namespace.to_string(),
         reusable: key.reusable,
@@ -110,7 +111,7 @@ fn view(key: PreauthKey, namespace: &str) -> KeyView {
         description: key.description,
         expires_at: key.expires_at,
         created_at: key.created_at,
-        used_count: key.used_count,
+        used_count: i64::try_from(key.used_count).unwrap_or(i64::MAX),
         revoked_at: key.revoked_at,
         usable,
     }
@@ -159,7 +160,7 @@ pub async fn create(
         description: spec.description,
     };
     let (key, secret) = create_key(&state, &ctx, &ns, request).await?;
-    let shown = view(key, &ns.name);
+    let shown = view(key, &ns.name, state.writer.now());
     Ok(HttpResponse::Created().json(CreatedKey {
         id: shown.id,
         key: secret,
@@ -186,7 +187,8 @@ pub async fn create(
 pub async fn list(state: State, ctx: OrgContext, name: web::Path<String>) -> ApiResult<web::Json<KeyList>> {
     let ns = state.store.namespace_by_name(ctx.org_id, &name).await?;
     let keys = state.store.list_preauth_keys(ns.id).await?;
-    Ok(web::Json(KeyList { keys: keys.into_iter().map(|k| view(k, &ns.name)).collect() }))
+    let at = state.writer.now();
+    Ok(web::Json(KeyList { keys: keys.into_iter().map(|k| view(k, &ns.name, at)).collect() }))
 }
 
 /// Revoke a pre-auth key
@@ -236,11 +238,8 @@ pub(crate) async fn create_key(
     if request.description.chars().count() > MAX_DESCRIPTION {
         return Err(ApiError::Invalid(format!("description is longer than {MAX_DESCRIPTION} characters")));
     }
-    let policy = state.writer.policy_in_force(ctx.org_id, ns.id).await?;
-    crate::policy::validate_tags_for_key(policy.as_ref(), &request.tags)
-        .map_err(|e| ApiError::Invalid(e.to_string()))?;
     // `max` bounds the lifetime far below chrono's range, so the sum cannot overflow.
-    let expires_at = crate::state::store::now() + chrono::Duration::seconds(request.lifetime_secs);
+    let expires_at = state.writer.now() + chrono::Duration::seconds(request.lifetime_secs);
     let new = NewPreauthKey {
         reusable: request.reusable,
         ephemeral: request.ephemeral,
@@ -253,11 +252,16 @@ pub(crate) async fn create_key(
             json!({"namespace": ns.name, "reusable": key.reusable, "ephemeral": key.ephemeral, "tags": new.tags});
         line("preauth_key.create", "preauth_key", key.id, detail)
     };
-    Ok(state.writer.create_preauth_key(ns.id, &new, Some(&audit(ctx, &describe))).await?)
+    Ok(state.writer.create_preauth_key(ns, &new, Some(&audit(ctx, &describe))).await?)
 }
 
 /// Revokes the namespace's key `id` and records it.
-pub(crate) async fn revoke_key(state: &ApiState, ctx: &OrgContext, ns: &Namespace, id: i64) -> ApiResult<PreauthKey> {
+pub(crate) async fn revoke_key(
+    state: &ApiState,
+    ctx: &OrgContext,
+    ns: &Namespace,
+    id: PreauthKeyId,
+) -> ApiResult<PreauthKey> {
     let describe = |key: &PreauthKey| line("preauth_key.revoke", "preauth_key", key.id, json!({"namespace": ns.name}));
-    Ok(state.writer.revoke_preauth_key(ns.id, id, Some(&audit(ctx, &describe))).await?)
+    Ok(state.writer.revoke_preauth_key(ns, id, Some(&audit(ctx, &describe))).await?)
 }

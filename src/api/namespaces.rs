@@ -37,7 +37,7 @@ pub struct NamespaceView {
 
 impl From<Namespace> for NamespaceView {
     fn from(ns: Namespace) -> Self {
-        Self { name: ns.name, created_at: ns.created_at }
+        Self { name: ns.name.to_string(), created_at: ns.created_at }
     }
 }
 

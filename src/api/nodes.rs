@@ -70,12 +70,12 @@ pub struct UpdateNode {
     pub tags: Option<Tags>,
 }
 
-fn view(state: &ApiState, node: Node, namespace: &str) -> NodeView {
+fn view(state: &ApiState, node: Node, namespace: &NamespaceName) -> NodeView {
     let reported = |field: Option<&str>| field.filter(|s| !s.is_empty()).map(String::from);
     NodeView {
         id: node.id.get(),
         online: state.tailnet.is_online(node.id),
-        expired: node.expired_at(Utc::now()),
+        expired: node.expired_at(state.writer.now()),
         tags: node.tags.to_strings(),
         os: reported(node.hostinfo.os()),
         client_version: reported(node.hostinfo.ipn_version()),

@@ -17,7 +17,7 @@ use super::{audit, line, State};
 use crate::api::ApiState;
 use crate::domain::NamespaceName;
 use crate::state::store::policies::PolicyScope;
-use crate::state::store::PolicyDoc;
+use crate::state::store::PolicyDocument;
 
 const HUJSON: &str = "application/hujson";
 
@@ -54,7 +54,7 @@ pub fn namespace_routes(cfg: &mut web::ServiceConfig) {
     ))]
 pub async fn get(state: State, ctx: OrgContext) -> ApiResult<HttpResponse> {
     let doc = org_policy(&state, &ctx).await?;
-    Ok(HttpResponse::Ok().content_type(HUJSON).body(doc.document))
+    Ok(HttpResponse::Ok().content_type(HUJSON).body(doc.text))
 }
 
 /// Replace the policy
@@ -80,13 +80,13 @@ pub async fn put(state: State, ctx: OrgContext, req: HttpRequest, payload: web::
 
 /// Sets the organization's policy through the writer (which checks it), recorded as
 /// `policy.update`.
-pub(crate) async fn set_org_policy(state: &ApiState, ctx: &OrgContext, text: &str) -> ApiResult<PolicyDoc> {
+pub(crate) async fn set_org_policy(state: &ApiState, ctx: &OrgContext, text: &str) -> ApiResult<PolicyDocument> {
     let describe = |_: &()| line("policy.update", "policy", "org", json!({"bytes": text.len()}));
     Ok(state.writer.set_policy(ctx.org_id, PolicyScope::Org, text, Some(&audit(ctx, &describe))).await?)
 }
 
 /// The organization's stored policy; 404 when none is set.
-pub(crate) async fn org_policy(state: &ApiState, ctx: &OrgContext) -> ApiResult<PolicyDoc> {
+pub(crate) async fn org_policy(state: &ApiState, ctx: &OrgContext) -> ApiResult<PolicyDocument> {
     state
         .store
         .policy(ctx.org_id, PolicyScope::Org)
@@ -141,7 +141,7 @@ pub async fn get_namespace(state: State, ctx: OrgContext, name: web::Path<String
         .policy(ctx.org_id, PolicyScope::Namespace(ns.id))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("namespace {} has no policy of its own", ns.name)))?;
-    Ok(HttpResponse::Ok().content_type(HUJSON).body(doc.document))
+    Ok(HttpResponse::Ok().content_type(HUJSON).body(doc.text))
 }
 
 /// Override the policy of one namespace

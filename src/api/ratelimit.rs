@@ -15,13 +15,14 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::error::ApiError;
 use crate::config::RateLimitSettings;
+use crate::domain::ApiKeyId;
 
 /// Forget idle buckets every this many checks, so the maps do not grow without bound.
 const SWEEP_EVERY: u64 = 4096;
 
 pub struct RateLimits {
     by_ip: DefaultKeyedRateLimiter<IpAddr>,
-    by_key: DefaultKeyedRateLimiter<i64>,
+    by_key: DefaultKeyedRateLimiter<ApiKeyId>,
     clock: DefaultClock,
     checks: AtomicU64,
 }
@@ -53,7 +54,7 @@ impl RateLimits {
     }
 
     /// Takes one request from the API key's bucket.
-    pub fn check_key(&self, api_key_id: i64) -> Result<(), ApiError> {
+    pub fn check_key(&self, api_key_id: ApiKeyId) -> Result<(), ApiError> {
         self.by_key.check_key(&api_key_id).map_err(|not_until| limited(not_until.wait_time_from(self.clock.now())))
     }
 
@@ -90,6 +91,6 @@ mod tests {
         }
         // Other clients and keys have their own buckets.
         assert!(limits.check_ip("192.0.2.2".parse().unwrap()).is_ok());
-        assert!(limits.check_key(7).is_ok());
+        assert!(limits.check_key(ApiKeyId::new(7)).is_ok());
     }
 }

@@ -41,8 +41,7 @@ impl ControlHandler for ControlService {
         machine: MachinePublic,
         req: RegisterRequest,
     ) -> BoxFuture<'static, Result<RegisterResponse, ControlError>> {
-        let (writer, tailnet) = (self.writer.clone(), self.tailnet.clone());
-        Box::pin(register(writer, tailnet, machine, req))
+        Box::pin(register(self.writer.clone(), machine, req))
     }
 
     fn map(&self, machine: MachinePublic, req: MapRequest) -> BoxFuture<'static, Result<MapReply, ControlError>> {
@@ -74,7 +73,6 @@ fn unserved(err: TailnetError) -> ControlError {
 /// `/machine/register`: the request in domain terms, `state`'s rules, the outcome on the wire.
 async fn register(
     writer: Writer,
-    tailnet: Arc<Tailnet>,
     machine: MachinePublic,
     req: RegisterRequest,
 ) -> Result<RegisterResponse, ControlError> {
@@ -91,14 +89,7 @@ async fn register(
     };
     match writer.register(&attempt).await {
         Ok(Registered::Known { expired, membership, .. }) => Ok(authorized(membership, expired)),
-        Ok(Registered::Joined { node, membership }) => {
-            if node.ephemeral {
-                // Only a map stream keeps it: a client that dies before its first poll would
-                // otherwise leave the node behind for good.
-                tailnet.schedule_ephemeral_cleanup(node.id, tailnet.ephemeral_timeout());
-            }
-            Ok(authorized(membership, false))
-        }
+        Ok(Registered::Joined { membership, .. }) => Ok(authorized(membership, false)),
         Ok(Registered::LoggedOut) => Ok(logged_out()),
         Err(RegistrationError::Refused(refusal)) => Ok(refused(&refusal)),
         Err(RegistrationError::Store(err)) => Err(internal(err)),
@@ -110,8 +101,8 @@ fn authorized(membership: Membership, expired: bool) -> RegisterResponse {
     let login_name = membership.login_name();
     let ns = membership.namespace;
     RegisterResponse {
-        user: User { id: ns.id.get(), display_name: ns.name.clone(), ..Default::default() },
-        login: Login { id: ns.id.get(), login_name, display_name: ns.name, ..Default::default() },
+        user: User { id: ns.id.get(), display_name: ns.name.to_string(), ..Default::default() },
+        login: Login { id: ns.id.get(), login_name, display_name: ns.name.to_string(), ..Default::default() },
         node_key_expired: expired,
         machine_authorized: !expired,
         ..Default::default()

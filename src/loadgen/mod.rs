@@ -228,13 +228,13 @@ async fn seed(writer: &Writer, count: usize) -> anyhow::Result<Vec<String>> {
         reusable: true,
         ephemeral: false,
         tags: Tags::default(),
-        expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+        expires_at: writer.now() + chrono::Duration::days(1),
         description: "tenscale-loadgen".into(),
     };
     let mut keys = Vec::with_capacity(count);
     for i in 0..count {
         let ns = writer.create_namespace(org.id, &NamespaceName::parse(&format!("ns{i}"))?, None).await?;
-        keys.push(writer.create_preauth_key(ns.id, &spec, None).await?.1);
+        keys.push(writer.create_preauth_key(&ns, &spec, None).await?.1);
     }
     Ok(keys)
 }

@@ -24,7 +24,7 @@ impl Admission for StoreAdmission {
         let (store, key) = (self.store.clone(), *key);
         Box::pin(async move {
             let node = store.node_by_node_key(&key).await.ok().flatten()?;
-            (!node.expired_at(crate::state::store::now())).then_some(TenantId(node.namespace_id.get()))
+            (!node.expired_at(store.now())).then_some(TenantId(node.namespace_id.get()))
         })
     }
 }

@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use crate::config::Settings;
 use crate::domain::{NamespaceId, Node};
 use crate::netmap::tailcfg::{self, DerpHomeParams, DerpMap, DerpNode, DerpRegion, DnsConfig, GoTime, UserProfile};
@@ -61,11 +63,12 @@ impl NamespaceIdentity {
     }
 }
 
-/// The wire form of a stored node. `online` comes from presence, which the store does not hold.
-pub fn wire_node(node: &Node, view: &NamespaceIdentity, online: bool) -> tailcfg::Node {
+/// The wire form of a stored node at time `at`. `online` comes from presence, which the store
+/// does not hold.
+pub fn wire_node(node: &Node, view: &NamespaceIdentity, online: bool, at: DateTime<Utc>) -> tailcfg::Node {
     let addresses = vec![format!("{}/32", node.ipv4), format!("{}/128", node.ipv6)];
     let tags = node.tags.to_strings();
-    let expired = node.expired_at(crate::state::store::now());
+    let expired = node.expired_at(at);
     tailcfg::Node {
         id: node.id.get(),
         stable_id: node.id.to_string(),
@@ -93,8 +96,8 @@ pub fn wire_node(node: &Node, view: &NamespaceIdentity, online: bool) -> tailcfg
 }
 
 /// The self node: the same as a peer, plus capabilities only the node itself receives.
-pub fn wire_self_node(node: &Node, view: &NamespaceIdentity) -> tailcfg::Node {
-    let mut wire = wire_node(node, view, true);
+pub fn wire_self_node(node: &Node, view: &NamespaceIdentity, at: DateTime<Utc>) -> tailcfg::Node {
+    let mut wire = wire_node(node, view, true, at);
     let mut caps = tailcfg::CapMap::new();
     caps.insert("https://tailscale.com/cap/ssh".to_string(), None);
     wire.cap_map = Some(caps);

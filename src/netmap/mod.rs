@@ -132,8 +132,13 @@ impl Tailnet {
     /// Applies one event of the outbox to the live view.
     pub async fn apply(self: &Arc<Self>, event: Event) {
         match event {
-            Event::NodeChanged { namespace_id, node_id, .. } => {
+            Event::NodeChanged { namespace_id, node_id, ephemeral_joined_on, .. } => {
                 self.send(namespace_id, Command::Reload { node_id });
+                if ephemeral_joined_on == Some(self.writer.instance()) {
+                    // Only a map stream keeps it: a client that dies before its first poll
+                    // would otherwise leave the node behind for good.
+                    self.schedule_ephemeral_cleanup(node_id, self.settings.ephemeral_timeout);
+                }
             }
             Event::NodeRemoved { namespace_id, node_id, .. } => {
                 self.forget_presence(node_id);
@@ -276,7 +281,8 @@ impl Tailnet {
             }
         }
         let Membership { namespace: ns, org } = self.store.membership(namespace_id).await?;
-        let view = Arc::new(NamespaceIdentity::new(ns.id, &ns.name, &org.name, &self.settings.base_domain));
+        let view =
+            Arc::new(NamespaceIdentity::new(ns.id, ns.name.as_str(), org.name.as_str(), &self.settings.base_domain));
         // Only this namespace's entries: a copy of the whole presence map per namespace task
         // would cost O(namespaces x online nodes).
         let is_online = |id: NodeId| self.is_online(id);

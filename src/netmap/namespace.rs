@@ -270,16 +270,17 @@ impl NamespaceTask {
             return;
         };
         let mut expired = node.clone();
-        expired.key_expiry = Some(crate::state::store::now());
+        let now = self.store.now();
+        expired.key_expiry = Some(now);
         let mut filters = BTreeMap::new();
         filters.insert("base".to_string(), Some(Vec::new()));
         let goodbye = MapResponse {
-            node: Some(wire_self_node(&expired, &self.view)),
+            node: Some(wire_self_node(&expired, &self.view, now)),
             peers_removed: Some(self.nodes.keys().filter(|&&id| id != node_id).map(|id| id.get()).collect()),
             packet_filters: Some(filters),
             ssh_policy: Some(SshPolicy::default()),
             health: Some(vec![reason.to_string()]),
-            control_time: Some(chrono::Utc::now()),
+            control_time: Some(now),
             ..Default::default()
         };
         if session.tx.try_send(MapMessage::from(goodbye)).is_err() {
@@ -314,7 +315,7 @@ impl NamespaceTask {
         };
         self.policy = match doc {
             None => Effective::AllowAll,
-            Some(doc) => match Policy::parse(&doc.document) {
+            Some(doc) => match Policy::parse(&doc.text) {
                 Ok(policy) => Effective::Policy(Box::new(policy)),
                 Err(err) => {
                     tracing::error!(%err, namespace = %self.view.namespace, "stored policy does not parse; denying all");
@@ -388,7 +389,7 @@ impl NamespaceTask {
             return;
         };
         let online = self.online.get(&id).copied().unwrap_or(false);
-        let fresh = wire_node(node, &self.view, online);
+        let fresh = wire_node(node, &self.view, online, self.store.now());
         if self.wire.get(&id).is_none_or(|old| **old != fresh) {
             self.wire.insert(id, Arc::new(fresh));
         }
@@ -397,13 +398,14 @@ impl NamespaceTask {
     /// The full map for `node_id`; its peers are the shared wire forms.
     fn full_map(&self, node_id: NodeId) -> MapResponse {
         let Some(me) = self.nodes.get(&node_id) else { return MapResponse::default() };
+        let now = self.store.now();
         let peers: Vec<Arc<tailcfg::Node>> =
             self.visible_peers(node_id).into_iter().filter_map(|id| self.wire.get(&id).cloned()).collect();
         let (filter, ssh) = self.filter_for(node_id);
         let mut filters = BTreeMap::new();
         filters.insert("base".to_string(), Some(filter));
         MapResponse {
-            node: Some(wire_self_node(me, &self.view)),
+            node: Some(wire_self_node(me, &self.view, now)),
             derp_map: Some((*self.derp_map).clone()),
             peers: Some(peers),
             dns_config: Some(self.view.dns_config()),
@@ -412,7 +414,7 @@ impl NamespaceTask {
             packet_filters: Some(filters),
             ssh_policy: Some(ssh.unwrap_or_default()),
             user_profiles: Some(vec![self.view.user_profile()]),
-            control_time: Some(chrono::Utc::now()),
+            control_time: Some(now),
             ..Default::default()
         }
     }
@@ -495,7 +497,7 @@ impl NamespaceTask {
         let mut delta = Delta::default();
         if batch.changed.contains(&node_id) {
             if let Some(me) = self.nodes.get(&node_id) {
-                delta.self_node = Some(wire_self_node(me, &self.view));
+                delta.self_node = Some(wire_self_node(me, &self.view, self.store.now()));
             }
         }
         // Under allow-all everyone sees everyone and the filter never changes, so only the

@@ -6,13 +6,13 @@ use std::fmt;
 
 use super::store::audit::AuditLine;
 use super::store::outbox::NewEvent;
-use crate::domain::OrgId;
+use crate::domain::{ApiKeyId, OrgId};
 
 /// Who made a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
     /// An organization's API key, by id.
-    ApiKey(i64),
+    ApiKey(ApiKeyId),
     /// A browser-key JWT, by its `jti`.
     BrowserToken(String),
     /// The operator's command line.

@@ -5,7 +5,7 @@ use chrono::Duration;
 use serde_json::json;
 
 use super::store::audit::AuditLine;
-use super::store::{now, Namespace, StoreError};
+use super::store::{Namespace, StoreError};
 use super::{Actor, Audit, Bus, Writer};
 use crate::domain::{NamespaceName, OrgName};
 
@@ -16,14 +16,19 @@ async fn writer() -> Writer {
 }
 
 fn created(ns: &Namespace) -> AuditLine {
-    AuditLine { action: "namespace.create", object_type: "namespace", object_id: ns.name.clone(), detail: json!({}) }
+    AuditLine {
+        action: "namespace.create",
+        object_type: "namespace",
+        object_id: ns.name.to_string(),
+        detail: json!({}),
+    }
 }
 
 #[tokio::test]
 async fn a_line_commits_with_its_change_or_not_at_all() {
     let writer = writer().await;
     let org = writer.create_org(&OrgName::parse("acme").unwrap(), None).await.unwrap();
-    let audit = Audit { org_id: org.id, by: Actor::ApiKey(7), describe: &created };
+    let audit = Audit { org_id: org.id, by: Actor::ApiKey(crate::domain::ApiKeyId::new(7)), describe: &created };
     let name = NamespaceName::parse("alice").unwrap();
     writer.create_namespace(org.id, &name, Some(&audit)).await.unwrap();
     let refused = writer.create_namespace(org.id, &name, Some(&audit)).await;
@@ -46,7 +51,7 @@ async fn pruning_events_keeps_the_audit_log() {
     writer.create_namespace(org.id, &NamespaceName::parse("alice").unwrap(), Some(&audit)).await.unwrap();
     writer.presence_sync().await.unwrap();
 
-    let pruned = writer.store().prune_events(now() + Duration::seconds(1)).await.unwrap();
+    let pruned = writer.store().prune_events(writer.now() + Duration::seconds(1)).await.unwrap();
     assert_eq!(pruned, 1, "only the change event goes");
     assert_eq!(writer.store().audit_events(org.id, 10).await.unwrap().len(), 1);
     assert!(writer.store().events_after(0, 10).await.unwrap().is_empty(), "readers never see audit records");

@@ -40,6 +40,11 @@ pub enum Event {
         node_id: NodeId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expired_key: Option<NodePublic>,
+        /// Set when the change is an ephemeral node's registration: the instance it registered
+        /// on, which deletes it should it never open a map stream (a client that dies before
+        /// its first poll). Build it with [`Event::node_joined`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ephemeral_joined_on: Option<InstanceId>,
     },
     /// A node was deleted.
     NodeRemoved { namespace_id: NamespaceId, node_id: NodeId, node_key: NodePublic },
@@ -70,13 +75,27 @@ pub enum Event {
 }
 
 impl Event {
-    /// The event for `node` as just stored.
-    pub fn node_changed(node: &super::store::Node) -> Self {
-        let expired = node.expired_at(super::store::now());
+    /// The event for `node` as just stored `at`.
+    pub fn node_changed(node: &super::store::Node, at: chrono::DateTime<chrono::Utc>) -> Self {
+        let expired = node.expired_at(at);
         Self::NodeChanged {
             namespace_id: node.namespace_id,
             node_id: node.id,
             expired_key: expired.then_some(node.node_key),
+            ephemeral_joined_on: None,
+        }
+    }
+
+    /// The event for `node` as just registered `at` on `instance`.
+    pub fn node_joined(node: &super::store::Node, at: chrono::DateTime<chrono::Utc>, instance: InstanceId) -> Self {
+        match Self::node_changed(node, at) {
+            Self::NodeChanged { namespace_id, node_id, expired_key, .. } => Self::NodeChanged {
+                namespace_id,
+                node_id,
+                expired_key,
+                ephemeral_joined_on: node.ephemeral.then_some(instance),
+            },
+            other => other,
         }
     }
 

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{self, Event};
 use super::store::instances::InstanceLease;
-use super::store::{self, StoreResult};
+use super::store::StoreResult;
 use super::Writer;
 use crate::domain::InstanceId;
 
@@ -44,14 +44,14 @@ impl Writer {
     /// Extends this instance's lease by `ttl`. False when the row had to be made anew.
     pub async fn renew_lease(&self, options: &LeaseOptions) -> StoreResult<bool> {
         let ttl = chrono::Duration::from_std(options.ttl).unwrap_or(chrono::Duration::seconds(15));
-        self.store.renew_lease(self.instance, options.mesh_url.as_deref(), store::now() + ttl).await
+        self.store.renew_lease(self.instance, options.mesh_url.as_deref(), self.now() + ttl).await
     }
 
     /// Removes the lease of `gone` if it lapsed, taking over its clean-up. False when it was
     /// renewed meanwhile or another instance was first.
     pub async fn reap_instance(&self, gone: InstanceId) -> StoreResult<bool> {
         let event = Event::InstanceGone { instance: gone, successor: Some(self.instance) };
-        let reaped = self.store.reap_lease(gone, store::now(), &events::records(&[event])).await?;
+        let reaped = self.store.reap_lease(gone, self.now(), &events::records(&[event])).await?;
         if reaped {
             self.bus.wake().await;
         }
@@ -156,7 +156,7 @@ async fn look_at_the_others(
     live: &watch::Sender<Vec<InstanceLease>>,
     may_reap: bool,
 ) -> StoreResult<()> {
-    let now = store::now();
+    let now = writer.now();
     let lapsed = if may_reap { writer.store.lapsed_instances(now).await? } else { Vec::new() };
     for gone in lapsed {
         if gone != writer.instance() && writer.reap_instance(gone).await? {

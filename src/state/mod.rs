@@ -12,6 +12,9 @@
 //! - [`nodes`]: an admin's changes to a node (rename, retag, expire) and their rules;
 //! - [`policy`]: a policy's rules (syntax, meaning, its own tests) and which one governs;
 //! - [`sweeps`]: the changes time makes (key expiry, idle ephemeral nodes), once per deployment;
+//! - [`credentials`]: organizations, API keys, pre-auth keys and browser-key settings, with
+//!   the rule that a key's tags are the policy's to grant;
+//! - [`clock`]: the one clock the writer and the store read, which tests can set;
 //! - [`client_state`]: what clients report on map requests, stored when it changed;
 //! - [`lease`]: this instance's lease, renewed while it runs, and the removal of lapsed ones.
 //!
@@ -20,6 +23,7 @@
 
 pub mod audit;
 pub mod client_state;
+pub mod credentials;
 pub mod events;
 pub mod lease;
 pub mod nodes;
@@ -28,19 +32,20 @@ pub mod registration;
 pub mod store;
 pub mod sweeps;
 
+/// The one clock lives with the store, which stamps every row with it.
+pub use store::clock;
+
 use std::time::Duration;
 
 pub use audit::{Actor, Audit, Describe};
 use chrono::{DateTime, Utc};
 pub use events::{Bus, Event};
-use store::browser_keys::{BrowserKeySettingsRow, NewBrowserKeySettings};
 use store::nodes::{NewNode, NodeChange, RegisterError};
 use store::outbox::NewEvent;
 use store::policies::PolicyScope;
-use store::preauth_keys::NewPreauthKey;
-use store::{ApiKey, Namespace, Node, Organization, PreauthKey, Store, StoreResult};
+use store::{Namespace, Node, PreauthKey, Store, StoreResult};
 
-use crate::domain::{InstanceId, NamespaceId, NamespaceName, NodeId, OrgId, OrgName};
+use crate::domain::{InstanceId, NamespaceId, NodeId, OrgId};
 use crate::keys::NodePublic;
 
 /// The one writer of tailnet state. Cheap to clone.
@@ -68,10 +73,17 @@ impl Writer {
         &self.store
     }
 
+    /// The time now, by the one clock of state ([`clock`]).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.store.now()
+    }
+
     /// Creates a node from a pre-auth key (the key's use, the address and the name are taken
     /// in the same transaction).
     pub async fn register_node(&self, key: &PreauthKey, new: &NewNode) -> Result<Node, RegisterError> {
-        let node = self.store.register_node(key, new, &|n| events::records(&[Event::node_changed(n)])).await?;
+        let at = self.now();
+        let joined = |n: &Node| events::records(&[Event::node_joined(n, at, self.instance)]);
+        let node = self.store.register_node(key, new, &joined).await?;
         self.bus.wake().await;
         Ok(node)
     }
@@ -85,7 +97,8 @@ impl Writer {
         change: NodeChange,
     ) -> Result<Node, RegisterError> {
         let old_key = node.node_key;
-        let events = move |n: &Node| events::records(&changed(n, old_key));
+        let at = self.now();
+        let events = move |n: &Node| events::records(&changed(n, old_key, at));
         let node = self.store.reauthorize_node(node, key, change, &events).await?;
         self.bus.wake().await;
         Ok(node)
@@ -101,7 +114,8 @@ impl Writer {
         audit: Option<&Audit<'_, Node>>,
     ) -> StoreResult<Node> {
         let old_key = node.node_key;
-        let events = move |n: &Node| with_audit(events::records(&changed(n, old_key)), audit, n);
+        let at = self.now();
+        let events = move |n: &Node| with_audit(events::records(&changed(n, old_key, at)), audit, n);
         let node = self.store.update_node(node, change, &events).await?;
         self.bus.wake().await;
         Ok(node)
@@ -145,7 +159,7 @@ impl Writer {
             Err(store::StoreError::NotFound(_)) => return self.record(&[offline]).await,
             Err(err) => return Err(err),
         };
-        let change = NodeChange { last_seen: Some(store::now()), ..Default::default() };
+        let change = NodeChange { last_seen: Some(self.now()), ..Default::default() };
         self.store.update_node(&node, change, &|_| events::records(std::slice::from_ref(&offline))).await?;
         self.bus.wake().await;
         Ok(())
@@ -173,7 +187,7 @@ impl Writer {
             loop {
                 tick.tick().await;
                 let Ok(age) = chrono::Duration::from_std(retention) else { return };
-                match store.prune_events(store::now() - age).await {
+                match store.prune_events(store.now() - age).await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(n, "pruned old events"),
                     Err(err) => tracing::warn!(%err, "pruning events failed; retrying"),
@@ -183,99 +197,15 @@ impl Writer {
     }
 }
 
-/// Changes that concern no map: organizations, credentials, settings. They carry no event
-/// for the instances, only their audit record, and they too go through the one writer.
-impl Writer {
-    /// A new organization; `describe` makes its audit line (the org is only known once made).
-    pub async fn create_org(
-        &self,
-        name: &OrgName,
-        by: Option<(&Actor, Describe<'_, Organization>)>,
-    ) -> StoreResult<Organization> {
-        let record = move |org: &Organization| match by {
-            Some((actor, describe)) => vec![describe(org).record(org.id, &actor.to_string())],
-            None => Vec::new(),
-        };
-        self.store.create_org(name, &record).await
-    }
-
-    /// A new API key and its secret, shown this once (only its digest is stored).
-    pub async fn create_api_key(
-        &self,
-        org_id: OrgId,
-        description: &str,
-        audit: Option<&Audit<'_, ApiKey>>,
-    ) -> StoreResult<(ApiKey, String)> {
-        self.store.create_api_key(org_id, description, &|key| with_audit(Vec::new(), audit, key)).await
-    }
-
-    pub async fn revoke_api_key(
-        &self,
-        org_id: OrgId,
-        id: i64,
-        audit: Option<&Audit<'_, ApiKey>>,
-    ) -> StoreResult<ApiKey> {
-        self.store.revoke_api_key(org_id, id, &|key| with_audit(Vec::new(), audit, key)).await
-    }
-
-    /// A namespace starts empty: no event until a node joins it.
-    pub async fn create_namespace(
-        &self,
-        org_id: OrgId,
-        name: &NamespaceName,
-        audit: Option<&Audit<'_, Namespace>>,
-    ) -> StoreResult<Namespace> {
-        self.store.create_namespace(org_id, name, &|ns| with_audit(Vec::new(), audit, ns)).await
-    }
-
-    /// A new pre-auth key and its secret, shown this once.
-    pub async fn create_preauth_key(
-        &self,
-        namespace_id: NamespaceId,
-        spec: &NewPreauthKey,
-        audit: Option<&Audit<'_, PreauthKey>>,
-    ) -> StoreResult<(PreauthKey, String)> {
-        self.store.create_preauth_key(namespace_id, spec, &|key| with_audit(Vec::new(), audit, key)).await
-    }
-
-    pub async fn revoke_preauth_key(
-        &self,
-        namespace_id: NamespaceId,
-        id: i64,
-        audit: Option<&Audit<'_, PreauthKey>>,
-    ) -> StoreResult<PreauthKey> {
-        self.store.revoke_preauth_key(namespace_id, id, &|key| with_audit(Vec::new(), audit, key)).await
-    }
-
-    pub async fn put_browser_key_settings(
-        &self,
-        org_id: OrgId,
-        new: NewBrowserKeySettings,
-        audit: Option<&Audit<'_, BrowserKeySettingsRow>>,
-    ) -> StoreResult<BrowserKeySettingsRow> {
-        self.store.put_browser_key_settings(org_id, new, &|row| with_audit(Vec::new(), audit, row)).await
-    }
-
-    /// Spends a token id; false when it was spent already (here or on another instance).
-    pub async fn spend_token_id(&self, org_id: OrgId, jti: &str, expires_at: DateTime<Utc>) -> StoreResult<bool> {
-        self.store.spend_token_id(org_id, jti, expires_at).await
-    }
-
-    /// A server-wide value (a private key), created by `make` on first use.
-    pub async fn state_value_or_insert(&self, name: &str, make: impl FnOnce() -> String) -> StoreResult<String> {
-        self.store.state_value_or_insert(name, make).await
-    }
-}
-
 /// `records` with the audit record of `made` when the change is made on somebody's behalf.
 fn with_audit<T>(mut records: Vec<NewEvent>, audit: Option<&Audit<'_, T>>, made: &T) -> Vec<NewEvent> {
     records.extend(audit.map(|a| a.record(made)));
     records
 }
 
-/// A node's change, and the retirement of the node key it replaced, if any.
-fn changed(node: &Node, old_key: NodePublic) -> Vec<Event> {
-    let mut events = vec![Event::node_changed(node)];
+/// A node's change made `at`, and the retirement of the node key it replaced, if any.
+fn changed(node: &Node, old_key: NodePublic, at: DateTime<Utc>) -> Vec<Event> {
+    let mut events = vec![Event::node_changed(node, at)];
     if node.node_key != old_key {
         events.push(Event::NodeKeyRetired { node_key: old_key });
     }
@@ -310,7 +240,7 @@ mod tests {
         let seen = writer.store().last_event_seq().await.unwrap();
         assert_eq!(seen, 2);
 
-        let pruned = writer.store().prune_events(store::now() + chrono::Duration::seconds(1)).await.unwrap();
+        let pruned = writer.store().prune_events(writer.now() + chrono::Duration::seconds(1)).await.unwrap();
         assert_eq!(pruned, 2);
         assert_eq!(writer.store().last_event_seq().await.unwrap(), 0, "the table is empty");
 
@@ -325,7 +255,7 @@ mod tests {
     async fn pruning_keeps_recent_events() {
         let writer = writer().await;
         writer.presence_sync().await.unwrap();
-        let pruned = writer.store().prune_events(store::now() - chrono::Duration::hours(1)).await.unwrap();
+        let pruned = writer.store().prune_events(writer.now() - chrono::Duration::hours(1)).await.unwrap();
         assert_eq!(pruned, 0);
         assert_eq!(writer.store().events_after(0, 10).await.unwrap().len(), 1);
     }

@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 
 use super::store::nodes::NodeChange;
-use super::store::{now, Namespace, StoreError, StoreResult};
+use super::store::{Namespace, StoreError, StoreResult};
 use super::{Audit, Writer};
-use crate::domain::{Node, NodeName, Tags};
+use crate::domain::{NamespaceName, Node, NodeName, Tags};
 
 /// What an admin changes of a node in one request; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
@@ -21,7 +21,7 @@ pub struct NodeEdit {
 pub enum NodeRefusal {
     /// Another node of the namespace has this name.
     #[error("node name {name} is taken in namespace {namespace}")]
-    NameTaken { name: NodeName, namespace: String },
+    NameTaken { name: NodeName, namespace: NamespaceName },
     /// A tag the policy in force does not declare in `tagOwners`.
     #[error("{0}")]
     TagNotAllowed(String),
@@ -83,7 +83,7 @@ impl Writer {
     /// Expires the node's key now: its peers drop it, DERP cuts it off, and it must log in
     /// again (with a new pre-auth key) before it can reach anyone.
     pub async fn expire_node(&self, node: &Node, audit: Option<&Audit<'_, Node>>) -> StoreResult<Node> {
-        self.set_key_expiry(node, Some(now()), audit).await
+        self.set_key_expiry(node, Some(self.now()), audit).await
     }
 
     /// Sets when the node's key expires (`None`: never). A time already past expires it

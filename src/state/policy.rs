@@ -5,9 +5,9 @@
 //! own, else the organization's) is decided here too, for every rule that depends on it.
 
 use super::store::policies::PolicyScope;
-use super::store::{Namespace, PolicyDoc, StoreError, StoreResult};
+use super::store::{Namespace, PolicyDocument, StoreError, StoreResult};
 use super::{events, policy_changed, with_audit, Audit, Writer};
-use crate::domain::{NamespaceId, Node, OrgId};
+use crate::domain::{NamespaceId, NamespaceName, Node, OrgId};
 use crate::policy::{hujson, Policy, PolicyNode};
 
 /// Why a policy document was refused; the text is the user's to read.
@@ -18,7 +18,7 @@ pub enum PolicyRefusal {
     Invalid(String),
     /// The policy's own `tests` fail against the nodes of a namespace it would govern.
     #[error("policy test failed in namespace {namespace}: {message}")]
-    TestFailed { namespace: String, message: String },
+    TestFailed { namespace: NamespaceName, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -57,7 +57,7 @@ impl Writer {
         scope: PolicyScope,
         text: &str,
         audit: Option<&Audit<'_, ()>>,
-    ) -> Result<PolicyDoc, PolicyRefusal> {
+    ) -> Result<PolicyDocument, PolicyRefusal> {
         self.check_policy(org_id, scope, text).await?;
         let records = with_audit(events::records(&[policy_changed(org_id, scope)]), audit, &());
         let doc = self.store.put_policy(org_id, scope, text, &records).await?;
@@ -100,13 +100,13 @@ impl Writer {
             Some(doc) => Some(doc),
             None => self.store.policy(org_id, PolicyScope::Org).await?,
         };
-        Ok(doc.and_then(|doc| Policy::parse(&doc.document).ok()))
+        Ok(doc.and_then(|doc| Policy::parse(&doc.text).ok()))
     }
 
     /// The organization's own policy (not a namespace's), parsed; `None` without one.
     pub async fn org_policy(&self, org_id: OrgId) -> StoreResult<Option<Policy>> {
         let doc = self.store.policy(org_id, PolicyScope::Org).await?;
-        Ok(doc.and_then(|doc| Policy::parse(&doc.document).ok()))
+        Ok(doc.and_then(|doc| Policy::parse(&doc.text).ok()))
     }
 
     /// The namespaces a policy of `scope` governs: one namespace, or every namespace of the

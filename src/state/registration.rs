@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 
 use super::store::nodes::{NewNode, NodeChange, RegisterError};
 use super::store::preauth_keys::KeyRefusal;
-use super::store::{now, Membership, PreauthKey, StoreError};
+use super::store::{Membership, PreauthKey, StoreError};
 use super::Writer;
 use crate::domain::hostinfo::Hostinfo;
 use crate::domain::Node;
@@ -113,7 +113,7 @@ impl Writer {
     }
 
     async fn apply_rules(&self, attempt: &RegisterAttempt) -> Result<Decided, RegistrationError> {
-        if attempt.expiry.is_some_and(|e| e <= now()) {
+        if attempt.expiry.is_some_and(|e| e <= self.now()) {
             return self.log_out(attempt).await;
         }
         if let Some(old_key) = &attempt.old_node_key {
@@ -123,7 +123,7 @@ impl Writer {
         }
         if let Some(node) = self.store.node_by_node_key(&attempt.node_key).await? {
             let node = owned_by(node, &attempt.machine)?;
-            let expired = node.expired_at(now());
+            let expired = node.expired_at(self.now());
             return Ok(Decided::Known { node, expired });
         }
         match attempt.auth_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
@@ -156,7 +156,7 @@ impl Writer {
             hostinfo: attempt.hostinfo.clone(),
             ..Default::default()
         };
-        if !node.expired_at(now()) {
+        if !node.expired_at(self.now()) {
             let node = self.update_node(&node, change, None).await?;
             return Ok(Decided::Known { node, expired: false });
         }
@@ -174,7 +174,7 @@ impl Writer {
     async fn join(&self, secret: &str, attempt: &RegisterAttempt) -> Result<Decided, RegistrationError> {
         let key = self.usable_key(secret).await?.map_err(Refusal::Key)?;
         let hostinfo = attempt.hostinfo.clone().unwrap_or_default();
-        let tags = key.tag_set();
+        let tags = key.tags.clone();
         // Tagged nodes are servers: their keys do not expire.
         let key_expiry = attempt.expiry.filter(|_| tags.is_empty());
         let node = match self.store.node_by_machine(key.namespace_id, &attempt.machine).await? {
@@ -209,7 +209,7 @@ impl Writer {
         let Some(key) = self.store.preauth_key_by_secret(secret).await? else {
             return Ok(Err(KeyRefusal::Unknown));
         };
-        Ok(key.usable_at(now()).map(|()| key))
+        Ok(key.usable_at(self.now()).map(|()| key))
     }
 }
 

@@ -5,15 +5,20 @@ use chrono::Duration;
 use sea_orm::{ConnectionTrait, Statement};
 
 use super::client_state::ClientReport;
+use super::clock::Clock;
 use super::registration::{Refusal, RegisterAttempt, Registered, RegistrationError};
 use super::store::preauth_keys::{KeyRefusal, NewPreauthKey};
-use super::store::{now, Namespace, StoreError};
+use super::store::{Namespace, StoreError};
 use super::{Bus, Writer};
 use crate::domain::{NamespaceName, Node, OrgName, Tags};
 use crate::keys::{DiscoPublic, MachinePublic, NodePublic};
 
 async fn writer() -> Writer {
-    let store = super::store::Store::connect("sqlite::memory:").await.unwrap();
+    writer_on(Clock::system()).await
+}
+
+async fn writer_on(clock: Clock) -> Writer {
+    let store = super::store::Store::connect("sqlite::memory:").await.unwrap().with_clock(clock);
     store.migrate().await.unwrap();
     Writer::new(store, Bus::local())
 }
@@ -31,10 +36,10 @@ async fn key(writer: &Writer, ns: &Namespace, reusable: bool) -> String {
         reusable,
         ephemeral: false,
         tags: Tags::default(),
-        expires_at: now() + Duration::hours(1),
+        expires_at: writer.now() + Duration::hours(1),
         description: String::new(),
     };
-    writer.create_preauth_key(ns.id, &spec, None).await.unwrap().1
+    writer.create_preauth_key(ns, &spec, None).await.unwrap().1
 }
 
 fn attempt(machine: u8, node_key: u8, auth_key: Option<&str>) -> RegisterAttempt {
@@ -104,7 +109,7 @@ async fn an_expired_node_rotates_only_with_a_key_of_its_namespace() {
     let bob = namespace(&writer, "bob").await;
     let node = join(&writer, &attempt(1, 1, Some(&key(&writer, &alice, true).await))).await;
     let mut logout = attempt(1, 1, None);
-    logout.expiry = Some(now() - Duration::seconds(1));
+    logout.expiry = Some(writer.now() - Duration::seconds(1));
     assert!(matches!(writer.register(&logout).await.unwrap(), Registered::LoggedOut));
 
     let mut rotation = attempt(1, 2, None);
@@ -165,17 +170,19 @@ async fn a_damaged_row_never_becomes_a_node() {
 /// announced by exactly one of them, and neither announces it again.
 #[tokio::test]
 async fn a_key_expiry_is_announced_once_per_deployment() {
-    let one = writer().await;
+    let (clock, hand) = Clock::manual(chrono::Utc::now());
+    let one = writer_on(clock).await;
     let other = Writer::new(one.store().clone(), Bus::local());
     assert_ne!(one.instance(), other.instance());
     let ns = namespace(&one, "alice").await;
     let secret = key(&one, &ns, false).await;
     let node = join(&one, &attempt(1, 2, Some(&secret))).await;
     assert_eq!(one.sweep_expired().await.unwrap(), 0, "the first sweep only sets the mark");
+    hand.advance(Duration::milliseconds(5)); // the expiry falls after the mark
 
-    one.set_key_expiry(&node, Some(now()), None).await.unwrap();
+    one.set_key_expiry(&node, Some(one.now()), None).await.unwrap();
     let before = one.store().last_event_seq().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await; // `now()` must move past the expiry
+    hand.advance(Duration::milliseconds(5)); // the sweeps look past the expiry
     let (a, b) = tokio::join!(one.sweep_expired(), other.sweep_expired());
     let (a, b) = (a.unwrap(), b.unwrap());
     let (again_a, again_b) = (one.sweep_expired().await.unwrap(), other.sweep_expired().await.unwrap());

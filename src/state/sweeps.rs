@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::store::{now, StoreError, StoreResult};
+use super::store::{StoreError, StoreResult};
 use super::{events, Event, Writer};
 use crate::domain::NodeId;
 
@@ -28,14 +28,14 @@ impl Writer {
     /// nodes, so peers drop them, each is told it expired, and DERP cuts it off. Returns how
     /// many this call announced (0 when another instance claimed the interval first).
     pub async fn sweep_expired(&self) -> StoreResult<usize> {
-        let until = now();
+        let until = self.now();
         let mark = self.store.state_value_or_insert(SWEPT_UNTIL, || until.to_rfc3339()).await?;
         let since = DateTime::parse_from_rfc3339(&mark).map(|t| t.with_timezone(&Utc)).unwrap_or(until);
         if since >= until {
             return Ok(0);
         }
         let nodes = self.store.nodes_expired_between(since, until).await?;
-        let announced: Vec<Event> = nodes.iter().map(Event::node_changed).collect();
+        let announced: Vec<Event> = nodes.iter().map(|node| Event::node_changed(node, until)).collect();
         let records = events::records(&announced);
         if !self.store.advance_state_value(SWEPT_UNTIL, &mark, &until.to_rfc3339(), &records).await? {
             return Ok(0);
@@ -74,7 +74,7 @@ impl Writer {
             Err(err) => return Err(err),
         };
         let idle_since = node.last_seen.unwrap_or(node.created_at);
-        let idle = now().signed_duration_since(idle_since).to_std().unwrap_or_default();
+        let idle = self.now().signed_duration_since(idle_since).to_std().unwrap_or_default();
         if !node.ephemeral || idle + IDLE_SLACK < idle_for {
             return Ok(false);
         }

@@ -35,7 +35,12 @@ async fn every_change_is_recorded_in_sequence(backend: Backend) {
     let seqs: Vec<i64> = stored.iter().map(|e| e.seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequence numbers grow: {seqs:?}");
     let events: Vec<Event> = stored.iter().map(|e| serde_json::from_str(&e.payload).expect("decodable")).collect();
-    let changed = |id: NodeId| Event::NodeChanged { namespace_id: ns.id, node_id: id, expired_key: None };
+    let changed = |id: NodeId| Event::NodeChanged {
+        namespace_id: ns.id,
+        node_id: id,
+        expired_key: None,
+        ephemeral_joined_on: None,
+    };
     let removed = Event::NodeRemoved { namespace_id: ns.id, node_id: b.id, node_key: b.node_key };
     let policy = Event::PolicyChanged { org_id: org.id, namespace_id: None };
     assert_eq!(events, vec![changed(a.id), changed(b.id), changed(b.id), removed, policy]);

@@ -265,7 +265,7 @@ impl TestServer {
             expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
             description: String::new(),
         };
-        self.state().api.writer.create_preauth_key(ns, &spec, None).await.unwrap().1
+        self.create_preauth_key(ns, &spec).await
     }
 
     pub async fn expired_key(&self, ns: NamespaceId) -> String {
@@ -276,7 +276,13 @@ impl TestServer {
             expires_at: chrono::Utc::now() - chrono::Duration::seconds(1),
             description: String::new(),
         };
-        self.state().api.writer.create_preauth_key(ns, &spec, None).await.unwrap().1
+        self.create_preauth_key(ns, &spec).await
+    }
+
+    async fn create_preauth_key(&self, ns: NamespaceId, spec: &NewPreauthKey) -> String {
+        let writer = &self.state().api.writer;
+        let ns = writer.store().namespace_by_id(ns).await.unwrap();
+        writer.create_preauth_key(&ns, spec, None).await.unwrap().1
     }
 }
 

@@ -6,7 +6,7 @@
 use sea_orm::sea_query::{ArrayType, ColumnType, Nullable, ValueType, ValueTypeErr};
 use sea_orm::{ColIdx, DbErr, QueryResult, TryFromU64, TryGetError, TryGetable, Value};
 
-use crate::domain::ids::{NamespaceId, NodeId, OrgId};
+use crate::domain::ids::{ApiKeyId, NamespaceId, NodeId, OrgId, PreauthKeyId};
 
 macro_rules! id_column {
     ($($name:ident),*) => {$(
@@ -57,4 +57,4 @@ macro_rules! id_column {
     )*};
 }
 
-id_column!(NodeId, NamespaceId, OrgId);
+id_column!(NodeId, NamespaceId, OrgId, ApiKeyId, PreauthKeyId);

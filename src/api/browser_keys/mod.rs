@@ -33,7 +33,7 @@ use super::{auth, line, State};
 use crate::api::ApiState;
 use crate::domain::{NamespaceId, OrgId};
 use crate::secrets::SecretsKey;
-use crate::state::store::browser_keys::BrowserKeySettingsRow;
+use crate::state::credentials::CredentialRefusal;
 use crate::state::store::preauth_keys::NewPreauthKey;
 use crate::state::store::PreauthKey;
 use crate::state::store::{Namespace, StoreError};
@@ -156,13 +156,11 @@ pub async fn put_settings(
     body: ApiJson<BrowserKeySettingsBody>,
 ) -> ApiResult<web::Json<BrowserKeySettingsView>> {
     let config = BrowserKeyConfig::from_body(body.0).map_err(|e| ApiError::Invalid(e.0))?;
-    let policy = state.writer.org_policy(ctx.org_id).await?;
-    crate::policy::validate_tags_for_key(policy.as_ref(), &config.tags)
-        .map_err(|e| ApiError::Invalid(format!("tags: {e}")))?;
     let row = config.to_row(&state.browser_keys.secrets).map_err(|e| ApiError::Invalid(e.0))?;
     let detail = json!({"issuer": config.issuer, "keys": config.keys.len(), "origins": config.allowed_origins});
-    let describe =
-        |_: &BrowserKeySettingsRow| line("browser_keys.settings", "organization", ctx.org_id, detail.clone());
+    let describe = |_: &crate::domain::BrowserKeySettings| {
+        line("browser_keys.settings", "organization", ctx.org_id, detail.clone())
+    };
     let saved = state.writer.put_browser_key_settings(ctx.org_id, row, Some(&super::audit(&ctx, &describe))).await?;
     Ok(web::Json(config.view(saved.updated_at)))
 }
@@ -224,7 +222,7 @@ async fn issue(state: &ApiState, req: &HttpRequest, origin: Option<&str>) -> Api
     let token = bearer(req).map_err(|e| keys.refuse("malformed", e))?;
     let issuer = token::unverified_issuer(token).map_err(|r| keys.refusal(r))?;
     let (org_id, config) = config_for_issuer(state, &issuer).await.map_err(|e| keys.refuse("iss", e))?;
-    let grant = token::verify(token, &config, chrono::Utc::now().timestamp()).map_err(|r| keys.refusal(r))?;
+    let grant = token::verify(token, &config, state.writer.now().timestamp()).map_err(|r| keys.refusal(r))?;
     if let Some(origin) = origin {
         if !config.allows_origin(origin) {
             return Err(keys.refuse("origin", ApiError::Forbidden(format!("origin {origin} is not allowed"))));
@@ -287,11 +285,7 @@ async fn issue_key(
     namespace: &Namespace,
     grant: &token::Grant,
 ) -> ApiResult<BrowserKey> {
-    // The policy may have changed since the settings were saved: the key's tags must still be owned.
-    let policy = state.writer.policy_in_force(org_id, namespace.id).await?;
-    crate::policy::validate_tags_for_key(policy.as_ref(), &config.tags)
-        .map_err(|e| ApiError::Forbidden(format!("the browser keys' tags are not allowed here: {e}")))?;
-    let expires_at = crate::state::store::now() + chrono::Duration::seconds(config.expires_in_secs);
+    let expires_at = state.writer.now() + chrono::Duration::seconds(config.expires_in_secs);
     let spec = NewPreauthKey {
         reusable: false,
         ephemeral: true,
@@ -302,11 +296,19 @@ async fn issue_key(
     let detail = json!({"namespace": namespace.name, "jti": grant.jti, "tags": config.tags.to_strings()});
     let describe = |key: &PreauthKey| line("browser_key.issue", "preauth_key", key.id, detail.clone());
     let audit = by_token(org_id, grant, &describe);
-    let (key, secret) = state.writer.create_preauth_key(namespace.id, &spec, Some(&audit)).await?;
+    // The policy may have changed since the settings were saved: the writer checks the key's
+    // tags against the policy in force now, and a refusal is the settings' fault, not the page's.
+    let (key, secret) =
+        state.writer.create_preauth_key(namespace, &spec, Some(&audit)).await.map_err(|refusal| match refusal {
+            CredentialRefusal::TagNotAllowed(e) => {
+                ApiError::Forbidden(format!("the browser keys' tags are not allowed here: {e}"))
+            }
+            CredentialRefusal::Store(err) => err.into(),
+        })?;
     Ok(BrowserKey {
         key: secret,
         expires_at: key.expires_at,
-        namespace: namespace.name.clone(),
+        namespace: namespace.name.to_string(),
         control_url: state.settings.server_url.clone(),
     })
 }
@@ -340,10 +342,7 @@ async fn origin_allowed_anywhere(state: &ApiState, origin: &str) -> ApiResult<bo
         return Ok(false);
     }
     let rows = state.store.browser_key_settings_mentioning(origin).await?;
-    Ok(rows.iter().any(|row| {
-        serde_json::from_str::<Vec<String>>(&row.allowed_origins)
-            .is_ok_and(|origins| origins.iter().any(|o| o == origin))
-    }))
+    Ok(rows.iter().any(|row| row.allowed_origins.iter().any(|o| o == origin)))
 }
 
 fn allow_origin(response: &mut actix_web::HttpResponseBuilder, origin: &str) {

@@ -11,9 +11,9 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::{Tag, Tags};
+use crate::domain::{BrowserKeySettings, Tag, Tags};
 use crate::secrets::SecretsKey;
-use crate::state::store::browser_keys::{BrowserKeySettingsRow, NewBrowserKeySettings};
+use crate::state::store::browser_keys::NewBrowserKeySettings;
 
 /// Browser keys live at most this long (the "one hour").
 pub const MAX_KEY_LIFETIME_SECS: i64 = 3600;
@@ -223,17 +223,17 @@ impl BrowserKeyConfig {
         Ok(NewBrowserKeySettings {
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
-            verification_keys: serde_json::to_string(&stored).map_err(|e| SettingsError(e.to_string()))?,
+            sealed_keys: serde_json::to_string(&stored).map_err(|e| SettingsError(e.to_string()))?,
             namespace_claim: self.namespace_claim.clone(),
             create_namespaces: self.create_namespaces,
-            tags: self.tags.to_json(),
+            tags: self.tags.clone(),
             expires_in_secs: self.expires_in_secs,
-            allowed_origins: serde_json::to_string(&self.allowed_origins).map_err(|e| SettingsError(e.to_string()))?,
+            allowed_origins: self.allowed_origins.clone(),
         })
     }
 
-    pub fn from_row(row: &BrowserKeySettingsRow, secrets: &SecretsKey) -> Result<Self, SettingsError> {
-        let stored: Vec<StoredKey> = serde_json::from_str(&row.verification_keys)
+    pub fn from_row(row: &BrowserKeySettings, secrets: &SecretsKey) -> Result<Self, SettingsError> {
+        let stored: Vec<StoredKey> = serde_json::from_str(&row.sealed_keys)
             .map_err(|e| SettingsError(format!("stored verification keys: {e}")))?;
         let keys = stored
             .into_iter()
@@ -255,9 +255,9 @@ impl BrowserKeyConfig {
             keys,
             namespace_claim: row.namespace_claim.clone(),
             create_namespaces: row.create_namespaces,
-            tags: Tags::from_json(&row.tags),
+            tags: row.tags.clone(),
             expires_in_secs: row.expires_in_secs,
-            allowed_origins: serde_json::from_str(&row.allowed_origins).unwrap_or_default(),
+            allowed_origins: row.allowed_origins.clone(),
         })
     }
 
@@ -498,13 +498,12 @@ mod tests {
         let config =
             BrowserKeyConfig::from_body(body(vec![hs(Some("k1"), "a-secret-of-at-least-32-bytes-ok!")])).unwrap();
         let row = config.to_row(&secrets).unwrap();
-        assert!(!row.verification_keys.contains("a-secret-of-at-least"), "{}", row.verification_keys);
-        let stored = BrowserKeySettingsRow {
-            id: 1,
+        assert!(!row.sealed_keys.contains("a-secret-of-at-least"), "{}", row.sealed_keys);
+        let stored = BrowserKeySettings {
             org_id: crate::domain::OrgId::new(1),
             issuer: row.issuer,
             audience: row.audience,
-            verification_keys: row.verification_keys,
+            sealed_keys: row.sealed_keys,
             namespace_claim: row.namespace_claim,
             create_namespaces: row.create_namespaces,
             tags: row.tags,

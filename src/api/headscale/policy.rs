@@ -29,7 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     ))]
 pub async fn get(state: State, ctx: OrgContext) -> HsResult<web::Json<PolicyResponse>> {
     let doc = org_policy(&state, &ctx).await?;
-    Ok(web::Json(PolicyResponse { policy: doc.document, updated_at: doc.updated_at }))
+    Ok(web::Json(PolicyResponse { policy: doc.text, updated_at: doc.updated_at }))
 }
 
 /// Set the policy (Headscale)
@@ -43,5 +43,5 @@ pub async fn get(state: State, ctx: OrgContext) -> HsResult<web::Json<PolicyResp
     ))]
 pub async fn put(state: State, ctx: OrgContext, body: HsJson<SetPolicyRequest>) -> HsResult<web::Json<PolicyResponse>> {
     let doc = set_org_policy(&state, &ctx, &body.0.policy).await?;
-    Ok(web::Json(PolicyResponse { policy: doc.document, updated_at: doc.updated_at }))
+    Ok(web::Json(PolicyResponse { policy: doc.text, updated_at: doc.updated_at }))
 }

@@ -1,7 +1,6 @@
 //! `/api/v1/preauthkey`: pre-auth keys of a Headscale user (a namespace).
 
 use actix_web::web;
-use chrono::Utc;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -81,7 +80,7 @@ pub async fn create(
     let lifetime_secs = match spec.expiration {
         // Rounded up, so a client asking for "now + max" is not refused for the
         // milliseconds the request took.
-        Some(at) => (at - Utc::now()).num_milliseconds().saturating_add(999).div_euclid(1000),
+        Some(at) => (at - state.writer.now()).num_milliseconds().saturating_add(999).div_euclid(1000),
         None => DEFAULT_LIFETIME_SECS,
     };
     let request = KeyRequest {

@@ -59,7 +59,7 @@ pub async fn list(
         .namespaces_of_org(ctx.org_id)
         .await?
         .iter()
-        .filter(|ns| id.is_none_or(|id| id == Some(ns.id)) && name.is_none_or(|name| ns.name == name))
+        .filter(|ns| id.is_none_or(|id| id == Some(ns.id)) && name.is_none_or(|name| ns.name.as_str() == name))
         .map(User::from)
         .collect();
     Ok(web::Json(ListUsersResponse { users }))

@@ -37,7 +37,7 @@ impl From<&Namespace> for User {
     fn from(ns: &Namespace) -> Self {
         Self {
             id: ns.id.to_string(),
-            name: ns.name.clone(),
+            name: ns.name.to_string(),
             created_at: ns.created_at,
             display_name: String::new(),
             email: String::new(),
@@ -86,7 +86,7 @@ impl PreAuthKey {
             used: key.used_count > 0,
             expiration,
             created_at: key.created_at,
-            acl_tags: key.tag_set().to_strings(),
+            acl_tags: key.tags.to_strings(),
         }
     }
 }

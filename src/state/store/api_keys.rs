@@ -4,8 +4,8 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, Q
 
 use super::entities::api_key;
 use super::outbox::EventsFor;
-use super::{hash_secret, lookup_prefix, new_secret, now, secret_matches, ApiKey, Store, StoreError, StoreResult};
-use crate::domain::OrgId;
+use super::{hash_secret, lookup_prefix, new_secret, secret_matches, ApiKey, Store, StoreError, StoreResult};
+use crate::domain::{ApiKeyId, OrgId};
 
 pub const API_KEY_PREFIX: &str = "tskey-api-";
 
@@ -23,27 +23,28 @@ impl Store {
             prefix: Set(shown),
             hash: Set(hash_secret(&secret)),
             description: Set(description.to_string()),
-            created_at: Set(now()),
+            created_at: Set(self.now()),
             last_used_at: Set(None),
             revoked_at: Set(None),
             ..Default::default()
         };
-        let key = self.change(async |txn| StoreResult::Ok(model.insert(txn).await?), events).await?;
+        let key = self.change(async |txn| StoreResult::Ok(model.insert(txn).await?.into()), events).await?;
         Ok((key, secret))
     }
 
     pub async fn list_api_keys(&self, org_id: OrgId) -> StoreResult<Vec<ApiKey>> {
-        Ok(api_key::Entity::find()
+        let rows = api_key::Entity::find()
             .filter(api_key::Column::OrgId.eq(org_id))
             .order_by_asc(api_key::Column::Id)
             .all(&self.db)
-            .await?)
+            .await?;
+        Ok(rows.into_iter().map(ApiKey::from).collect())
     }
 
     pub(in crate::state) async fn revoke_api_key(
         &self,
         org_id: OrgId,
-        id: i64,
+        id: ApiKeyId,
         events: EventsFor<'_, ApiKey>,
     ) -> StoreResult<ApiKey> {
         let revoke = async |txn: &DatabaseTransaction| {
@@ -53,8 +54,8 @@ impl Store {
                 .await?
                 .ok_or(StoreError::NotFound("API key"))?;
             let mut active: api_key::ActiveModel = key.into();
-            active.revoked_at = Set(Some(now()));
-            Ok(active.update(txn).await?)
+            active.revoked_at = Set(Some(self.now()));
+            Ok(active.update(txn).await?.into())
         };
         self.change(revoke, events).await
     }
@@ -70,6 +71,21 @@ impl Store {
             .filter(api_key::Column::RevokedAt.is_null())
             .all(&self.db)
             .await?;
-        Ok(candidates.into_iter().find(|key| secret_matches(secret, &key.hash)))
+        Ok(candidates.into_iter().find(|key| secret_matches(secret, &key.hash)).map(ApiKey::from))
+    }
+}
+
+/// The key a stored row describes, without its digest: that never leaves the store.
+impl From<api_key::Model> for ApiKey {
+    fn from(row: api_key::Model) -> Self {
+        ApiKey {
+            id: row.id,
+            org_id: row.org_id,
+            prefix: row.prefix,
+            description: row.description,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            revoked_at: row.revoked_at,
+        }
     }
 }

@@ -55,7 +55,7 @@ impl Store {
         let row = instance::ActiveModel {
             id: Set(id.to_string()),
             mesh_url: Set(mesh_url.map(str::to_string)),
-            started_at: Set(super::now()),
+            started_at: Set(self.now()),
             expires_at: Set(expires_at),
         };
         instance::Entity::insert(row).exec(&self.db).await?;

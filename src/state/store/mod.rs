@@ -10,7 +10,8 @@
 pub mod api_keys;
 pub mod audit;
 pub mod browser_keys;
-pub mod entities;
+pub mod clock;
+mod entities;
 pub mod instances;
 pub mod namespaces;
 pub mod nodes;
@@ -25,11 +26,9 @@ use migration::MigratorTrait;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr, SqlErr};
 use sha2::{Digest, Sha256};
 
-pub use crate::domain::Node;
-pub use entities::{
-    api_key::Model as ApiKey, namespace::Model as Namespace, organization::Model as Organization,
-    policy::Model as PolicyDoc, preauth_key::Model as PreauthKey,
-};
+use clock::Clock;
+
+pub use crate::domain::{ApiKey, Namespace, Node, Organization, PolicyDocument, PreauthKey};
 
 /// The namespace a node is in and the organization that owns it.
 #[derive(Debug, Clone)]
@@ -97,10 +96,19 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The error for a stored row that does not convert to its domain type (only a hand-edited or
+/// damaged database holds one), logged here: such a row is an error, never a half-valid value.
+fn corrupt(table: &'static str, id: impl std::fmt::Display, reason: impl std::fmt::Display) -> StoreError {
+    tracing::error!(table, %id, %reason, "a stored row does not convert; it is left out");
+    StoreError::Corrupt(format!("{table} {id}: {reason}"))
+}
+
 /// The database handle every store function takes.
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(in crate::state) db: DatabaseConnection,
+    /// What every time the store writes is read from.
+    clock: Clock,
 }
 
 impl Store {
@@ -130,7 +138,17 @@ impl Store {
                 .connect_timeout(std::time::Duration::from_secs(3));
         }
         let db = Database::connect(options).await?;
-        Ok(Self { db })
+        Ok(Self { db, clock: Clock::system() })
+    }
+
+    /// The same store reading time from `clock` (a test's manual clock).
+    pub fn with_clock(self, clock: Clock) -> Self {
+        Self { clock, ..self }
+    }
+
+    /// The time now, by the store's clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
     }
 
     /// Applies every pending migration.
@@ -178,12 +196,6 @@ pub fn lookup_prefix<'a>(secret: &'a str, kind_prefix: &str) -> Option<&'a str> 
 pub fn secret_matches(secret: &str, digest: &str) -> bool {
     use subtle::ConstantTimeEq;
     hash_secret(secret).as_bytes().ct_eq(digest.as_bytes()).into()
-}
-
-/// Current time truncated to microseconds, so values read back from PostgreSQL compare equal.
-pub fn now() -> chrono::DateTime<chrono::Utc> {
-    use chrono::{SubsecRound, Utc};
-    Utc::now().trunc_subsecs(6)
 }
 
 #[cfg(test)]

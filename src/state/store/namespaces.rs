@@ -7,7 +7,7 @@ use sea_orm::{
 
 use super::entities::{namespace, node};
 use super::outbox::EventsFor;
-use super::{now, Membership, Namespace, Store, StoreError, StoreResult};
+use super::{corrupt, Membership, Namespace, Store, StoreError, StoreResult};
 use crate::domain::{NamespaceId, NamespaceName, OrgId};
 
 /// The first address index handed out (100.64.0.1, fd7a:115c:a1e0::1).
@@ -24,14 +24,15 @@ impl Store {
             org_id: Set(org_id),
             name: Set(name.to_string()),
             next_ip_index: Set(FIRST_IP_INDEX),
-            created_at: Set(now()),
+            created_at: Set(self.now()),
             ..Default::default()
         };
         let insert = async |txn: &DatabaseTransaction| {
-            model
+            let row = model
                 .insert(txn)
                 .await
-                .map_err(|e| StoreError::conflict_or_db(e, format!("namespace {name} already exists")))
+                .map_err(|e| StoreError::conflict_or_db(e, format!("namespace {name} already exists")))?;
+            Namespace::try_from(row)
         };
         self.change(insert, events).await
     }
@@ -42,16 +43,18 @@ impl Store {
         if let Some(after) = after {
             query = query.filter(namespace::Column::Id.gt(after));
         }
-        Ok(query.order_by_asc(namespace::Column::Id).limit(limit).all(&self.db).await?)
+        converted(query.order_by_asc(namespace::Column::Id).limit(limit).all(&self.db).await?)
     }
 
     /// Every namespace of the org, in id order.
     pub async fn namespaces_of_org(&self, org_id: OrgId) -> StoreResult<Vec<Namespace>> {
-        Ok(namespace::Entity::find()
-            .filter(namespace::Column::OrgId.eq(org_id))
-            .order_by_asc(namespace::Column::Id)
-            .all(&self.db)
-            .await?)
+        converted(
+            namespace::Entity::find()
+                .filter(namespace::Column::OrgId.eq(org_id))
+                .order_by_asc(namespace::Column::Id)
+                .all(&self.db)
+                .await?,
+        )
     }
 
     pub async fn namespace_by_name(&self, org_id: OrgId, name: &str) -> StoreResult<Namespace> {
@@ -60,7 +63,8 @@ impl Store {
             .filter(namespace::Column::Name.eq(name))
             .one(&self.db)
             .await?
-            .ok_or(StoreError::NotFound("namespace"))
+            .ok_or(StoreError::NotFound("namespace"))?
+            .try_into()
     }
 
     /// The org's namespace with this id; another org's is `NotFound`, like a missing one.
@@ -69,11 +73,12 @@ impl Store {
             .filter(namespace::Column::OrgId.eq(org_id))
             .one(&self.db)
             .await?
-            .ok_or(StoreError::NotFound("namespace"))
+            .ok_or(StoreError::NotFound("namespace"))?
+            .try_into()
     }
 
     pub async fn namespace_by_id(&self, id: NamespaceId) -> StoreResult<Namespace> {
-        namespace::Entity::find_by_id(id).one(&self.db).await?.ok_or(StoreError::NotFound("namespace"))
+        namespace::Entity::find_by_id(id).one(&self.db).await?.ok_or(StoreError::NotFound("namespace"))?.try_into()
     }
 
     /// The namespace and the organization that owns it: what a node belongs to.
@@ -84,7 +89,7 @@ impl Store {
     }
 
     pub async fn all_namespaces(&self) -> StoreResult<Vec<Namespace>> {
-        Ok(namespace::Entity::find().all(&self.db).await?)
+        converted(namespace::Entity::find().all(&self.db).await?)
     }
 
     /// Deletes the namespace with its keys, nodes and policy (by cascade). Returns the node
@@ -153,6 +158,20 @@ impl Store {
     }
 }
 
+/// The namespace a stored row describes; its address counter stays in the store.
+impl TryFrom<namespace::Model> for Namespace {
+    type Error = StoreError;
+
+    fn try_from(row: namespace::Model) -> Result<Self, Self::Error> {
+        let name = NamespaceName::parse(&row.name).map_err(|e| corrupt("namespace", row.id, e))?;
+        Ok(Namespace { id: row.id, org_id: row.org_id, name, created_at: row.created_at })
+    }
+}
+
+fn converted(rows: Vec<namespace::Model>) -> StoreResult<Vec<Namespace>> {
+    rows.into_iter().map(Namespace::try_from).collect()
+}
+
 async fn delete_children<C: ConnectionTrait>(conn: &C, namespace_id: NamespaceId) -> StoreResult<()> {
     use super::entities::{policy, preauth_key};
     node::Entity::delete_many().filter(node::Column::NamespaceId.eq(namespace_id)).exec(conn).await?;
@@ -173,7 +192,8 @@ mod tests {
         store.migrate().await.unwrap();
         let org = store.create_org(&OrgName::parse("acme").unwrap(), &|_| Vec::new()).await.unwrap();
         let ns = store.create_namespace(org.id, &NamespaceName::parse("a").unwrap(), &|_| Vec::new()).await.unwrap();
-        let mut active: namespace::ActiveModel = ns.clone().into();
+        let row = namespace::Entity::find_by_id(ns.id).one(&store.db).await.unwrap().unwrap();
+        let mut active: namespace::ActiveModel = row.into();
         active.next_ip_index = Set(next_ip_index);
         active.update(&store.db).await.unwrap();
         (store, ns.id)

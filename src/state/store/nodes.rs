@@ -11,7 +11,7 @@ use sea_orm::{
 use super::entities::node;
 use super::outbox::{EventsFor, NewEvent};
 use super::preauth_keys::KeyRefusal;
-use super::{now, Namespace, Node, PreauthKey, Store, StoreError, StoreResult};
+use super::{Namespace, Node, PreauthKey, Store, StoreError, StoreResult};
 use crate::domain::addresses;
 use crate::domain::hostinfo::Hostinfo;
 use crate::domain::{NamespaceId, NodeId, NodeName, OrgId, Tags};
@@ -228,12 +228,18 @@ impl Store {
         new: &NewNode,
         events: EventsFor<'_, Node>,
     ) -> Result<Node, RegisterError> {
-        self.change(async |txn| insert_node(txn, key, new).await, events).await
+        self.change(async |txn| insert_node(txn, key, new, self.now()).await, events).await
     }
 }
 
-/// The new node's row: the key's use, an address index and a free name taken in `txn`.
-async fn insert_node(txn: &DatabaseTransaction, key: &PreauthKey, new: &NewNode) -> Result<Node, RegisterError> {
+/// The new node's row, made `at`: the key's use, an address index and a free name taken in
+/// `txn`.
+async fn insert_node(
+    txn: &DatabaseTransaction,
+    key: &PreauthKey,
+    new: &NewNode,
+    at: DateTime<Utc>,
+) -> Result<Node, RegisterError> {
     Store::consume_preauth_key(txn, key).await?;
     let ip_index = Store::take_ip_index(txn, new.namespace_id).await?;
     let given_name = free_name(txn, new.namespace_id, &NodeName::sanitize(&new.hostname)).await?;
@@ -248,15 +254,15 @@ async fn insert_node(txn: &DatabaseTransaction, key: &PreauthKey, new: &NewNode)
         ip_index: Set(ip_index),
         ipv4: Set(v4.to_string()),
         ipv6: Set(v6.to_string()),
-        tags: Set(key.tags.clone()),
+        tags: Set(key.tags.to_json()),
         ephemeral: Set(key.ephemeral),
         key_expiry: Set(new.key_expiry),
-        last_seen: Set(Some(now())),
+        last_seen: Set(Some(at)),
         hostinfo: Set(hostinfo_text(&new.hostinfo)),
         endpoints: Set(endpoints_text(&[])),
         home_derp: Set(0),
         preauth_key_id: Set(Some(key.id)),
-        created_at: Set(now()),
+        created_at: Set(at),
         ..Default::default()
     }
     .insert(txn)

@@ -15,7 +15,7 @@ use sea_orm::{
 };
 
 use super::entities::event;
-use super::{now, Store, StoreResult};
+use super::{Store, StoreResult};
 use crate::domain::{NamespaceId, OrgId};
 
 /// Arbitrary, fixed: the advisory lock every event-appending transaction takes on PostgreSQL.
@@ -94,7 +94,7 @@ impl Store {
     }
 
     /// The organization's newest `limit` audit records, newest first.
-    pub async fn audit_records(&self, org_id: OrgId, limit: u64) -> StoreResult<Vec<event::Model>> {
+    pub(super) async fn audit_records(&self, org_id: OrgId, limit: u64) -> StoreResult<Vec<event::Model>> {
         Ok(event::Entity::find()
             .filter(event::Column::Kind.eq(RecordKind::Audit.as_str()))
             .filter(event::Column::OrgId.eq(org_id))
@@ -105,15 +105,18 @@ impl Store {
     }
 }
 
-/// Appends `events` inside the caller's transaction.
-pub(in crate::state) async fn append<C: ConnectionTrait>(conn: &C, events: &[NewEvent]) -> StoreResult<()> {
+/// Appends `events`, made `at`, inside the caller's transaction.
+pub(in crate::state) async fn append<C: ConnectionTrait>(
+    conn: &C,
+    events: &[NewEvent],
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
     if events.is_empty() {
         return Ok(());
     }
     if conn.get_database_backend() == DbBackend::Postgres {
         conn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({OUTBOX_LOCK})")).await?;
     }
-    let at = now();
     for e in events {
         event::ActiveModel {
             kind: Set(e.kind.as_str().to_string()),

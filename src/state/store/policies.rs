@@ -1,35 +1,49 @@
 //! Stored policy documents: the org default (scope "org") and per-namespace overrides.
 
+use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
 
 use super::entities::policy;
 use super::outbox::NewEvent;
-use super::{now, PolicyDoc, Store, StoreResult};
-use crate::domain::{NamespaceId, OrgId};
+use super::{corrupt, PolicyDocument, Store, StoreError, StoreResult};
+use crate::domain::OrgId;
+pub use crate::domain::PolicyScope;
 
-/// Which policy a document is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyScope {
-    Org,
-    Namespace(NamespaceId),
+/// The stored form of a scope: `org`, or `ns:<namespace id>`.
+fn scope_key(scope: PolicyScope) -> String {
+    match scope {
+        PolicyScope::Org => "org".to_string(),
+        PolicyScope::Namespace(id) => format!("ns:{id}"),
+    }
 }
 
-impl PolicyScope {
-    fn key(self) -> String {
-        match self {
-            PolicyScope::Org => "org".to_string(),
-            PolicyScope::Namespace(id) => format!("ns:{id}"),
-        }
+/// The scope a stored row is for; its `scope` text and `namespace_id` must agree.
+fn stored_scope(row: &policy::Model) -> Result<PolicyScope, String> {
+    match (row.scope.as_str(), row.namespace_id) {
+        ("org", None) => Ok(PolicyScope::Org),
+        (key, Some(id)) if key == scope_key(PolicyScope::Namespace(id)) => Ok(PolicyScope::Namespace(id)),
+        (key, id) => Err(format!("scope {key:?} does not match namespace {id:?}")),
+    }
+}
+
+impl TryFrom<policy::Model> for PolicyDocument {
+    type Error = StoreError;
+
+    fn try_from(row: policy::Model) -> Result<Self, Self::Error> {
+        let scope = stored_scope(&row).map_err(|e| corrupt("policy", row.id, e))?;
+        Ok(PolicyDocument { org_id: row.org_id, scope, text: row.document, updated_at: row.updated_at })
     }
 }
 
 impl Store {
-    pub async fn policy(&self, org_id: OrgId, scope: PolicyScope) -> StoreResult<Option<PolicyDoc>> {
-        Ok(policy::Entity::find()
+    pub async fn policy(&self, org_id: OrgId, scope: PolicyScope) -> StoreResult<Option<PolicyDocument>> {
+        policy::Entity::find()
             .filter(policy::Column::OrgId.eq(org_id))
-            .filter(policy::Column::Scope.eq(scope.key()))
+            .filter(policy::Column::Scope.eq(scope_key(scope)))
             .one(&self.db)
-            .await?)
+            .await?
+            .map(PolicyDocument::try_from)
+            .transpose()
     }
 
     /// Saves `document` verbatim, replacing what the scope held.
@@ -39,8 +53,8 @@ impl Store {
         scope: PolicyScope,
         document: &str,
         events: &[NewEvent],
-    ) -> StoreResult<PolicyDoc> {
-        self.change(async |txn| save_policy(txn, org_id, scope, document).await, |_| events.to_vec()).await
+    ) -> StoreResult<PolicyDocument> {
+        self.change(async |txn| save_policy(txn, org_id, scope, document, self.now()).await, |_| events.to_vec()).await
     }
 
     /// Removes the scope's document; true when there was one. `events` are appended only then.
@@ -53,7 +67,7 @@ impl Store {
         let delete = async |txn: &DatabaseTransaction| {
             let result = policy::Entity::delete_many()
                 .filter(policy::Column::OrgId.eq(org_id))
-                .filter(policy::Column::Scope.eq(scope.key()))
+                .filter(policy::Column::Scope.eq(scope_key(scope)))
                 .exec(txn)
                 .await?;
             Ok(result.rows_affected > 0)
@@ -67,29 +81,31 @@ async fn save_policy<C: ConnectionTrait>(
     org_id: OrgId,
     scope: PolicyScope,
     document: &str,
-) -> StoreResult<PolicyDoc> {
+    at: DateTime<Utc>,
+) -> StoreResult<PolicyDocument> {
     let existing = policy::Entity::find()
         .filter(policy::Column::OrgId.eq(org_id))
-        .filter(policy::Column::Scope.eq(scope.key()))
+        .filter(policy::Column::Scope.eq(scope_key(scope)))
         .one(conn)
         .await?;
     if let Some(existing) = existing {
         let mut active: policy::ActiveModel = existing.into();
         active.document = Set(document.to_string());
-        active.updated_at = Set(now());
-        return Ok(active.update(conn).await?);
+        active.updated_at = Set(at);
+        return active.update(conn).await?.try_into();
     }
-    Ok(policy::ActiveModel {
+    policy::ActiveModel {
         org_id: Set(org_id),
         namespace_id: Set(match scope {
             PolicyScope::Org => None,
             PolicyScope::Namespace(id) => Some(id),
         }),
-        scope: Set(scope.key()),
+        scope: Set(scope_key(scope)),
         document: Set(document.to_string()),
-        updated_at: Set(now()),
+        updated_at: Set(at),
         ..Default::default()
     }
     .insert(conn)
-    .await?)
+    .await?
+    .try_into()
 }

@@ -7,8 +7,11 @@ use sea_orm::{
 
 use super::entities::preauth_key;
 use super::outbox::EventsFor;
-use super::{hash_secret, lookup_prefix, new_secret, now, secret_matches, PreauthKey, Store, StoreError, StoreResult};
-use crate::domain::{NamespaceId, Tags};
+use super::{
+    corrupt, hash_secret, lookup_prefix, new_secret, secret_matches, PreauthKey, Store, StoreError, StoreResult,
+};
+pub use crate::domain::KeyRefusal;
+use crate::domain::{NamespaceId, PreauthKeyId, Tags};
 
 pub const AUTH_KEY_PREFIX: &str = "tskey-auth-";
 
@@ -20,38 +23,6 @@ pub struct NewPreauthKey {
     pub tags: Tags,
     pub expires_at: DateTime<Utc>,
     pub description: String,
-}
-
-/// Why a key cannot be used to register. The texts reach the client's log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum KeyRefusal {
-    #[error("invalid pre-auth key")]
-    Unknown,
-    #[error("pre-auth key expired")]
-    Expired,
-    #[error("pre-auth key revoked")]
-    Revoked,
-    #[error("pre-auth key already used")]
-    AlreadyUsed,
-}
-
-impl PreauthKey {
-    pub fn tag_set(&self) -> Tags {
-        Tags::from_json(&self.tags)
-    }
-
-    /// Whether the key may register one more node at `at`.
-    pub fn usable_at(&self, at: DateTime<Utc>) -> Result<(), KeyRefusal> {
-        if self.revoked_at.is_some() {
-            Err(KeyRefusal::Revoked)
-        } else if self.expires_at <= at {
-            Err(KeyRefusal::Expired)
-        } else if !self.reusable && self.used_count > 0 {
-            Err(KeyRefusal::AlreadyUsed)
-        } else {
-            Ok(())
-        }
-    }
 }
 
 impl Store {
@@ -74,25 +45,28 @@ impl Store {
             expires_at: Set(spec.expires_at),
             used_count: Set(0),
             revoked_at: Set(None),
-            created_at: Set(now()),
+            created_at: Set(self.now()),
             ..Default::default()
         };
-        let key = self.change(async |txn| StoreResult::Ok(model.insert(txn).await?), events).await?;
+        let key = self.change(async |txn| model.insert(txn).await?.try_into(), events).await?;
         Ok((key, secret))
     }
 
     pub async fn list_preauth_keys(&self, namespace_id: NamespaceId) -> StoreResult<Vec<PreauthKey>> {
-        Ok(preauth_key::Entity::find()
+        preauth_key::Entity::find()
             .filter(preauth_key::Column::NamespaceId.eq(namespace_id))
             .order_by_asc(preauth_key::Column::Id)
             .all(&self.db)
-            .await?)
+            .await?
+            .into_iter()
+            .map(PreauthKey::try_from)
+            .collect()
     }
 
     pub(in crate::state) async fn revoke_preauth_key(
         &self,
         namespace_id: NamespaceId,
-        id: i64,
+        id: PreauthKeyId,
         events: EventsFor<'_, PreauthKey>,
     ) -> StoreResult<PreauthKey> {
         let revoke = async |txn: &DatabaseTransaction| {
@@ -102,8 +76,8 @@ impl Store {
                 .await?
                 .ok_or(StoreError::NotFound("pre-auth key"))?;
             let mut active: preauth_key::ActiveModel = key.into();
-            active.revoked_at = Set(Some(now()));
-            Ok(active.update(txn).await?)
+            active.revoked_at = Set(Some(self.now()));
+            active.update(txn).await?.try_into()
         };
         self.change(revoke, events).await
     }
@@ -116,7 +90,7 @@ impl Store {
         };
         let candidates =
             preauth_key::Entity::find().filter(preauth_key::Column::Prefix.eq(prefix)).all(&self.db).await?;
-        Ok(candidates.into_iter().find(|key| secret_matches(secret, &key.hash)))
+        candidates.into_iter().find(|key| secret_matches(secret, &key.hash)).map(PreauthKey::try_from).transpose()
     }
 
     /// Records one use of a key, refusing a second use of a single-use key even when two
@@ -138,5 +112,29 @@ impl Store {
             Ok(_) => Err(KeyRefusal::AlreadyUsed),
             Err(_) => Err(KeyRefusal::Unknown),
         }
+    }
+}
+
+/// The key a stored row describes, tags parsed, without its digest: that never leaves the
+/// store.
+impl TryFrom<preauth_key::Model> for PreauthKey {
+    type Error = StoreError;
+
+    fn try_from(row: preauth_key::Model) -> Result<Self, Self::Error> {
+        let tags = Tags::from_stored(&row.tags).map_err(|e| corrupt("pre-auth key", row.id, e))?;
+        let used_count = u64::try_from(row.used_count).map_err(|e| corrupt("pre-auth key", row.id, e))?;
+        Ok(PreauthKey {
+            id: row.id,
+            namespace_id: row.namespace_id,
+            prefix: row.prefix,
+            reusable: row.reusable,
+            ephemeral: row.ephemeral,
+            tags,
+            description: row.description,
+            expires_at: row.expires_at,
+            used_count,
+            revoked_at: row.revoked_at,
+            created_at: row.created_at,
+        })
     }
 }

@@ -26,7 +26,7 @@ impl Store {
     {
         let txn = self.db.begin().await.map_err(StoreError::from)?;
         let written = write(&txn).await?;
-        append(&txn, &records(&written)).await?;
+        append(&txn, &records(&written), self.now()).await?;
         txn.commit().await.map_err(StoreError::from)?;
         Ok(written)
     }

@@ -1,6 +1,6 @@
-//! Row ids that cannot be mixed up: a node's id is not a namespace's, although both are
-//! numbers in the database. The store reads and writes them as they are (their sea-orm value
-//! impls live in `state::store::ids`).
+//! Row ids that cannot be mixed up: a node's id is not a namespace's, a pre-auth key's is not
+//! an API key's, although all are numbers in the database. The store reads and writes them as
+//! they are (their sea-orm value impls are `columns.rs`, behind the `sea-orm` feature).
 
 use std::fmt;
 use std::str::FromStr;
@@ -56,6 +56,14 @@ id_type!(
 id_type!(
     /// An organization.
     OrgId
+);
+id_type!(
+    /// An organization's API key.
+    ApiKeyId
+);
+id_type!(
+    /// A namespace's pre-auth key.
+    PreauthKeyId
 );
 
 /// One running tenscale process of a deployment. Random at each start, so a restarted

@@ -2,21 +2,36 @@
 //! [`Tag`], it is valid, and no other layer checks it again.
 //!
 //! - [`addresses`]: how a node's address index becomes its IPv4 and IPv6 addresses;
+//! - [`browser_keys`]: an organization's browser-key settings as stored;
+//! - [`credentials`]: API keys and pre-auth keys, without their digests;
 //! - [`hostinfo`]: what a client says about itself, kept as it sent it;
-//! - [`ids`]: row ids of nodes, namespaces and organizations, which cannot be mixed up;
-//! - [`node`]: the [`Node`] every layer above the store works with.
+//! - [`ids`]: row ids of nodes, namespaces, organizations and keys, which cannot be mixed up;
+//! - [`node`]: the [`Node`] every layer above the store works with;
+//! - [`policy`]: a stored policy document and which policy it is;
+//! - [`tenancy`]: organizations and their namespaces.
+//!
+//! Every table the store keeps that other planes read has its type here; sea-orm's rows
+//! never leave the store.
 
 pub mod addresses;
+pub mod browser_keys;
+pub mod credentials;
 pub mod hostinfo;
 pub mod ids;
 pub mod node;
+pub mod policy;
+pub mod tenancy;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use ids::{InstanceId, NamespaceId, NodeId, OrgId};
+pub use browser_keys::BrowserKeySettings;
+pub use credentials::{ApiKey, KeyRefusal, PreauthKey};
+pub use ids::{ApiKeyId, InstanceId, NamespaceId, NodeId, OrgId, PreauthKeyId};
 pub use node::Node;
+pub use policy::{PolicyDocument, PolicyScope};
+pub use tenancy::{Namespace, Organization};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use chrono::{DateTime, Utc};
 
 use super::hostinfo::Hostinfo;
-use super::{NamespaceId, NodeId, NodeName, Tags};
+use super::{NamespaceId, NodeId, NodeName, PreauthKeyId, Tags};
 use crate::keys::{DiscoPublic, MachinePublic, NodePublic};
 
 /// A registered machine in exactly one namespace.
@@ -34,7 +34,7 @@ pub struct Node {
     pub endpoints: Vec<SocketAddr>,
     /// The client's home DERP region; 0 until it reports one.
     pub home_derp: i32,
-    pub preauth_key_id: Option<i64>,
+    pub preauth_key_id: Option<PreauthKeyId>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -1,12 +1,12 @@
 use sea_orm::entity::prelude::*;
 
-use crate::domain::OrgId;
+use crate::domain::{ApiKeyId, OrgId};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "api_keys")]
 pub struct Model {
     #[sea_orm(primary_key)]
-    pub id: i64,
+    pub id: ApiKeyId,
     pub org_id: OrgId,
     /// The first characters of the key, kept to tell keys apart in listings.
     pub prefix: String,

@@ -1,4 +1,5 @@
-//! sea-orm entities, one per table. Only `store` uses them; other planes get store functions.
+//! sea-orm entities, one per table. Private to the store: every row leaves it converted to its
+//! domain type (`crate::domain`), or not at all.
 pub mod api_key;
 pub mod browser_key_settings;
 pub mod event;

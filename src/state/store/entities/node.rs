@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-use crate::domain::{NamespaceId, NodeId};
+use crate::domain::{NamespaceId, NodeId, PreauthKeyId};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "nodes")]
@@ -28,7 +28,7 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub endpoints: String,
     pub home_derp: i32,
-    pub preauth_key_id: Option<i64>,
+    pub preauth_key_id: Option<PreauthKeyId>,
     pub created_at: DateTimeUtc,
 }
 

@@ -1,12 +1,12 @@
 use sea_orm::entity::prelude::*;
 
-use crate::domain::NamespaceId;
+use crate::domain::{NamespaceId, PreauthKeyId};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "preauth_keys")]
 pub struct Model {
     #[sea_orm(primary_key)]
-    pub id: i64,
+    pub id: PreauthKeyId,
     pub namespace_id: NamespaceId,
     pub prefix: String,
     /// SHA-256 of the whole key, hex.
