@@ -120,3 +120,66 @@ impl Writer {
 fn tags_granted(policy: Option<&Policy>, tags: &Tags) -> Result<(), CredentialRefusal> {
     crate::policy::validate_tags_for_key(policy, tags).map_err(|e| CredentialRefusal::TagNotAllowed(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{PolicyScope, Tag};
+    use crate::state::store::Store;
+    use crate::state::Bus;
+
+    async fn writer_with_policy(policy: &str) -> (Writer, Namespace) {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let writer = Writer::new(store, Bus::local());
+        let org = writer.create_org(&OrgName::parse("acme").unwrap(), None).await.unwrap();
+        let ns = writer.create_namespace(org.id, &NamespaceName::parse("alice").unwrap(), None).await.unwrap();
+        writer.set_policy(org.id, PolicyScope::Org, policy, None).await.unwrap();
+        (writer, ns)
+    }
+
+    fn key_with(tag: &str, writer: &Writer) -> NewPreauthKey {
+        NewPreauthKey {
+            reusable: false,
+            ephemeral: true,
+            tags: Tags::new(vec![Tag::parse(tag).unwrap()]),
+            expires_at: writer.now() + chrono::Duration::hours(1),
+            description: String::new(),
+        }
+    }
+
+    fn settings_with(tag: &str) -> NewBrowserKeySettings {
+        NewBrowserKeySettings {
+            issuer: "https://app.example.com".into(),
+            audience: "tenscale".into(),
+            sealed_keys: "[]".into(),
+            namespace_claim: "sub".into(),
+            create_namespaces: false,
+            tags: Tags::new(vec![Tag::parse(tag).unwrap()]),
+            expires_in_secs: 3600,
+            allowed_origins: vec!["https://app.example.com".into()],
+        }
+    }
+
+    const POLICY: &str = r#"{"tagOwners": {"tag:browser": []}, "acls": []}"#;
+
+    #[tokio::test]
+    async fn a_key_carries_only_tags_the_policy_declares() {
+        let (writer, ns) = writer_with_policy(POLICY).await;
+        assert!(writer.create_preauth_key(&ns, &key_with("tag:browser", &writer), None).await.is_ok());
+        let refused = writer.create_preauth_key(&ns, &key_with("tag:cli", &writer), None).await.unwrap_err();
+        assert!(matches!(&refused, CredentialRefusal::TagNotAllowed(m) if m.contains("tag:cli")), "{refused:?}");
+        assert_eq!(writer.store().list_preauth_keys(ns.id).await.unwrap().len(), 1, "the refused key was not stored");
+    }
+
+    #[tokio::test]
+    async fn browser_key_settings_carry_only_tags_the_org_policy_declares() {
+        let (writer, ns) = writer_with_policy(POLICY).await;
+        let refused = writer.put_browser_key_settings(ns.org_id, settings_with("tag:cli"), None).await.unwrap_err();
+        assert!(matches!(&refused, CredentialRefusal::TagNotAllowed(m) if m.contains("tag:cli")), "{refused:?}");
+        assert!(writer.store().browser_key_settings(ns.org_id).await.unwrap().is_none(), "nothing was stored");
+        let saved = writer.put_browser_key_settings(ns.org_id, settings_with("tag:browser"), None).await.unwrap();
+        assert_eq!(saved.tags.to_strings(), ["tag:browser"]);
+        assert_eq!(saved.allowed_origins, ["https://app.example.com"], "origins read back as a list");
+    }
+}
