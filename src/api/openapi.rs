@@ -35,10 +35,10 @@ use crate::domain::{NamespaceName, NodeName};
         browser_keys::get_settings, browser_keys::put_settings, browser_keys::exchange,
         health::healthz, health::readyz, health::metrics,
         headscale::users::list, headscale::users::create, headscale::users::delete, headscale::users::rename,
-        headscale::preauthkeys::list, headscale::preauthkeys::create, headscale::preauthkeys::expire,
+        headscale::preauthkeys::list, headscale::preauthkeys::create, headscale::preauthkeys::expire, headscale::preauthkeys::delete,
         headscale::nodes::list, headscale::nodes::get, headscale::nodes::delete, headscale::nodes::expire,
         headscale::nodes::rename, headscale::nodes::set_tags,
-        headscale::policy::get, headscale::policy::put,
+        headscale::policy::get, headscale::policy::put, headscale::policy::check, headscale::health::get,
     ),
     // Path and query parameters name these by reference, and utoipa collects only the schemas of bodies.
     components(schemas(error::Problem, headscale::RpcStatus, NamespaceName, NodeName, schema::Uint64Text)),

@@ -92,6 +92,16 @@ impl Writer {
         self.store.revoke_preauth_key(ns.id, id, &|key| with_audit(Vec::new(), audit, key)).await
     }
 
+    /// Deletes the key for good (a revoked key stays listed; a deleted one is gone).
+    pub async fn delete_preauth_key(
+        &self,
+        ns: &Namespace,
+        id: PreauthKeyId,
+        audit: Option<&Audit<'_, PreauthKey>>,
+    ) -> StoreResult<PreauthKey> {
+        self.store.delete_preauth_key(ns.id, id, &|key| with_audit(Vec::new(), audit, key)).await
+    }
+
     /// Replaces the organization's browser-key settings; their tags must be the
     /// organization's policy's to grant (see the module's rule).
     pub async fn put_browser_key_settings(

@@ -151,6 +151,9 @@ async fn send(t: &TestApp, fixture: &Fixture, op: &Operation, media: Option<&str
             "query" if name == "user" && op.path == "/api/v1/preauthkey" => {
                 query.push((name.to_string(), fixture.namespace_id.to_string()));
             }
+            "query" if name == "key" && op.path == "/api/v1/preauthkey" => {
+                query.push((name.to_string(), fixture.preauth_key_prefix.clone()));
+            }
             "query" => {
                 if let Some(example) = param.get("example") {
                     query.push((name.to_string(), text(example)));

@@ -8,7 +8,15 @@ use tenscale::domain::NodeId;
 use crate::on_both_backends;
 use crate::support::api::{json, spawn, Backend, Org, TestApp};
 
-on_both_backends!(users, preauth_keys, nodes, policy, errors_and_isolation, ids_are_decimal_digits);
+on_both_backends!(
+    users,
+    preauth_keys,
+    nodes,
+    policy,
+    errors_and_isolation,
+    ids_are_decimal_digits,
+    health_check_and_key_deletion
+);
 
 /// Asserts a gRPC-gateway error `{code, message, details}` with `status` and gRPC `code`.
 async fn rpc_error(response: Response, status: StatusCode, code: i64) -> Value {
@@ -473,4 +481,49 @@ async fn ids_are_decimal_digits(backend: Backend) {
             .await;
     }
     t.finish().await;
+}
+
+/// `GET /api/v1/health`, `POST /api/v1/policy/check` (checks, saves nothing) and
+/// `DELETE /api/v1/preauthkey` (gone from listings, unlike an expired key; only the user's).
+async fn health_check_and_key_deletion(backend: Backend) {
+    let t = spawn(backend, &[]).await;
+    let org = t.org("acme").await;
+    let health = json(t.get("/api/v1/health", &org.key).await, StatusCode::OK).await;
+    assert_eq!(health, json!({"databaseConnectivity": true}));
+    rpc_error(t.get("/api/v1/health", "tskey-api-wrong").await, StatusCode::UNAUTHORIZED, 16).await;
+
+    let valid = r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}"#;
+    let checked = json(t.post("/api/v1/policy/check", &org.key, json!({"policy": valid})).await, StatusCode::OK).await;
+    assert_eq!(checked, json!({}));
+    let refused = rpc_error(
+        t.post("/api/v1/policy/check", &org.key, json!({"policy": "{\"acls\": [,]}"})).await,
+        StatusCode::BAD_REQUEST,
+        3,
+    )
+    .await;
+    assert!(refused["message"].as_str().unwrap().contains("line 1"), "{refused}");
+    rpc_error(t.get("/api/v1/policy", &org.key).await, StatusCode::NOT_FOUND, 5).await; // nothing was saved
+
+    let alice = create_user(&t, &org, "alice").await["id"].as_str().unwrap().to_string();
+    let bob = create_user(&t, &org, "bob").await["id"].as_str().unwrap().to_string();
+    let created = json(t.post("/api/v1/preauthkey", &org.key, json!({"user": alice})).await, StatusCode::OK).await;
+    let secret = created["preAuthKey"]["key"].as_str().unwrap().to_string();
+    let listed = |user: String| {
+        let t = &t;
+        let key = org.key.clone();
+        async move { json(t.get(&format!("/api/v1/preauthkey?user={user}"), &key).await, StatusCode::OK).await }
+    };
+    let prefix = listed(alice.clone()).await["preAuthKeys"][0]["key"].as_str().unwrap().to_string();
+    // Another user's key, a missing key or user: refused, and the key stays.
+    let path = |user: &str, key: &str| format!("/api/v1/preauthkey?user={user}&key={key}");
+    rpc_error(t.delete(&path(&bob, &prefix), &org.key).await, StatusCode::NOT_FOUND, 5).await;
+    rpc_error(t.delete(&format!("/api/v1/preauthkey?user={alice}"), &org.key).await, StatusCode::BAD_REQUEST, 3).await;
+    rpc_error(t.delete(&format!("/api/v1/preauthkey?key={prefix}"), &org.key).await, StatusCode::BAD_REQUEST, 3).await;
+    assert_eq!(listed(alice.clone()).await["preAuthKeys"].as_array().unwrap().len(), 1);
+
+    assert_eq!(json(t.delete(&path(&alice, &secret), &org.key).await, StatusCode::OK).await, json!({}));
+    assert_eq!(listed(alice.clone()).await["preAuthKeys"], json!([]), "a deleted key is not listed");
+    rpc_error(t.delete(&path(&alice, &prefix), &org.key).await, StatusCode::NOT_FOUND, 5).await;
+    let audit = t.raw_rows("SELECT payload FROM events WHERE kind = 'audit'", &["payload"]).await;
+    assert!(audit.iter().any(|row| row.contains("preauth_key.delete")), "{audit:?}");
 }

@@ -18,6 +18,7 @@
 //! API-key management, routes, node registration and moving nodes between users.
 
 mod error;
+pub mod health;
 pub mod nodes;
 pub mod policy;
 pub mod preauthkeys;
@@ -52,6 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(preauthkeys::routes)
             .configure(nodes::routes)
             .configure(policy::routes)
+            .configure(health::routes)
             .default_service(web::to(not_found)),
     );
 }

@@ -3,11 +3,12 @@
 use actix_web::web;
 
 use super::error::{HsResult, RpcStatus};
-use super::wire::{PolicyResponse, SetPolicyRequest};
+use super::wire::{Empty, PolicyResponse, SetPolicyRequest};
 use super::HsJson;
 use crate::api::auth::OrgContext;
 use crate::api::policy::{org_policy, set_org_policy};
 use crate::api::State;
+use crate::state::store::policies::PolicyScope;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -15,7 +16,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get))
             .route(web::put().to(put))
             .default_service(super::only("GET, PUT")),
-    );
+    )
+    .service(web::resource("/policy/check").route(web::post().to(check)).default_service(super::only("POST")));
 }
 
 /// Get the policy (Headscale)
@@ -44,4 +46,23 @@ pub async fn get(state: State, ctx: OrgContext) -> HsResult<web::Json<PolicyResp
 pub async fn put(state: State, ctx: OrgContext, body: HsJson<SetPolicyRequest>) -> HsResult<web::Json<PolicyResponse>> {
     let doc = set_org_policy(&state, &ctx, &body.0.policy).await?;
     Ok(web::Json(PolicyResponse { policy: doc.text, updated_at: doc.updated_at }))
+}
+
+/// Check a policy (Headscale)
+///
+/// Every check of `PUT /api/v1/policy` — HuJSON syntax with line and column, meaning, the
+/// policy's `tests` against the organization's nodes — without saving anything.
+#[utoipa::path(post, path = "/api/v1/policy/check", operation_id = "HeadscaleService_CheckPolicy", tag = "headscale",
+    request_body(content = SetPolicyRequest, example = json!({"policy": "{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}]}"})),
+    responses(
+        (status = 200, description = "Valid", body = Empty),
+        (status = 400, description = "Not HuJSON, not a valid policy, or a failing test", body = RpcStatus),
+    ))]
+pub async fn check(state: State, ctx: OrgContext, body: HsJson<SetPolicyRequest>) -> HsResult<web::Json<Empty>> {
+    state
+        .writer
+        .check_policy(ctx.org_id, PolicyScope::Org, &body.0.policy)
+        .await
+        .map_err(crate::api::error::ApiError::from)?;
+    Ok(web::Json(Empty {}))
 }

@@ -82,6 +82,26 @@ impl Store {
         self.change(revoke, events).await
     }
 
+    /// Deletes the namespace's key `id`; the nodes it registered stay (they only remember its
+    /// id). `NotFound` when the namespace has no such key.
+    pub(in crate::state) async fn delete_preauth_key(
+        &self,
+        namespace_id: NamespaceId,
+        id: PreauthKeyId,
+        events: EventsFor<'_, PreauthKey>,
+    ) -> StoreResult<PreauthKey> {
+        let delete = async |txn: &DatabaseTransaction| {
+            let key = preauth_key::Entity::find_by_id(id)
+                .filter(preauth_key::Column::NamespaceId.eq(namespace_id))
+                .one(txn)
+                .await?
+                .ok_or(StoreError::NotFound("pre-auth key"))?;
+            preauth_key::Entity::delete_by_id(id).exec(txn).await?;
+            key.try_into()
+        };
+        self.change(delete, events).await
+    }
+
     /// The key whose plaintext is `secret`, whatever its state: found by its shown prefix,
     /// then its digest compared in constant time.
     pub async fn preauth_key_by_secret(&self, secret: &str) -> StoreResult<Option<PreauthKey>> {
