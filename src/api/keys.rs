@@ -155,7 +155,7 @@ pub async fn create(
         reusable: spec.reusable,
         ephemeral: spec.ephemeral,
         tags: spec.tags,
-        lifetime_secs: i64::try_from(spec.expires_in).unwrap_or(i64::MAX),
+        expiry: Expiry::In(i64::try_from(spec.expires_in).unwrap_or(i64::MAX)),
         lifetime_field: "expires_in",
         description: spec.description,
     };
@@ -215,11 +215,36 @@ pub(crate) struct KeyRequest {
     pub reusable: bool,
     pub ephemeral: bool,
     pub tags: Tags,
-    /// Seconds from now until the key expires; may be out of range (or negative).
-    pub lifetime_secs: i64,
-    /// How the caller named the lifetime, for the refusal message.
+    pub expiry: Expiry,
+    /// How the caller named the expiry, for the refusal message.
     pub lifetime_field: &'static str,
     pub description: String,
+}
+
+/// When a new key expires, as the caller said it; may be out of range (or in the past).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Expiry {
+    /// Seconds from now (`/v1`'s `expires_in`).
+    In(i64),
+    /// An instant (Headscale's `expiration`), kept as sent, to the microsecond the database
+    /// keeps.
+    At(DateTime<Utc>),
+}
+
+impl Expiry {
+    /// The instant, and the whole seconds from `now` until it (rounded up, so a client asking
+    /// for "now + max" is not refused for the milliseconds the request took).
+    fn resolve(self, now: DateTime<Utc>) -> (DateTime<Utc>, i64) {
+        use chrono::SubsecRound;
+        match self {
+            // Out-of-range values are refused before the instant is used; saturate meanwhile.
+            Expiry::In(secs) => (now.checked_add_signed(chrono::Duration::seconds(secs)).unwrap_or(now), secs),
+            Expiry::At(at) => {
+                let secs = (at - now).num_milliseconds().saturating_add(999).div_euclid(1000);
+                (at.trunc_subsecs(6), secs)
+            }
+        }
+    }
 }
 
 /// Validates a new key (lifetime within `max_key_expiry`, description length, tags against
@@ -231,15 +256,14 @@ pub(crate) async fn create_key(
     request: KeyRequest,
 ) -> ApiResult<(PreauthKey, String)> {
     let max = state.settings.max_key_expiry.as_secs();
-    if request.lifetime_secs < 1 || request.lifetime_secs as u64 > max {
+    let (expires_at, lifetime_secs) = request.expiry.resolve(state.writer.now());
+    if lifetime_secs < 1 || lifetime_secs as u64 > max {
         let field = request.lifetime_field;
         return Err(ApiError::Invalid(format!("{field} must be between 1 and {max} seconds from now")));
     }
     if request.description.chars().count() > MAX_DESCRIPTION {
         return Err(ApiError::Invalid(format!("description is longer than {MAX_DESCRIPTION} characters")));
     }
-    // `max` bounds the lifetime far below chrono's range, so the sum cannot overflow.
-    let expires_at = state.writer.now() + chrono::Duration::seconds(request.lifetime_secs);
     let new = NewPreauthKey {
         reusable: request.reusable,
         ephemeral: request.ephemeral,

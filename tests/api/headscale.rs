@@ -129,8 +129,11 @@ async fn preauth_keys(backend: Backend) {
         (json!(true), json!(true), json!(false))
     );
     assert_eq!(key["aclTags"], json!(["tag:ci"]));
-    let lifetime =
-        key["expiration"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap() - chrono::Utc::now();
+    let kept = key["expiration"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    let sent = expiration.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    use chrono::SubsecRound;
+    assert_eq!(kept, sent.trunc_subsecs(6), "the expiration is kept as sent (to the microsecond stored)");
+    let lifetime = kept - chrono::Utc::now();
     assert!((7100..=7200).contains(&lifetime.num_seconds()), "{lifetime}");
     // Numeric user ids, proto field names and defaults (one hour, single use) work too.
     let plain = json(

@@ -11,7 +11,7 @@ use super::wire::{
 use super::{id_field, parse_id, user_by_id, HsJson};
 use crate::api::auth::OrgContext;
 use crate::api::error::ApiError;
-use crate::api::keys::{create_key, revoke_key, KeyRequest};
+use crate::api::keys::{create_key, revoke_key, Expiry, KeyRequest};
 use crate::api::schema::Uint64Text;
 use crate::api::{audit, line, ApiState, State};
 use crate::domain::{PreauthKey, PreauthKeyId};
@@ -81,17 +81,12 @@ pub async fn create(
 ) -> HsResult<web::Json<PreAuthKeyResponse>> {
     let spec = body.0;
     let ns = user_by_id(&state, &ctx, id_field(spec.user.as_ref(), "user")?).await?;
-    let lifetime_secs = match spec.expiration {
-        // Rounded up, so a client asking for "now + max" is not refused for the
-        // milliseconds the request took.
-        Some(at) => (at - state.writer.now()).num_milliseconds().saturating_add(999).div_euclid(1000),
-        None => DEFAULT_LIFETIME_SECS,
-    };
+    let expiry = spec.expiration.map_or(Expiry::In(DEFAULT_LIFETIME_SECS), Expiry::At);
     let request = KeyRequest {
         reusable: spec.reusable,
         ephemeral: spec.ephemeral,
         tags: spec.acl_tags,
-        lifetime_secs,
+        expiry,
         lifetime_field: "expiration",
         description: String::new(),
     };
