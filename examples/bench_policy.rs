@@ -64,6 +64,7 @@ fn policy_text(first_port: u16) -> String {
 }
 
 fn main() {
+    println!("machine: {}", tenscale::loadgen::machine::Machine::probe());
     let before = nodes(NODES);
     let mut after = nodes(NODES);
     after.pop(); // one node left...

@@ -69,7 +69,7 @@ async fn serve_derp(takeover: Takeover, state: &AppState) {
         return;
     }
     tokio::select! {
-        _ = crate::derp::server::serve_client(state.derp.clone(), io, peer) => {}
+        _ = crate::derp::serve_client(state.derp.clone(), io, peer) => {}
         _ = shutdown.cancelled() => {}
     }
 }
@@ -172,6 +172,6 @@ async fn ws_derp(req: HttpRequest, body: web::Payload, state: web::Data<AppState
     let derp = state.derp.clone();
     let peer = req.peer_addr().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     websocket::accept(&req, body, "derp", state.shutdown.clone(), move |io: BrowserIo| {
-        crate::derp::server::serve_client(derp, io, peer)
+        crate::derp::serve_client(derp, io, peer)
     })
 }

@@ -1,6 +1,6 @@
 //! The plain-HTTP side of the relay: probes clients use to measure latency and detect
 //! captive portals, an explicit 426 for `/derp` without an upgrade, and the HTTP/1.1 101 that
-//! hands an upgraded `/derp` connection over to [`super::server::serve_client`].
+//! hands an upgraded `/derp` connection over to [`super::serve_client`].
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use tokio::io::{AsyncWrite, AsyncWriteExt};

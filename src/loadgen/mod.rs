@@ -23,7 +23,8 @@
 //! `max_connected` caps the map streams held at once (file-descriptor limits): when a new
 //! namespace would pass the cap, the oldest fully joined namespace disconnects first.
 
-pub mod machine;
+// The machine line and process samples, shared with the other benchmarks.
+pub use tenscale_machine as machine;
 pub mod node;
 pub mod target;
 

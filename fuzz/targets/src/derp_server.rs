@@ -14,10 +14,11 @@ use tokio::io::{duplex, AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 
 use crate::harness::{drain, must_end, run, split_selector, ClientEnd};
-use tenscale::derp::bench::StaticAdmission;
 use tenscale::derp::client::DerpClient;
 use tenscale::derp::crypto::{ClientInfo, DerpSecret};
-use tenscale::derp::server::{serve_client, DerpConfig, DerpMetrics, DerpServer, TenantId};
+use tenscale::derp::serve_client;
+use tenscale::derp::server::{DerpConfig, DerpMetrics, DerpServer, TenantId};
+use tenscale::derp::testkit::StaticAdmission;
 
 /// One input: what the module doc says must hold for it.
 pub fn check(data: &[u8]) {

@@ -14,8 +14,7 @@
 //! Parsing is total: any byte string yields a `Frame` or a [`FrameError`], never a panic.
 
 use bytes::{BufMut, Bytes, BytesMut};
-
-use crate::keys::NodePublic;
+use tenscale_base::keys::NodePublic;
 
 /// The 8-byte magic at the start of ServerKey: `"DERP🔑"`.
 pub const MAGIC: [u8; 8] = [0x44, 0x45, 0x52, 0x50, 0xF0, 0x9F, 0x94, 0x91];

@@ -14,12 +14,12 @@
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use tenscale_base::keys::NodePublic;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
-use super::frame::{self, Decoded, Frame, FrameError, FrameType, HEADER_LEN, MAX_FRAME_LEN};
-use super::DerpError;
-use crate::keys::NodePublic;
+use crate::error::DerpError;
+use crate::frame::{self, Decoded, Frame, FrameError, FrameType, HEADER_LEN, MAX_FRAME_LEN};
 
 /// A batch is written out once it reaches this size, even before a flush.
 const MAX_BATCH_BYTES: usize = 64 << 10;
@@ -208,8 +208,8 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::NodePublic;
     use bytes::Bytes;
+    use tenscale_base::keys::NodePublic;
 
     #[tokio::test]
     async fn reads_frames_split_across_reads_and_skips_unknown_ones() {

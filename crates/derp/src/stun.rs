@@ -183,7 +183,7 @@ mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    const CAPTURE: &[u8] = include_bytes!("../../tests/fixtures/stun_request.bin");
+    const CAPTURE: &[u8] = include_bytes!("../../../tests/fixtures/stun_request.bin");
 
     /// An independent decoder, written from RFC 5389 rather than from the encoder above:
     /// walks the attributes and undoes the XOR field by field.

@@ -1,4 +1,10 @@
-//! What the figures were measured on, and what a process costs: `/proc` readers only.
+//! What a benchmark's figures were measured on, and what a process costs: `/proc` readers
+//! only. Every benchmark of tenscale prints the same machine line (the load generator, the
+//! DERP bench, the policy bench) beside its figures.
+//!
+//! **Boundary:** a leaf crate of the standard library alone; it knows nothing of tenscale.
+
+#![warn(unreachable_pub)]
 
 use std::fmt;
 

@@ -11,13 +11,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
-use super::bench::{spawn_plain_relay, StaticAdmission};
-use super::client::DerpClient;
-use super::crypto::{ClientInfo, DerpSecret};
-use super::frame::{self, Frame, FrameType, PeerGoneReason};
-use super::server::{DerpConfig, DerpMetrics, DerpServer, DropReason, TenantId};
-use super::DerpError;
-use crate::keys::NodePublic;
+use tenscale_base::keys::NodePublic;
+use tenscale_derp::client::DerpClient;
+use tenscale_derp::crypto::{ClientInfo, DerpSecret};
+use tenscale_derp::frame::{self, Frame, FrameType, PeerGoneReason};
+use tenscale_derp::server::{DerpConfig, DerpMetrics, DerpServer, DropReason, TenantId};
+use tenscale_derp::testkit::{spawn_plain_relay, StaticAdmission};
+use tenscale_derp::DerpError;
 
 type Client = DerpClient<TcpStream>;
 
@@ -146,7 +146,7 @@ async fn the_real_client_info_json_is_accepted() {
         Some(frame::Decoded::Frame(Frame::ServerKey { key })) => key,
         other => panic!("{other:?}"),
     };
-    let json = include_bytes!("../../tests/fixtures/derp_clientinfo.json");
+    let json = include_bytes!("../../../tests/fixtures/derp_clientinfo.json");
     let sealed = secret.seal(&key, json).unwrap();
     let info = Frame::ClientInfo { key: secret.public(), sealed: sealed.into() };
     stream.write_all(&info.to_bytes()).await.unwrap();

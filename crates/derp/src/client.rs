@@ -5,14 +5,14 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use tenscale_base::keys::NodePublic;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
-use super::conn::FrameReader;
-use super::crypto::{ClientInfo, DerpSecret, ServerInfo};
-use super::frame::{self, Frame};
-use super::DerpError;
-use crate::keys::NodePublic;
+use crate::conn::FrameReader;
+use crate::crypto::{ClientInfo, DerpSecret, ServerInfo};
+use crate::error::DerpError;
+use crate::frame::{self, Frame};
 
 /// Largest HTTP response head accepted from the upgrade.
 const MAX_HEAD: usize = 8 << 10;

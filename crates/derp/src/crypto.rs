@@ -11,9 +11,9 @@
 use crypto_box::aead::{Aead, AeadCore, OsRng};
 use crypto_box::{Nonce, PublicKey, SalsaBox, SecretKey};
 use serde::{Deserialize, Serialize};
+use tenscale_base::keys::NodePublic;
 
-use super::frame::NONCE_LEN;
-use crate::keys::NodePublic;
+use crate::frame::NONCE_LEN;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CryptoError {
@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn parses_the_real_client_info_json() {
-        let json = include_str!("../../tests/fixtures/derp_clientinfo.json");
+        let json = include_str!("../../../tests/fixtures/derp_clientinfo.json");
         let info: ClientInfo = serde_json::from_str(json).unwrap();
         assert_eq!(info, ClientInfo::v2());
         // And we write it back byte for byte.

@@ -1,22 +1,25 @@
 //! Relay throughput next to a plain loopback TCP copy, and the memory of idle connections.
 //!
-//! `cargo run --release --example derp_bench -- [pairs] [seconds] [idle_connections]`
+//! `cargo run --release -p tenscale-derp-bench -- [pairs] [seconds] [idle_connections]`
 //! (`idle_connections` = 0 skips the memory part; it re-runs this binary as the client side so
 //! the server's RSS is measured alone.)
 //!
-//! `cargo run --release --example derp_bench -- mesh [pairs] [seconds]`: two meshed relays;
+//! `cargo run --release -p tenscale-derp-bench -- mesh [pairs] [seconds]`: two meshed relays;
 //! pairs on one relay next to pairs whose every packet crosses the mesh.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Registry;
-use tenscale::derp::bench::{
-    meshed_relays, relay_throughput, relay_throughput_between, spawn_plain_relay, tcp_copy_throughput, AdmitAll,
-};
-use tenscale::derp::client::DerpClient;
-use tenscale::derp::crypto::DerpSecret;
-use tenscale::derp::server::{DerpConfig, DerpMetrics, DerpServer};
+use tenscale_derp::client::DerpClient;
+use tenscale_derp::crypto::DerpSecret;
+use tenscale_derp::server::{DerpConfig, DerpMetrics, DerpServer, DropReason};
+use tenscale_derp::testkit::{meshed_relays, spawn_plain_relay, AdmitAll};
+use tenscale_machine::Machine;
+
+use self::throughput::{relay_throughput, relay_throughput_between, tcp_copy_throughput};
+
+mod throughput;
 
 const PACKET: usize = 1200;
 
@@ -72,8 +75,8 @@ async fn main() {
 
     let (server, addr) = start_relay().await;
     let m = server.metrics();
-    let queue_full = || m.dropped(tenscale::derp::server::DropReason::QueueFull).get();
-    println!("machine: {}", tenscale::loadgen::machine::Machine::probe());
+    let queue_full = || m.dropped(DropReason::QueueFull).get();
+    println!("machine: {}", Machine::probe());
     // The copy and the unwindowed relay are driven and counted the same way: senders write as
     // fast as their sockets take, receivers count what arrives (drops cannot inflate it).
     let tcp = tcp_copy_throughput(pairs, PACKET, duration).await.expect("tcp bench");
@@ -127,7 +130,7 @@ async fn main() {
 
 /// One relay's pairs next to pairs split over two meshed relays, windowed and not.
 async fn mesh(pairs: usize, duration: Duration) {
-    println!("machine: {}", tenscale::loadgen::machine::Machine::probe());
+    println!("machine: {}", Machine::probe());
     for window in [Some(32), None] {
         // Fresh relays for each round: no routes left over from the last one.
         let relays = meshed_relays(2).await.expect("two meshed relays");
