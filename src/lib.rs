@@ -7,7 +7,6 @@ pub mod app;
 pub mod config;
 pub mod control;
 pub mod derp;
-pub mod front;
 #[cfg(feature = "testkit")]
 pub mod loadgen;
 pub mod netmap;
@@ -17,4 +16,5 @@ pub mod telemetry;
 
 // The leaf crates, under the names the planes have always used for them.
 pub use tenscale_base::{domain, keys};
+pub use tenscale_front as front;
 pub use tenscale_policy as policy;

@@ -132,14 +132,14 @@ impl BlankLine {
 /// The error a head over the size cap ends with (inside an `InvalidData` `io::Error`).
 #[derive(Debug, thiserror::Error)]
 #[error("request head too large")]
-pub struct HeadTooLarge;
+pub(crate) struct HeadTooLarge;
 
 fn too_large() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, HeadTooLarge)
 }
 
 /// Whether `err` is the size cap's.
-pub fn is_too_large(err: &io::Error) -> bool {
+pub(crate) fn is_too_large(err: &io::Error) -> bool {
     err.get_ref().is_some_and(|inner| inner.is::<HeadTooLarge>())
 }
 

@@ -33,6 +33,12 @@
 //! connections, and cancels [`Takeover::shutdown`] (one token for the whole server): takeover
 //! handlers must watch it and finish, since the worker waits for them (up to
 //! [`FrontOptions::shutdown_timeout`]). `stop(false)` drops every connection at once.
+//!
+//! **Boundary:** a leaf crate. It knows two upgrade tokens and the WebSocket handshake, and
+//! nothing of what is spoken after them: the server's takeover handler and App get the
+//! connections. It reads no store and no settings file (the server passes [`FrontOptions`]
+//! in), and imports nothing of tenscale.
+#![warn(unreachable_pub)]
 
 pub mod limits;
 mod replay;
