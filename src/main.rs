@@ -223,7 +223,7 @@ async fn apikey(command: ApiKeyCommand, writer: &Writer) -> anyhow::Result<()> {
                 .into_iter()
                 .map(|k| {
                     json!({"id": k.id, "prefix": k.prefix, "description": k.description,
-                                "created_at": k.created_at, "revoked_at": k.revoked_at})
+                                "created_at": k.created_at, "revoked_at": k.revoked_at, "expires_at": k.expires_at})
                 })
                 .collect();
             println!("{}", json!({ "api_keys": keys }));

@@ -10,6 +10,7 @@ mod m20261202_000002_events;
 mod m20261202_000003_audit_in_outbox;
 mod m20261202_000004_instances;
 mod m20261206_000001_secret_prefixes;
+mod m20261208_000001_api_key_expiry;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000003_audit_in_outbox::Migration),
             Box::new(m20261202_000004_instances::Migration),
             Box::new(m20261206_000001_secret_prefixes::Migration),
+            Box::new(m20261208_000001_api_key_expiry::Migration),
         ]
     }
 }

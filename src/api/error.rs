@@ -178,6 +178,7 @@ impl From<crate::state::credentials::CredentialRefusal> for ApiError {
         use crate::state::credentials::CredentialRefusal;
         match refusal {
             CredentialRefusal::TagNotAllowed(message) => ApiError::Invalid(message),
+            refusal @ CredentialRefusal::ExpiryNotInFuture => ApiError::Invalid(refusal.to_string()),
             CredentialRefusal::Store(err) => err.into(),
         }
     }

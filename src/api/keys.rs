@@ -238,7 +238,11 @@ impl Expiry {
         use chrono::SubsecRound;
         match self {
             // Out-of-range values are refused before the instant is used; saturate meanwhile.
-            Expiry::In(secs) => (now.checked_add_signed(chrono::Duration::seconds(secs)).unwrap_or(now), secs),
+            // (`Duration::seconds` panics past ±i64::MAX ms: `try_seconds` cannot.)
+            Expiry::In(secs) => {
+                let at = chrono::Duration::try_seconds(secs).and_then(|d| now.checked_add_signed(d));
+                (at.unwrap_or(now), secs)
+            }
             Expiry::At(at) => {
                 let secs = (at - now).num_milliseconds().saturating_add(999).div_euclid(1000);
                 (at.trunc_subsecs(6), secs)

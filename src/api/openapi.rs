@@ -39,6 +39,7 @@ use crate::domain::{NamespaceName, NodeName};
         headscale::nodes::list, headscale::nodes::get, headscale::nodes::delete, headscale::nodes::expire,
         headscale::nodes::rename, headscale::nodes::set_tags,
         headscale::policy::get, headscale::policy::put, headscale::policy::check, headscale::health::get,
+        headscale::apikeys::list, headscale::apikeys::create, headscale::apikeys::expire, headscale::apikeys::delete,
     ),
     // Path and query parameters name these by reference, and utoipa collects only the schemas of bodies.
     components(schemas(error::Problem, headscale::RpcStatus, NamespaceName, NodeName, schema::Uint64Text)),

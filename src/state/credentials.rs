@@ -23,6 +23,9 @@ pub enum CredentialRefusal {
     /// A tag the governing policy does not declare in `tagOwners` (the message names it).
     #[error("{0}")]
     TagNotAllowed(String),
+    /// A key asked to expire at or before the present moment.
+    #[error("the expiration must be in the future")]
+    ExpiryNotInFuture,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -48,7 +51,23 @@ impl Writer {
         description: &str,
         audit: Option<&Audit<'_, ApiKey>>,
     ) -> StoreResult<(ApiKey, String)> {
-        self.store.create_api_key(org_id, description, &|key| with_audit(Vec::new(), audit, key)).await
+        self.store.create_api_key(org_id, description, None, &|key| with_audit(Vec::new(), audit, key)).await
+    }
+
+    /// [`Self::create_api_key`] for a key that stops working at `expires_at`, which must be
+    /// later than now.
+    pub async fn create_api_key_until(
+        &self,
+        org_id: OrgId,
+        description: &str,
+        expires_at: DateTime<Utc>,
+        audit: Option<&Audit<'_, ApiKey>>,
+    ) -> Result<(ApiKey, String), CredentialRefusal> {
+        if expires_at <= self.now() {
+            return Err(CredentialRefusal::ExpiryNotInFuture);
+        }
+        let events = |key: &ApiKey| with_audit(Vec::new(), audit, key);
+        Ok(self.store.create_api_key(org_id, description, Some(expires_at), &events).await?)
     }
 
     pub async fn revoke_api_key(
@@ -58,6 +77,26 @@ impl Writer {
         audit: Option<&Audit<'_, ApiKey>>,
     ) -> StoreResult<ApiKey> {
         self.store.revoke_api_key(org_id, id, &|key| with_audit(Vec::new(), audit, key)).await
+    }
+
+    /// Ends the key's life now (Headscale's "expire"); a key already expired keeps its time.
+    pub async fn expire_api_key(
+        &self,
+        org_id: OrgId,
+        id: ApiKeyId,
+        audit: Option<&Audit<'_, ApiKey>>,
+    ) -> StoreResult<ApiKey> {
+        self.store.expire_api_key(org_id, id, &|key| with_audit(Vec::new(), audit, key)).await
+    }
+
+    /// Removes the key; it authenticates nothing from this commit on.
+    pub async fn delete_api_key(
+        &self,
+        org_id: OrgId,
+        id: ApiKeyId,
+        audit: Option<&Audit<'_, ApiKey>>,
+    ) -> StoreResult<ApiKey> {
+        self.store.delete_api_key(org_id, id, &|key| with_audit(Vec::new(), audit, key)).await
     }
 
     /// A namespace starts empty: no event until a node joins it.

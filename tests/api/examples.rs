@@ -55,6 +55,8 @@ async fn every_example_is_answered_as_documented(backend: Backend) {
 /// (so a delete or a rename cannot change what the next operation finds).
 struct Fixture {
     key: String,
+    /// The prefix a listing shows of `key` (the Headscale surface names API keys by it).
+    key_prefix: String,
     namespace_id: i64,
     preauth_key_id: i64,
     preauth_key_prefix: String,
@@ -65,12 +67,14 @@ impl Fixture {
     async fn create(t: &TestApp, index: usize, with_alice: bool) -> Fixture {
         let org = t.org(&format!("org-{index}")).await;
         let key = org.key.clone();
+        let key_prefix = t.app.state.api.store.list_api_keys(org.id).await.unwrap()[0].prefix.clone();
         ok(t.put_policy(&key, "application/json", FIXTURE_POLICY).await).await;
         let settings = json!({"issuer": format!("https://org-{index}.example.com"), "audience": "tenscale",
             "keys": [{"alg": "HS256", "secret": "a secret of the fixture, 32 bytes or more"}]});
         ok(t.req(Method::PUT, "/v1/settings/browser-keys", &key).json(&settings).send().await.unwrap()).await;
         if !with_alice {
-            return Fixture { key, namespace_id: 0, preauth_key_id: 0, preauth_key_prefix: String::new(), node_id: 0 };
+            let (namespace_id, preauth_key_id, node_id, preauth_key_prefix) = (0, 0, 0, String::new());
+            return Fixture { key, key_prefix, namespace_id, preauth_key_id, preauth_key_prefix, node_id };
         }
         ok(t.post("/v1/namespaces", &key, json!({"name": "alice"})).await).await;
         let policy = t.req(Method::PUT, "/v1/namespaces/alice/policy", &key).header("content-type", "application/json");
@@ -81,6 +85,7 @@ impl Fixture {
         let node = t.register_node(namespace.id, created["key"].as_str().unwrap(), "laptop").await;
         Fixture {
             key,
+            key_prefix,
             namespace_id: namespace.id.get(),
             preauth_key_id: created["id"].as_i64().unwrap(),
             preauth_key_prefix: created["prefix"].as_str().unwrap().to_string(),
@@ -96,12 +101,13 @@ impl Fixture {
             "id" if path.contains("/keys/") => self.preauth_key_id.to_string(),
             "id" if path.contains("/nodes/") => self.node_id.to_string(),
             "id" | "old_id" => self.namespace_id.to_string(),
+            "prefix" => self.key_prefix.clone(),
             _ => text(example.unwrap_or_else(|| panic!("{path}: parameter {name} has no example"))),
         }
     }
 
     /// The example body with the ids it names replaced by the fixture's: the Headscale
-    /// surface names users by id and keys by their text.
+    /// surface names users by id, pre-auth keys by their text and API keys by their prefix.
     fn body(&self, mut example: Value) -> Value {
         if let Some(fields) = example.as_object_mut() {
             if fields.contains_key("user") {
@@ -109,6 +115,9 @@ impl Fixture {
             }
             if fields.get("key").is_some_and(Value::is_string) {
                 fields.insert("key".into(), json!(self.preauth_key_prefix));
+            }
+            if fields.get("prefix").is_some_and(Value::is_string) {
+                fields.insert("prefix".into(), json!(self.key_prefix));
             }
         }
         example

@@ -1,6 +1,7 @@
 //! The Headscale-compatible surface (`/api/v1`): Headscale's JSON field names, every
 //! endpoint's success and failure, gRPC-gateway errors, and organization isolation.
 
+use chrono::SubsecRound;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use tenscale::domain::NodeId;
@@ -15,7 +16,8 @@ on_both_backends!(
     policy,
     errors_and_isolation,
     ids_are_decimal_digits,
-    health_check_and_key_deletion
+    health_check_and_key_deletion,
+    api_keys
 );
 
 /// Asserts a gRPC-gateway error `{code, message, details}` with `status` and gRPC `code`.
@@ -131,7 +133,6 @@ async fn preauth_keys(backend: Backend) {
     assert_eq!(key["aclTags"], json!(["tag:ci"]));
     let kept = key["expiration"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
     let sent = expiration.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
-    use chrono::SubsecRound;
     assert_eq!(kept, sent.trunc_subsecs(6), "the expiration is kept as sent (to the microsecond stored)");
     let lifetime = kept - chrono::Utc::now();
     assert!((7100..=7200).contains(&lifetime.num_seconds()), "{lifetime}");
@@ -529,4 +530,84 @@ async fn health_check_and_key_deletion(backend: Backend) {
     rpc_error(t.delete(&path(&alice, &prefix), &org.key).await, StatusCode::NOT_FOUND, 5).await;
     let audit = t.raw_rows("SELECT payload FROM events WHERE kind = 'audit'", &["payload"]).await;
     assert!(audit.iter().any(|row| row.contains("preauth_key.delete")), "{audit:?}");
+}
+
+/// `/api/v1/apikey`: the organization's keys made with an expiration kept as sent, listed,
+/// expired and deleted by prefix or id (one of the two), each refused at once afterwards;
+/// another organization's keys are missing; every change audited.
+async fn api_keys(backend: Backend) {
+    let t = spawn(backend, &[]).await;
+    let org = t.org("acme").await;
+    let globex = t.org("globex").await;
+    let expiration = (chrono::Utc::now() + chrono::Duration::days(3)).trunc_subsecs(6);
+    let made = json(t.post("/api/v1/apikey", &org.key, json!({"expiration": expiration})).await, StatusCode::OK).await;
+    assert_eq!(keys_of(&made), ["apiKey"]);
+    let secret = made["apiKey"].as_str().unwrap().to_string();
+    json(t.get("/v1/namespaces", &secret).await, StatusCode::OK).await; // an org API key on `/v1` too
+
+    let listed = |key: String| {
+        let t = &t;
+        async move { json(t.get("/api/v1/apikey", &key).await, StatusCode::OK).await["apiKeys"].clone() }
+    };
+    let keys = listed(secret.clone()).await;
+    assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
+    let (first, new) = (&keys[0], &keys[1]);
+    assert_eq!(keys_of(new), ["createdAt", "expiration", "id", "lastSeen", "prefix"]);
+    assert_eq!(first["expiration"], Value::Null, "the CLI's key never expires: {first}");
+    let kept: chrono::DateTime<chrono::Utc> = new["expiration"].as_str().unwrap().parse().unwrap();
+    assert_eq!(kept, expiration, "the expiration is kept as sent");
+    assert!(secret.starts_with(new["prefix"].as_str().unwrap()), "{new}");
+    let (new_id, new_prefix) = (new["id"].as_str().unwrap().to_string(), new["prefix"].as_str().unwrap().to_string());
+
+    // No expiration: 90 days. One in the past: refused, and nothing is made.
+    json(t.post("/api/v1/apikey", &org.key, json!({})).await, StatusCode::OK).await;
+    let default: chrono::DateTime<chrono::Utc> =
+        listed(org.key.clone()).await[2]["expiration"].as_str().unwrap().parse().unwrap();
+    let ninety_days = chrono::Utc::now() + chrono::Duration::days(90);
+    assert!((default - ninety_days).num_seconds().abs() < 60, "{default} is not 90 days from now");
+    let past = json!({"expiration": "2020-01-01T00:00:00Z"});
+    let refused = rpc_error(t.post("/api/v1/apikey", &org.key, past).await, StatusCode::BAD_REQUEST, 3).await;
+    assert!(refused["message"].as_str().unwrap().contains("future"), "{refused}");
+    assert_eq!(listed(org.key.clone()).await.as_array().unwrap().len(), 3);
+
+    // Another organization sees none of them and cannot touch them.
+    assert_eq!(listed(globex.key.clone()).await.as_array().unwrap().len(), 1);
+    let expire = |key: &str, body: Value| {
+        let (t, key) = (&t, key.to_string());
+        async move { t.post("/api/v1/apikey/expire", &key, body).await }
+    };
+    rpc_error(expire(&globex.key, json!({"prefix": new_prefix})).await, StatusCode::NOT_FOUND, 5).await;
+    rpc_error(expire(&globex.key, json!({"id": new_id})).await, StatusCode::NOT_FOUND, 5).await;
+    rpc_error(t.delete(&format!("/api/v1/apikey/{new_prefix}"), &globex.key).await, StatusCode::NOT_FOUND, 5).await;
+    // One of prefix and id, not both, not neither; an id is a uint64.
+    rpc_error(expire(&org.key, json!({"prefix": new_prefix, "id": new_id})).await, StatusCode::BAD_REQUEST, 3).await;
+    rpc_error(expire(&org.key, json!({})).await, StatusCode::BAD_REQUEST, 3).await;
+    rpc_error(expire(&org.key, json!({"id": "seven"})).await, StatusCode::BAD_REQUEST, 3).await;
+    let both = format!("/api/v1/apikey/{new_prefix}?id={new_id}");
+    rpc_error(t.delete(&both, &org.key).await, StatusCode::BAD_REQUEST, 3).await;
+    json(t.get("/api/v1/apikey", &secret).await, StatusCode::OK).await; // still alive
+
+    // Expired by id: refused from the next request on, and listed with the moment it ended.
+    assert_eq!(json(expire(&org.key, json!({"id": new_id})).await, StatusCode::OK).await, json!({}));
+    rpc_error(t.get("/api/v1/apikey", &secret).await, StatusCode::UNAUTHORIZED, 16).await;
+    assert_eq!(t.get("/v1/namespaces", &secret).await.status(), StatusCode::UNAUTHORIZED);
+    let ended: chrono::DateTime<chrono::Utc> =
+        listed(org.key.clone()).await[1]["expiration"].as_str().unwrap().parse().unwrap();
+    assert!(ended <= chrono::Utc::now() && ended < expiration, "{ended}");
+
+    // Deleted by prefix: gone from the listing; a second delete finds nothing.
+    let delete = format!("/api/v1/apikey/{new_prefix}");
+    assert_eq!(json(t.delete(&delete, &org.key).await, StatusCode::OK).await, json!({}));
+    assert_eq!(listed(org.key.clone()).await.as_array().unwrap().len(), 2);
+    rpc_error(t.delete(&delete, &org.key).await, StatusCode::NOT_FOUND, 5).await;
+
+    // A key may expire itself (by prefix): this request is the last it makes.
+    let own_prefix = listed(org.key.clone()).await[0]["prefix"].as_str().unwrap().to_string();
+    assert_eq!(json(expire(&org.key, json!({"prefix": own_prefix})).await, StatusCode::OK).await, json!({}));
+    rpc_error(t.get("/api/v1/apikey", &org.key).await, StatusCode::UNAUTHORIZED, 16).await;
+
+    let actions = audit_actions(&t, &org).await;
+    for action in ["api_key.create", "api_key.expire", "api_key.delete"] {
+        assert!(actions.iter().any(|a| a == action), "{action} not in {actions:?}");
+    }
 }

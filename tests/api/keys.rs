@@ -62,6 +62,10 @@ async fn refused_keys(backend: Backend) {
         (json!({"tags": ["tag:"]}), "invalid tag"),
         (json!({"expires_in": 0}), "expires_in"),
         (json!({"expires_in": 86401}), "86400"),
+        // Past what a duration holds (once a panic): refused like any other out-of-range value.
+        (json!({"expires_in": 9_223_372_036_854_775_808u64}), "86400"),
+        (json!({"expires_in": u64::MAX}), "86400"),
+        (json!({"expires_in": i64::MAX}), "86400"),
         (json!({"expires_in": -5}), "expected u64"),
         (json!({"reusable": "yes"}), "invalid type"),
         (json!({"single_use": true}), "unknown field `single_use`"),

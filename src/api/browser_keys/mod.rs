@@ -303,7 +303,7 @@ async fn issue_key(
             CredentialRefusal::TagNotAllowed(e) => {
                 ApiError::Forbidden(format!("the browser keys' tags are not allowed here: {e}"))
             }
-            CredentialRefusal::Store(err) => err.into(),
+            refusal => refusal.into(),
         })?;
     Ok(BrowserKey {
         key: secret,

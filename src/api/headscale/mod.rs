@@ -15,8 +15,10 @@
 //! Bodies are read leniently (unknown fields are ignored, as gRPC-gateway does with the
 //! fields it binds from the path): clients send `nodeId` or `user` in bodies whose values
 //! are also in the path. Not offered: renaming a user (namespaces keep their names; 501),
-//! API-key management, routes, node registration and moving nodes between users.
+//! routes, node registration and moving nodes between users. API keys (`apikey`) are the
+//! caller organization's own.
 
+pub mod apikeys;
 mod error;
 pub mod health;
 pub mod nodes;
@@ -54,6 +56,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(nodes::routes)
             .configure(policy::routes)
             .configure(health::routes)
+            .configure(apikeys::routes)
             .default_service(web::to(not_found)),
     );
 }
