@@ -27,6 +27,9 @@
 #  schemathesis  tests/schemathesis/run.sh: the API fuzzed from its own OpenAPI document
 #            against the tenscale binary on SQLite and on PostgreSQL: no 5xx, no undocumented
 #            status, Content-Type or body;
+#  apiclients  tests/apiclients/run.sh: the APIs driven by API clients nobody here wrote
+#            (hsapi-client from PyPI over /api/v1), against the tenscale binary on SQLite and
+#            on PostgreSQL;
 #  realclient  tests/realclient/run.sh: real Tailscale clients — tsnet 1.90.9 in Caddy, the
 #            pinned `tailscaled` + `tailscale` CLI, the wasm client in Chromium and
 #            tailscale-rs (crate `tailscale` 0.6.1, in tests/realclient/tsrs-probe) — join a
@@ -117,6 +120,9 @@ cargo test --workspace --locked
 await_prepare
 stage schemathesis
 TENSCALE_BIN="$REPO/target/debug/tenscale" tests/schemathesis/run.sh
+
+stage apiclients
+TENSCALE_BIN="$REPO/target/debug/tenscale" tests/apiclients/run.sh
 
 if [[ "${TENSCALE_SKIP_REALCLIENT:-}" == 1 ]]; then
   echo "SKIPPED by TENSCALE_SKIP_REALCLIENT=1: the real-client tests did not run" >&2
