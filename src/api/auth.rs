@@ -64,9 +64,24 @@ pub fn refuse_nul_in_target(req: &ServiceRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// How a surface takes its API key from the `Authorization` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schemes {
+    /// `Bearer <key>` only (`/v1`, `/api/v1`).
+    Bearer,
+    /// `Bearer <key>`, or `Basic` with the key as the user name and an empty password, as
+    /// Tailscale's API clients send it (`/api/v2`).
+    BearerOrBasic,
+}
+
 /// The checks of [`guard`] without running the handler: on success the [`OrgContext`] is in
 /// the request extensions. Surfaces with another error shape call this and render the error.
 pub async fn authenticate(req: &ServiceRequest) -> Result<OrgContext, ApiError> {
+    authenticate_with(req, Schemes::Bearer).await
+}
+
+/// [`authenticate`], taking the key as `schemes` allows.
+pub async fn authenticate_with(req: &ServiceRequest, schemes: Schemes) -> Result<OrgContext, ApiError> {
     let state = req
         .app_data::<web::Data<ApiState>>()
         .cloned()
@@ -74,9 +89,17 @@ pub async fn authenticate(req: &ServiceRequest) -> Result<OrgContext, ApiError> 
     if let Some(peer) = req.peer_addr() {
         state.rate_limits.check_ip(peer.ip())?;
     }
-    let token = bearer_token(req.headers().get(header::AUTHORIZATION))?;
+    let header = req.headers().get(header::AUTHORIZATION);
+    let basic = match schemes {
+        Schemes::BearerOrBasic => basic_user(header),
+        Schemes::Bearer => None,
+    };
+    let token = match basic {
+        Some(user) => std::borrow::Cow::Owned(user),
+        None => std::borrow::Cow::Borrowed(bearer_token(header)?),
+    };
     let key =
-        state.store.authenticate_api_key(token).await?.ok_or(ApiError::Unauthorized("invalid or revoked API key"))?;
+        state.store.authenticate_api_key(&token).await?.ok_or(ApiError::Unauthorized("invalid or revoked API key"))?;
     state.rate_limits.check_key(key.id)?;
     let ctx = OrgContext { org_id: key.org_id, api_key_id: key.id };
     req.extensions_mut().insert(ctx);
@@ -94,6 +117,20 @@ fn bearer_token(value: Option<&header::HeaderValue>) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
+/// The user name of a `Basic` credential whose password is empty (an API key, as Tailscale's
+/// clients send it); `None` for anything else, which then must be a `Bearer` credential.
+fn basic_user(value: Option<&header::HeaderValue>) -> Option<String> {
+    use base64::Engine;
+    let text = value?.to_str().ok()?;
+    let (scheme, encoded) = text.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let (user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    (password.is_empty() && !user.is_empty()).then(|| user.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +144,15 @@ mod tests {
             assert!(bearer_token(Some(&value)).is_err(), "{bad}");
         }
         assert!(bearer_token(None).is_err());
+    }
+
+    #[test]
+    fn parses_basic_credentials_with_the_key_as_user_name() {
+        // "tskey-api-abc:" and "tskey-api-abc:secret" in base64.
+        let ok = header::HeaderValue::from_static("Basic dHNrZXktYXBpLWFiYzo=");
+        assert_eq!(basic_user(Some(&ok)).as_deref(), Some("tskey-api-abc"));
+        for bad in ["Basic dHNrZXktYXBpLWFiYzpzZWNyZXQ=", "Basic !!!", "Basic Og==", "Bearer dHNrZXktYXBpLWFiYzo="] {
+            assert_eq!(basic_user(Some(&header::HeaderValue::from_static(bad))), None, "{bad}");
+        }
     }
 }

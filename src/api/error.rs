@@ -131,6 +131,15 @@ impl ResponseError for ApiError {
         }
         let mut response = HttpResponse::build(self.status_code());
         response.content_type("application/problem+json");
+        self.add_headers(&mut response);
+        response.body(serde_json::to_string(&self.problem()).unwrap_or_default())
+    }
+}
+
+impl ApiError {
+    /// The headers that go with this failure whatever the surface's body: `Retry-After` on
+    /// a 429, `WWW-Authenticate` on a 401, `Allow` on a 405.
+    pub(crate) fn add_headers(&self, response: &mut actix_web::HttpResponseBuilder) {
         match self {
             ApiError::RateLimited { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
@@ -143,7 +152,6 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.body(serde_json::to_string(&self.problem()).unwrap_or_default())
     }
 }
 

@@ -1,5 +1,6 @@
 //! The REST management API (`/v1`), the Headscale-compatible surface (`/api/v1`,
-//! [`headscale`]), probes and the OpenAPI document.
+//! [`headscale`]), the Tailscale-compatible one (`/api/v2`, [`tailscale`]), probes and the
+//! OpenAPI document.
 //!
 //! Shape of a request: [`ratelimit`] and [`auth`] run as middleware on `/v1` and leave an
 //! [`auth::OrgContext`]; a thin handler parses its input into domain values ([`body`], serde
@@ -25,6 +26,7 @@ pub mod openapi;
 pub mod policy;
 pub mod ratelimit;
 pub mod schema;
+pub mod tailscale;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
@@ -71,6 +73,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(not_found)),
     );
     headscale::configure(cfg);
+    tailscale::configure(cfg);
 }
 
 async fn not_found() -> ApiResult<()> {

@@ -9,12 +9,12 @@ use std::sync::OnceLock;
 
 use actix_web::{web, HttpResponse};
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{browser_keys, error, headscale, health, keys, namespaces, nodes, policy, schema};
+use super::{browser_keys, error, headscale, health, keys, namespaces, nodes, policy, schema, tailscale};
 use crate::domain::{NamespaceName, NodeName};
 
 #[derive(OpenApi)]
@@ -25,7 +25,9 @@ use crate::domain::{NamespaceName, NodeName};
             Every `/v1` request carries `Authorization: Bearer <org API key>` and sees only its own \
             organization: another organization's objects answer 404. Errors are RFC 7807 \
             `application/problem+json`. `/api/v1` is a Headscale-compatible surface (a Headscale \
-            user is a namespace) with the same authentication and Headscale's JSON and gRPC-gateway errors."
+            user is a namespace) with the same authentication and Headscale's JSON and gRPC-gateway errors; \
+            `/api/v2` is a Tailscale-compatible surface (a tailnet is a namespace) that also takes the key as \
+            HTTP Basic's user name, with Tailscale's JSON and errors."
     ),
     paths(
         namespaces::create, namespaces::list, namespaces::get, namespaces::delete,
@@ -40,9 +42,10 @@ use crate::domain::{NamespaceName, NodeName};
         headscale::nodes::rename, headscale::nodes::set_tags,
         headscale::policy::get, headscale::policy::put, headscale::policy::check, headscale::health::get,
         headscale::apikeys::list, headscale::apikeys::create, headscale::apikeys::expire, headscale::apikeys::delete,
+        tailscale::keys::list, tailscale::keys::create, tailscale::keys::get, tailscale::keys::delete,
     ),
     // Path and query parameters name these by reference, and utoipa collects only the schemas of bodies.
-    components(schemas(error::Problem, headscale::RpcStatus, NamespaceName, NodeName, schema::Uint64Text)),
+    components(schemas(error::Problem, headscale::RpcStatus, tailscale::TsErrorBody, NamespaceName, NodeName, schema::Uint64Text)),
     modifiers(&CommonResponses),
     security(("bearer" = [])),
     tags(
@@ -54,6 +57,8 @@ use crate::domain::{NamespaceName, NodeName};
         (name = "operations", description = "Probes and metrics; no authentication"),
         (name = "headscale", description = "Headscale-compatible API (v0.26–v0.28 JSON): users are namespaces; \
             errors are gRPC-gateway statuses `{code, message, details}`"),
+        (name = "tailscale", description = "Tailscale-compatible API v2: a tailnet is a namespace, named in the path; \
+            the API key as Bearer or as Basic user name; errors are `{message}`"),
     )
 )]
 pub struct ApiDoc;
@@ -87,9 +92,16 @@ impl Modify for CommonResponses {
             ))
             .build();
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
-        for (prefix, media, schema) in
-            [("", "application/problem+json", "Problem"), ("Rpc", "application/json", "RpcStatus")]
-        {
+        let basic = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Basic)
+            .description(Some("`/api/v2` only: the organization API key as the user name, an empty password."))
+            .build();
+        components.add_security_scheme("basic", SecurityScheme::Http(basic));
+        for (prefix, media, schema) in [
+            ("", "application/problem+json", "Problem"),
+            ("Rpc", "application/json", "RpcStatus"),
+            ("Ts", "application/json", "TsErrorBody"),
+        ] {
             for (name, status, description) in COMMON {
                 let content = ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build();
                 let mut response = ResponseBuilder::new().description(*description).content(media, content);
@@ -104,12 +116,19 @@ impl Modify for CommonResponses {
                 ""
             } else if path.starts_with("/api/v1/") {
                 "Rpc"
+            } else if path.starts_with("/api/v2/") {
+                "Ts"
             } else {
                 continue;
             };
             let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
             for op in ops.into_iter().flatten() {
                 add_common(op, prefix);
+                if prefix == "Ts" {
+                    // Either credential will do (the document's default names only Bearer).
+                    let either = ["bearer", "basic"].map(|name| SecurityRequirement::new(name, Vec::<String>::new()));
+                    op.security = Some(either.into());
+                }
             }
         }
     }
@@ -123,7 +142,7 @@ fn retry_after_header() -> utoipa::openapi::header::Header {
 }
 
 /// Adds the common responses that apply to `op`; `prefix` picks the error shape ("" for
-/// problem+json, "Rpc" for gRPC-gateway statuses).
+/// problem+json, "Rpc" for gRPC-gateway statuses, "Ts" for Tailscale's `{message}`).
 fn add_common(op: &mut Operation, prefix: &str) {
     // An operation with a security requirement of its own (the browser-key exchange: a JWT)
     // is not behind the API-key guard.

@@ -98,6 +98,7 @@ impl Fixture {
     fn path_value(&self, path: &str, name: &str, example: Option<&Value>) -> String {
         match name {
             "node_id" => self.node_id.to_string(),
+            "keyId" => self.preauth_key_id.to_string(),
             "id" if path.contains("/keys/") => self.preauth_key_id.to_string(),
             "id" if path.contains("/nodes/") => self.node_id.to_string(),
             "id" | "old_id" => self.namespace_id.to_string(),

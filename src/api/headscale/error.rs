@@ -7,7 +7,6 @@
 //! problem+json. The HTTP status is [`ApiError`]'s own, so both surfaces agree on it; only
 //! the gRPC code is decided here.
 
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
@@ -96,17 +95,8 @@ impl ResponseError for HsError {
             tracing::error!(%detail, "headscale api: internal error");
         }
         let mut response = HttpResponse::build(self.status_code());
-        match self {
-            HsError::Api(ApiError::RateLimited { retry_after_secs }) => {
-                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
-            }
-            HsError::Api(ApiError::Unauthorized(_)) => {
-                response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
-            }
-            HsError::Api(ApiError::MethodNotAllowed { allow }) => {
-                response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
-            }
-            _ => {}
+        if let HsError::Api(api) = self {
+            api.add_headers(&mut response);
         }
         response.json(self.status())
     }
