@@ -3,6 +3,8 @@
 
 mod support;
 
+#[path = "api/api_keys.rs"]
+mod api_keys;
 #[path = "api/browser_keys.rs"]
 mod browser_keys;
 #[path = "api/docs.rs"]

@@ -13,6 +13,7 @@
 //! (org id, name) and everything else through its namespace, so another organization's
 //! object is indistinguishable from a missing one (404, never 403).
 
+pub mod api_keys;
 pub mod auth;
 pub mod body;
 pub mod browser_keys;
@@ -65,6 +66,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(auth::guard))
             .configure(error::extractor_configs)
             .configure(namespaces::routes)
+            .configure(api_keys::routes)
             .configure(keys::routes)
             .configure(nodes::routes)
             .configure(policy::routes)

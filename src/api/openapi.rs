@@ -14,7 +14,7 @@ use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{browser_keys, error, headscale, health, keys, namespaces, nodes, policy, schema, tailscale};
+use super::{api_keys, browser_keys, error, headscale, health, keys, namespaces, nodes, policy, schema, tailscale};
 use crate::domain::{NamespaceName, NodeName};
 
 #[derive(OpenApi)]
@@ -32,6 +32,7 @@ use crate::domain::{NamespaceName, NodeName};
     paths(
         namespaces::create, namespaces::list, namespaces::get, namespaces::delete,
         keys::create, keys::list, keys::revoke,
+        api_keys::create, api_keys::list, api_keys::revoke, api_keys::rotate,
         nodes::list, nodes::get, nodes::update, nodes::delete, nodes::expire,
         policy::get, policy::put, policy::validate, policy::get_namespace, policy::put_namespace, policy::delete_namespace,
         browser_keys::get_settings, browser_keys::put_settings, browser_keys::exchange,
@@ -51,6 +52,7 @@ use crate::domain::{NamespaceName, NodeName};
     tags(
         (name = "namespaces", description = "Isolated tailnets, one per end user of an app"),
         (name = "pre-auth keys", description = "Keys that let a client register a node in a namespace"),
+        (name = "api keys", description = "The organization's API keys: made, rotated and revoked here, each with an expiry"),
         (name = "nodes", description = "Machines registered in a namespace"),
         (name = "policy", description = "The organization's ACL policy (HuJSON)"),
         (name = "browser keys", description = "Pages trade their app backend's short JWT for a one-hour ephemeral key"),

@@ -89,6 +89,17 @@ impl Writer {
         self.store.expire_api_key(org_id, id, &|key| with_audit(Vec::new(), audit, key)).await
     }
 
+    /// A new key in place of key `id`, whose secret is shown this once; `id` is revoked in
+    /// the same commit, so exactly one of the two works at any moment.
+    pub async fn rotate_api_key(
+        &self,
+        org_id: OrgId,
+        id: ApiKeyId,
+        audit: Option<&Audit<'_, ApiKey>>,
+    ) -> StoreResult<(ApiKey, String)> {
+        self.store.rotate_api_key(org_id, id, &|(key, _)| with_audit(Vec::new(), audit, key)).await
+    }
+
     /// Removes the key; it authenticates nothing from this commit on.
     pub async fn delete_api_key(
         &self,

@@ -57,6 +57,8 @@ struct Fixture {
     key: String,
     /// The prefix a listing shows of `key` (the Headscale surface names API keys by it).
     key_prefix: String,
+    /// The id of `key` (`/v1/api-keys/{id}`).
+    key_id: i64,
     namespace_id: i64,
     preauth_key_id: i64,
     preauth_key_prefix: String,
@@ -67,14 +69,15 @@ impl Fixture {
     async fn create(t: &TestApp, index: usize, with_alice: bool) -> Fixture {
         let org = t.org(&format!("org-{index}")).await;
         let key = org.key.clone();
-        let key_prefix = t.app.state.api.store.list_api_keys(org.id).await.unwrap()[0].prefix.clone();
+        let own = t.app.state.api.store.list_api_keys(org.id).await.unwrap().remove(0);
+        let (key_prefix, key_id) = (own.prefix, own.id.get());
         ok(t.put_policy(&key, "application/json", FIXTURE_POLICY).await).await;
         let settings = json!({"issuer": format!("https://org-{index}.example.com"), "audience": "tenscale",
             "keys": [{"alg": "HS256", "secret": "a secret of the fixture, 32 bytes or more"}]});
         ok(t.req(Method::PUT, "/v1/settings/browser-keys", &key).json(&settings).send().await.unwrap()).await;
         if !with_alice {
             let (namespace_id, preauth_key_id, node_id, preauth_key_prefix) = (0, 0, 0, String::new());
-            return Fixture { key, key_prefix, namespace_id, preauth_key_id, preauth_key_prefix, node_id };
+            return Fixture { key, key_prefix, key_id, namespace_id, preauth_key_id, preauth_key_prefix, node_id };
         }
         ok(t.post("/v1/namespaces", &key, json!({"name": "alice"})).await).await;
         let policy = t.req(Method::PUT, "/v1/namespaces/alice/policy", &key).header("content-type", "application/json");
@@ -86,6 +89,7 @@ impl Fixture {
         Fixture {
             key,
             key_prefix,
+            key_id,
             namespace_id: namespace.id.get(),
             preauth_key_id: created["id"].as_i64().unwrap(),
             preauth_key_prefix: created["prefix"].as_str().unwrap().to_string(),
@@ -99,6 +103,7 @@ impl Fixture {
         match name {
             "node_id" => self.node_id.to_string(),
             "keyId" => self.preauth_key_id.to_string(),
+            "id" if path.contains("/api-keys/") => self.key_id.to_string(),
             "id" if path.contains("/keys/") => self.preauth_key_id.to_string(),
             "id" if path.contains("/nodes/") => self.node_id.to_string(),
             "id" | "old_id" => self.namespace_id.to_string(),

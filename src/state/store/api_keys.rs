@@ -69,7 +69,13 @@ impl Store {
         events: EventsFor<'_, ApiKey>,
     ) -> StoreResult<ApiKey> {
         let now = self.now();
-        self.update_api_key(org_id, id, move |active| active.revoked_at = Set(Some(now)), events).await
+        let revoke = move |active: &mut api_key::ActiveModel| {
+            // A key revoked before keeps the moment it was.
+            if matches!(active.revoked_at, ActiveValue::Unchanged(None)) {
+                active.revoked_at = Set(Some(now));
+            }
+        };
+        self.update_api_key(org_id, id, revoke, events).await
     }
 
     /// Ends the key's life now, unless it already ended.
@@ -87,6 +93,42 @@ impl Store {
             }
         };
         self.update_api_key(org_id, id, expire, events).await
+    }
+
+    /// Replaces key `id` by a new one with its description and its lifetime's length, in one
+    /// unit of work: the old key is revoked as the new one is made. A revoked key is not
+    /// rotated (`Conflict`). The new plaintext is returned here and never again.
+    pub(in crate::state) async fn rotate_api_key(
+        &self,
+        org_id: OrgId,
+        id: ApiKeyId,
+        events: EventsFor<'_, (ApiKey, String)>,
+    ) -> StoreResult<(ApiKey, String)> {
+        let now = self.now();
+        let rotate = async |txn: &DatabaseTransaction| {
+            let old = find_in_org(txn, org_id, id).await?;
+            if old.revoked_at.is_some() {
+                return Err(StoreError::Conflict("the API key is revoked; create a new one instead".into()));
+            }
+            let lifetime = old.expires_at.map(|at| at - old.created_at);
+            let (secret, shown) = new_secret(API_KEY_PREFIX);
+            let replacement = api_key::ActiveModel {
+                org_id: Set(org_id),
+                prefix: Set(shown),
+                hash: Set(hash_secret(&secret)),
+                description: Set(old.description.clone()),
+                created_at: Set(now),
+                last_used_at: Set(None),
+                revoked_at: Set(None),
+                expires_at: Set(lifetime.and_then(|life| now.checked_add_signed(life))),
+                ..Default::default()
+            };
+            let mut retired: api_key::ActiveModel = old.into();
+            retired.revoked_at = Set(Some(now));
+            retired.update(txn).await?;
+            Ok((ApiKey::from(replacement.insert(txn).await?), secret))
+        };
+        self.change(rotate, events).await
     }
 
     /// Removes the key; what it was is returned for the events.
