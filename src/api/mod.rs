@@ -27,6 +27,7 @@ pub mod openapi;
 pub mod policy;
 pub mod ratelimit;
 pub mod schema;
+pub mod surface;
 pub mod tailscale;
 
 use actix_web::middleware::from_fn;
@@ -84,7 +85,7 @@ async fn not_found() -> ApiResult<()> {
 
 /// Any other method on a resource that takes `allow`: 405 with the `Allow` header.
 fn only(allow: &'static str) -> actix_web::Route {
-    web::to(move || async move { Err::<(), _>(ApiError::MethodNotAllowed { allow }) })
+    surface::only::<ApiError>(allow)
 }
 
 /// Any path outside the API's resources: problem+json like every other refusal.

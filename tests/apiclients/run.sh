@@ -31,12 +31,6 @@ LOG_NAME=apiclients/run.sh
 WORK=$(mktemp -d -t tenscale-apiclients.XXXXXX)
 # shellcheck source=../support/server.sh
 source "$REPO/tests/support/server.sh"
-cleanup() {
-  stop_server
-  drop_database
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 # Runs every client against one server on `database_url`, each with an organization of its own.
 drive() {

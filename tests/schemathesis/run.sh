@@ -34,12 +34,6 @@ LOG_NAME=schemathesis/run.sh
 WORK=$(mktemp -d -t tenscale-schemathesis.XXXXXX)
 # shellcheck source=../support/server.sh
 source "$REPO/tests/support/server.sh"
-cleanup() {
-  stop_server
-  drop_database
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 # Fuzzes one server on `database_url`; fails on any finding.
 fuzz() {

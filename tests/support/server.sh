@@ -4,11 +4,19 @@
 # throwaway PostgreSQL database.
 #
 # The sourcing script sets LOG_NAME (its name in messages), BIN (the server binary), POSTGRES
-# (the PostgreSQL server's URL) and WORK (its scratch directory); SERVER_PID and DATABASE are
-# this file's, and `stop_server` and `drop_database` are safe to call at any time.
+# (the PostgreSQL server's URL) and WORK (its scratch directory) before sourcing it; SERVER_PID
+# and DATABASE are this file's. On exit the server is stopped, the database dropped and WORK
+# removed, however the script ends.
 
 SERVER_PID=
 DATABASE=
+
+cleanup() {
+  stop_server
+  drop_database
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 log() { echo "$LOG_NAME: $*" >&2; }
 

@@ -27,20 +27,16 @@ pub mod preauthkeys;
 pub mod users;
 pub mod wire;
 
-use std::future::Future;
-use std::pin::Pin;
-
 use actix_web::body::MessageBody;
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, FromRequest, HttpRequest};
-use serde::de::DeserializeOwned;
+use actix_web::web;
 
 pub use error::{HsError, HsResult, RpcStatus};
 
 use super::auth::{self, OrgContext};
-use super::body::ApiJson;
 use super::error::ApiError;
+use super::surface::{self, SurfaceJson};
 use crate::api::ApiState;
 use crate::domain::NamespaceId;
 use crate::state::store::{Namespace, StoreError};
@@ -50,14 +46,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
             .wrap(from_fn(guard))
-            .configure(extractor_configs)
+            .configure(surface::extractor_configs::<HsError>)
             .configure(users::routes)
             .configure(preauthkeys::routes)
             .configure(nodes::routes)
             .configure(policy::routes)
             .configure(health::routes)
             .configure(apikeys::routes)
-            .default_service(web::to(not_found)),
+            .default_service(surface::not_found::<HsError>("Not Found")),
     );
 }
 
@@ -71,38 +67,13 @@ async fn guard(
     next.call(req).await
 }
 
-/// gRPC-gateway statuses for actix's own extractor failures.
-fn extractor_configs(cfg: &mut web::ServiceConfig) {
-    use actix_web::web::{PathConfig, QueryConfig};
-    cfg.app_data(
-        QueryConfig::default().error_handler(|err, _| HsError::from(ApiError::BadRequest(err.to_string())).into()),
-    )
-    .app_data(PathConfig::default().error_handler(|err, _| HsError::from(ApiError::NotFound(err.to_string())).into()));
-}
-
-async fn not_found() -> HsResult<()> {
-    Err(ApiError::NotFound("Not Found".into()).into())
-}
-
 /// Any other method on a resource that takes `allow`: 405 with the `Allow` header.
 fn only(allow: &'static str) -> actix_web::Route {
-    web::to(move || async move { Err::<(), HsError>(ApiError::MethodNotAllowed { allow }.into()) })
+    surface::only::<HsError>(allow)
 }
 
-/// A JSON body read like `/v1`'s ([`ApiJson`]: size limit, media type, serde's message),
-/// failing in this surface's shape.
-#[derive(Debug)]
-pub struct HsJson<T>(pub T);
-
-impl<T: DeserializeOwned + 'static> FromRequest for HsJson<T> {
-    type Error = HsError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, HsError>>>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = ApiJson::<T>::from_request(req, payload);
-        Box::pin(async move { body.await.map(|ApiJson(value)| HsJson(value)).map_err(HsError::from) })
-    }
-}
+/// A JSON body read like `/v1`'s, failing in this surface's shape.
+pub type HsJson<T> = SurfaceJson<T, HsError>;
 
 /// A uint64 id from a path, a query or a body's text, as Headscale writes it: decimal digits
 /// ([`super::schema::UINT64_TEXT_PATTERN`], the document's pattern), else 400 invalid argument, as

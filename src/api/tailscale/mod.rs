@@ -18,20 +18,16 @@ mod error;
 pub mod keys;
 pub mod wire;
 
-use std::future::Future;
-use std::pin::Pin;
-
 use actix_web::body::MessageBody;
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, FromRequest, HttpRequest};
-use serde::de::DeserializeOwned;
+use actix_web::web;
 
 pub use error::{TsError, TsErrorBody, TsResult};
 
 use super::auth::{self, OrgContext, Schemes};
-use super::body::ApiJson;
 use super::error::ApiError;
+use super::surface::{self, SurfaceJson};
 use crate::api::ApiState;
 use crate::state::store::{Namespace, StoreError};
 
@@ -40,9 +36,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v2")
             .wrap(from_fn(guard))
-            .configure(extractor_configs)
+            .configure(surface::extractor_configs::<TsError>)
             .configure(keys::routes)
-            .default_service(web::to(not_found)),
+            .default_service(surface::not_found::<TsError>("not found")),
     );
 }
 
@@ -57,38 +53,13 @@ async fn guard(
     next.call(req).await
 }
 
-/// Tailscale's error shape for actix's own extractor failures.
-fn extractor_configs(cfg: &mut web::ServiceConfig) {
-    use actix_web::web::{PathConfig, QueryConfig};
-    cfg.app_data(
-        QueryConfig::default().error_handler(|err, _| TsError::from(ApiError::BadRequest(err.to_string())).into()),
-    )
-    .app_data(PathConfig::default().error_handler(|err, _| TsError::from(ApiError::NotFound(err.to_string())).into()));
-}
-
-async fn not_found() -> TsResult<()> {
-    Err(ApiError::NotFound("not found".into()).into())
-}
-
 /// Any other method on a resource that takes `allow`: 405 with the `Allow` header.
 fn only(allow: &'static str) -> actix_web::Route {
-    web::to(move || async move { Err::<(), TsError>(ApiError::MethodNotAllowed { allow }.into()) })
+    surface::only::<TsError>(allow)
 }
 
-/// A JSON body read like `/v1`'s ([`ApiJson`]: size limit, media type, serde's message),
-/// failing in this surface's shape.
-#[derive(Debug)]
-pub struct TsJson<T>(pub T);
-
-impl<T: DeserializeOwned + 'static> FromRequest for TsJson<T> {
-    type Error = TsError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, TsError>>>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = ApiJson::<T>::from_request(req, payload);
-        Box::pin(async move { body.await.map(|ApiJson(value)| TsJson(value)).map_err(TsError::from) })
-    }
-}
+/// A JSON body read like `/v1`'s, failing in this surface's shape.
+pub type TsJson<T> = SurfaceJson<T, TsError>;
 
 /// The caller's namespace that the path names as its tailnet.
 async fn tailnet(state: &ApiState, ctx: &OrgContext, name: &str) -> TsResult<Namespace> {
