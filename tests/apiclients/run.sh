@@ -51,12 +51,7 @@ drive() {
   if ((status == 0)); then
     TS_BASE_URL="$base" TS_API_KEY="$ts_key" "$go_bin" || status=$?
   fi
-  stop_server
-  if ((status != 0)); then
-    log "$backend: a client failed; the server's log:"
-    tail -n 50 "$WORK/server-$backend.log" >&2
-    return "$status"
-  fi
+  stop_server_after "$backend" "$status" "a client failed"
 }
 
 # The venv, with the client's f-strings readable by this Python (see the top).

@@ -59,12 +59,7 @@ fuzz() {
     --request-timeout 20 \
     --no-color) || status=$?
   log "$backend: schemathesis took $((SECONDS - started)) s"
-  stop_server
-  if ((status != 0)); then
-    log "$backend: schemathesis found problems (replay with SCHEMATHESIS_SEED=$SEED); the server's log:"
-    tail -n 50 "$WORK/server-$backend.log" >&2
-    return "$status"
-  fi
+  stop_server_after "$backend" "$status" "schemathesis found problems (replay with SCHEMATHESIS_SEED=$SEED)"
 }
 
 # Both databases are fuzzed whatever the first finds, so one run reports everything.

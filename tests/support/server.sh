@@ -83,6 +83,18 @@ stop_server() {
   SERVER_PID=
 }
 
+# Stops the server of `backend` (its log is $WORK/server-<backend>.log); when `status` is not 0,
+# says `what` went wrong, shows the end of that log, and returns `status`.
+stop_server_after() {
+  local backend=$1 status=$2 what=$3
+  stop_server
+  if ((status != 0)); then
+    log "$backend: $what; the server's log:"
+    tail -n 50 "$WORK/server-$backend.log" >&2
+  fi
+  return "$status"
+}
+
 # A new, empty PostgreSQL database named `<prefix>_<random>`, in DATABASE.
 create_database() {
   local prefix=$1
