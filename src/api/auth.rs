@@ -96,6 +96,13 @@ pub async fn authenticate_with(req: &ServiceRequest, schemes: Schemes) -> Result
     };
     let token = match basic {
         Some(user) => std::borrow::Cow::Owned(user),
+        // Basic, but not the key as user name with an empty password: say what is expected
+        // rather than that Bearer is.
+        None if schemes == Schemes::BearerOrBasic && has_scheme(header, "basic") => {
+            return Err(ApiError::Unauthorized(
+                "Basic credentials must be the API key as user name and an empty password",
+            ));
+        }
         None => std::borrow::Cow::Borrowed(bearer_token(header)?),
     };
     let key =
@@ -115,6 +122,12 @@ fn bearer_token(value: Option<&header::HeaderValue>) -> Result<&str, ApiError> {
         return Err(ApiError::Unauthorized("Authorization must be: Bearer <API key>"));
     }
     Ok(token.trim())
+}
+
+/// Whether the header's credential is of `scheme` (case-insensitive, RFC 9110).
+fn has_scheme(value: Option<&header::HeaderValue>, scheme: &str) -> bool {
+    let text = value.and_then(|v| v.to_str().ok()).unwrap_or_default();
+    text.trim().split(' ').next().is_some_and(|s| s.eq_ignore_ascii_case(scheme))
 }
 
 /// The user name of a `Basic` credential whose password is empty (an API key, as Tailscale's

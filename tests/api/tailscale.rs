@@ -72,6 +72,9 @@ async fn keys_in_tailscales_shape(backend: Backend) {
     assert!(message.contains("keyType"), "{message}");
     let wrong = basic(Method::GET, "/api/v2/tailnet/alice/keys", "tskey-api-wrong").send().await.unwrap();
     ts_error(wrong, StatusCode::UNAUTHORIZED).await;
+    let with_password = t.client.get(t.url("/api/v2/tailnet/alice/keys")).basic_auth(&org.key, Some("secret"));
+    let message = ts_error(with_password.send().await.unwrap(), StatusCode::UNAUTHORIZED).await;
+    assert!(message.contains("empty password"), "{message}");
     ts_error(t.get("/api/v2/tailnet/alice/devices", &org.key).await, StatusCode::NOT_FOUND).await;
 
     // No expiry: 90 days, within the server's maximum.
